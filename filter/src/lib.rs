@@ -1,0 +1,1 @@
+//! Interlock proxy-wasm filter.
