@@ -111,3 +111,42 @@ pub struct Evaluation {
     pub decision: Decision,
     pub facts: Facts,
 }
+
+impl Evaluation {
+    /// The body of the local reply for a blocking decision: a JSON-RPC error carrying the
+    /// request's id when the route speaks JSON-RPC, plain JSON otherwise. Both name the rule and
+    /// the decision id. Never echoes request content beyond the JSON-RPC id.
+    pub fn reply_body(&self, decision_id: &str) -> String {
+        let d = &self.decision;
+        let data = serde_json::json!({
+            "decision_id": decision_id,
+            "rule": d.rule,
+            "status": d.status,
+            "reason": d.reason,
+        });
+        let message = match d.status {
+            401 => "unauthenticated: Interlock requires a verified agent identity",
+            413 => "request body exceeds Interlock's inspection limit",
+            415 => "request cannot be inspected by Interlock",
+            400 => "request refused by Interlock as malformed or ambiguous",
+            _ => "request denied by Interlock policy",
+        };
+        let body = if self.facts.jsonrpc {
+            // JSON-RPC 2.0 §5.1: -32700 parse error, -32600 invalid request; -32001 is in the
+            // server-defined range (-32000..-32099) for "denied by policy".
+            let code = match d.rule.as_str() {
+                crate::builtin::MALFORMED_BODY => -32700,
+                _ if d.status == 400 => -32600,
+                _ => -32001,
+            };
+            serde_json::json!({
+                "jsonrpc": "2.0",
+                "id": self.facts.rpc_id.clone().unwrap_or(serde_json::Value::Null),
+                "error": { "code": code, "message": message, "data": data },
+            })
+        } else {
+            serde_json::json!({ "error": message, "decision_id": decision_id, "rule": d.rule, "status": d.status, "reason": d.reason })
+        };
+        body.to_string()
+    }
+}

@@ -1,47 +1,501 @@
-//! The compiled engine: built once from a document, then evaluated per request.
+//! Compiling a policy document into an immutable, indexed [`Engine`].
+//!
+//! Validation happens here, once: every refusal names the JSON path and the value. What comes out
+//! is a set of tables keyed so that evaluating a request costs a handful of hash probes and a trie
+//! walk over the request path, however many rules the document has (see [`Tables`]).
 
+use std::collections::{BTreeMap, HashMap};
+
+use crate::builtin;
 use crate::error::PolicyError;
-use crate::schema::PolicyDocument;
+use crate::glob;
+use crate::jsonrpc;
+use crate::schema::{
+    A2aMatch, ArgumentMatch, DefaultAction, Effect, GovernedRoute, HttpMatch, IdentityConfig, InspectionConfig,
+    JwtIdentity, McpMatch, Mode, PolicyDocument, Protocol,
+};
+use crate::template::{HostPattern, PathTemplate, PathTrie};
 
-/// A compiled, immutable policy.
+/// A compiled, immutable policy. Cheap to share; evaluation never allocates tables.
 #[derive(Debug, Clone)]
 pub struct Engine {
-    doc: PolicyDocument,
+    pub(crate) version: String,
+    pub(crate) identity: IdentityConfig,
+    pub(crate) inspection: InspectionConfig,
+    pub(crate) default_action: DefaultAction,
+    pub(crate) governed: Vec<CompiledRoute>,
+    pub(crate) governed_trie: PathTrie<usize>,
+    /// All rules, indexed by their position (`idx`), which is also their precedence among rules
+    /// of the same effect: document rules first, then agents' grants in document order.
+    pub(crate) rules: Vec<CompiledRule>,
+    /// Rules that apply to every agent.
+    pub(crate) global: Scope,
+    /// Rules scoped to one agent (its grants, and rules that name it).
+    pub(crate) agents: HashMap<String, Scope>,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct CompiledRoute {
+    pub id: String,
+    pub template: PathTemplate,
+    pub hosts: Option<Vec<HostPattern>>,
+    pub protocol: Protocol,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct CompiledRule {
+    pub id: String,
+    pub effect: Effect,
+    pub mode: Mode,
+    pub http: Option<HttpClause>,
+    pub rpc: Option<RpcClause>,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct HttpClause {
+    pub methods: Option<Vec<String>>,
+    pub hosts: Option<Vec<HostPattern>>,
+    pub paths: Option<Vec<PathTemplate>>,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) enum RpcClause {
+    Mcp { methods: Option<Vec<String>>, tools: Option<Vec<String>>, arguments: Vec<ArgMatcher> },
+    A2a { methods: Option<Vec<&'static str>> },
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct ArgMatcher {
+    pub pointer: String,
+    pub kind: ArgKind,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) enum ArgKind {
+    Exact(String),
+    Prefix(String),
+    Glob(String),
+}
+
+/// The rules of one scope, split by effect: allow tables match exactly, deny tables match
+/// case-folded (a deny on `delete_repository` also catches `Delete_Repository`, and one on
+/// `/api/admin/**` catches `/API/Admin`, in case an upstream folds case; an allow never widens).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Scope {
+    pub allow: Tables,
+    pub deny: Tables,
+}
+
+/// Rule indices keyed for lookup. Each rule sits in exactly one place per scope, chosen by its
+/// most selective clause: an RPC clause (tool name, else method, else "any call"), else the HTTP
+/// path templates (trie), else "any request". Lookup collects candidates from the request's keys
+/// only; each candidate is then checked in full. Cost per request: one trie walk plus one hash
+/// probe per RPC call, independent of how many rules exist. Memory: one entry per (rule, key).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Tables {
+    pub http_paths: PathTrie<usize>,
+    pub http_any: Vec<usize>,
+    pub mcp_tools: HashMap<String, Vec<usize>>,
+    pub mcp_methods: HashMap<String, Vec<usize>>,
+    pub mcp_any: Vec<usize>,
+    pub a2a_methods: HashMap<&'static str, Vec<usize>>,
+    pub a2a_any: Vec<usize>,
 }
 
 impl Engine {
     /// Parses, validates and compiles a policy document from JSON text.
     pub fn from_json(text: &str) -> Result<Self, PolicyError> {
-        let doc = parse_document(text)?;
-        Self::compile(doc)
+        Self::compile(parse_document(text)?)
     }
 
     /// Validates and compiles a parsed document.
     pub fn compile(doc: PolicyDocument) -> Result<Self, PolicyError> {
-        Ok(Self { doc })
+        Compiler::default().compile(doc)
     }
 
     /// The document's `version`.
     pub fn version(&self) -> &str {
-        &self.doc.version
+        &self.version
     }
 
-    /// Number of rules (agent grants and document rules).
+    /// Number of rules (document rules and agent grants).
     pub fn rule_count(&self) -> usize {
-        self.doc.rules.len() + self.doc.agents.values().map(|a| a.grants.len()).sum::<usize>()
+        self.rules.len()
+    }
+
+    /// Where the filter reads verified JWT claims from.
+    pub fn jwt_identity(&self) -> &JwtIdentity {
+        &self.identity.jwt
+    }
+
+    /// Inspection limits.
+    pub fn inspection(&self) -> &InspectionConfig {
+        &self.inspection
+    }
+
+    /// Ids of every rule the engine can decide with: document rules and built-ins. Bounded; the
+    /// filter uses it to bound metric cardinality.
+    pub fn rule_ids(&self) -> impl Iterator<Item = &str> {
+        self.rules.iter().map(|r| r.id.as_str()).chain(builtin::ALL.iter().copied())
     }
 }
 
 /// Parses the document's JSON shape, naming the JSON path of the first error.
 pub fn parse_document(text: &str) -> Result<PolicyDocument, PolicyError> {
     let de = &mut serde_json::Deserializer::from_str(text);
-    serde_path_to_error::deserialize(de).map_err(|e| PolicyError::Malformed {
+    let doc = serde_path_to_error::deserialize(de).map_err(|e| PolicyError::Malformed {
         path: json_path(&e.path().to_string()),
         reason: e.inner().to_string(),
-    })
+    })?;
+    // The document may also carry duplicate keys, which serde would silently resolve (last wins):
+    // a policy is security configuration, so reject them like any other ambiguity.
+    crate::json::parse_strict(text.as_bytes(), 64).map_err(|e| PolicyError::Malformed { path: "$".into(), reason: e.to_string() })?;
+    Ok(doc)
 }
 
 /// serde_path_to_error prints `rules[2].http`; errors say `$.rules[2].http`.
 fn json_path(p: &str) -> String {
     if p == "." || p.is_empty() { "$".to_owned() } else { format!("$.{p}") }
+}
+
+#[derive(Default)]
+struct Compiler {
+    rules: Vec<CompiledRule>,
+    first_use: BTreeMap<String, String>,
+    global: Scope,
+    agents: HashMap<String, Scope>,
+}
+
+impl Compiler {
+    fn compile(mut self, doc: PolicyDocument) -> Result<Engine, PolicyError> {
+        for (field, value) in [
+            ("rate_limits", &doc.rate_limits),
+            ("data_rules", &doc.data_rules),
+            ("llm_tool_rules", &doc.llm_tool_rules),
+        ] {
+            if value.is_some() {
+                return Err(PolicyError::Unsupported {
+                    path: format!("$.{field}"),
+                    what: match field {
+                        "rate_limits" => "rate limits arrive with live shared state",
+                        "data_rules" => "sensitive-data rules arrive with deep inspection",
+                        _ => "LLM tool-call rules arrive with deep inspection",
+                    },
+                });
+            }
+        }
+        check_label("$.version", &doc.version, 128)?;
+        validate_identity(&doc.identity, &doc.agents)?;
+        validate_inspection(&doc.inspection)?;
+
+        let mut governed = Vec::new();
+        let mut governed_trie = PathTrie::default();
+        let mut route_ids = BTreeMap::new();
+        for (i, r) in doc.governed.iter().enumerate() {
+            let path = format!("$.governed[{i}]");
+            let route = compile_route(&path, r)?;
+            if let Some(first) = route_ids.insert(route.id.clone(), path.clone()) {
+                return Err(PolicyError::invalid(format!("{path}.id"), &route.id, format!("duplicate governed route id (first at {first})")));
+            }
+            governed_trie.insert(&route.template, governed.len());
+            governed.push(route);
+        }
+
+        for agent in doc.agents.keys() {
+            check_label(&format!("$.agents[{agent:?}]"), agent, 256)?;
+            self.agents.insert(agent.clone(), Scope::default());
+        }
+
+        for (i, rule) in doc.rules.iter().enumerate() {
+            let path = format!("$.rules[{i}]");
+            let compiled = compile_rule(&path, &rule.id, rule.effect, rule.mode, rule.http.as_ref(), rule.mcp.as_ref(), rule.a2a.as_ref())?;
+            let idx = self.push(&path, compiled)?;
+            match &rule.agents {
+                None => index_rule(&mut self.global, &self.rules, idx),
+                Some(list) => {
+                    if list.is_empty() {
+                        return Err(PolicyError::invalid(format!("{path}.agents"), list, "an empty list applies to nobody; omit it to apply to every agent"));
+                    }
+                    for (j, a) in list.iter().enumerate() {
+                        let scope = self.agents.get_mut(a).ok_or_else(|| {
+                            PolicyError::invalid(format!("{path}.agents[{j}]"), a, "not an agent declared under $.agents")
+                        })?;
+                        index_rule(scope, &self.rules, idx);
+                    }
+                }
+            }
+        }
+
+        for (agent, policy) in &doc.agents {
+            for (i, grant) in policy.grants.iter().enumerate() {
+                let path = format!("$.agents[{agent:?}].grants[{i}]");
+                let compiled = compile_rule(&path, &grant.id, Effect::Allow, grant.mode, grant.http.as_ref(), grant.mcp.as_ref(), grant.a2a.as_ref())?;
+                let idx = self.push(&path, compiled)?;
+                if let Some(scope) = self.agents.get_mut(agent) {
+                    index_rule(scope, &self.rules, idx);
+                }
+            }
+        }
+
+        Ok(Engine {
+            version: doc.version,
+            identity: doc.identity,
+            inspection: doc.inspection,
+            default_action: doc.default_action,
+            governed,
+            governed_trie,
+            rules: self.rules,
+            global: self.global,
+            agents: self.agents,
+        })
+    }
+
+    fn push(&mut self, path: &str, rule: CompiledRule) -> Result<usize, PolicyError> {
+        if builtin::ALL.contains(&rule.id.as_str()) {
+            return Err(PolicyError::invalid(format!("{path}.id"), &rule.id, "reserved for a built-in rule"));
+        }
+        if let Some(first) = self.first_use.get(&rule.id) {
+            return Err(PolicyError::DuplicateRuleId { path: format!("{path}.id"), id: rule.id, first: first.clone() });
+        }
+        self.first_use.insert(rule.id.clone(), format!("{path}.id"));
+        self.rules.push(rule);
+        Ok(self.rules.len().saturating_sub(1))
+    }
+}
+
+fn index_rule(scope: &mut Scope, rules: &[CompiledRule], idx: usize) {
+    let Some(rule) = rules.get(idx) else { return };
+    let fold = rule.effect == Effect::Deny;
+    let t = if fold { &mut scope.deny } else { &mut scope.allow };
+    let key = |s: &str| if fold { s.to_ascii_lowercase() } else { s.to_owned() };
+    match (&rule.rpc, &rule.http) {
+        (Some(RpcClause::Mcp { tools: Some(tools), .. }), _) => {
+            for tool in tools {
+                t.mcp_tools.entry(key(tool)).or_default().push(idx);
+            }
+        }
+        (Some(RpcClause::Mcp { methods: Some(methods), .. }), _) => {
+            for m in methods {
+                t.mcp_methods.entry(key(m)).or_default().push(idx);
+            }
+        }
+        (Some(RpcClause::Mcp { .. }), _) => t.mcp_any.push(idx),
+        (Some(RpcClause::A2a { methods: Some(methods) }), _) => {
+            for m in methods {
+                t.a2a_methods.entry(m).or_default().push(idx);
+            }
+        }
+        (Some(RpcClause::A2a { methods: None }), _) => t.a2a_any.push(idx),
+        (None, Some(HttpClause { paths: Some(paths), .. })) => {
+            for p in paths {
+                let p = if fold { p.folded() } else { p.clone() };
+                t.http_paths.insert(&p, idx);
+            }
+        }
+        (None, _) => t.http_any.push(idx),
+    }
+}
+
+fn check_label(path: &str, value: &str, max: usize) -> Result<(), PolicyError> {
+    if value.is_empty() || value.len() > max || value.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err(PolicyError::invalid(path, value, format!("must be 1..={max} printable characters without spaces")));
+    }
+    Ok(())
+}
+
+fn validate_identity(id: &IdentityConfig, agents: &BTreeMap<String, crate::schema::AgentPolicy>) -> Result<(), PolicyError> {
+    let j = &id.jwt;
+    for (field, v) in [
+        ("metadata_namespace", &j.metadata_namespace),
+        ("payload_key", &j.payload_key),
+        ("agent_claim", &j.agent_claim),
+        ("user_claim", &j.user_claim),
+        ("session_claim", &j.session_claim),
+    ] {
+        check_label(&format!("$.identity.jwt.{field}"), v, 256)?;
+    }
+    for (principal, agent) in &id.mtls_agents {
+        let path = format!("$.identity.mtls_agents[{principal:?}]");
+        check_label(&path, principal, 2048)?;
+        if !agents.contains_key(agent) {
+            return Err(PolicyError::invalid(path, agent, "not an agent declared under $.agents"));
+        }
+    }
+    Ok(())
+}
+
+fn validate_inspection(i: &InspectionConfig) -> Result<(), PolicyError> {
+    let range = |field: &str, v: u32, lo: u32, hi: u32| {
+        if v < lo || v > hi {
+            Err(PolicyError::invalid(format!("$.inspection.{field}"), v, format!("must be within {lo}..={hi}")))
+        } else {
+            Ok(())
+        }
+    };
+    range("max_body_bytes", i.max_body_bytes, 1, 16 << 20)?;
+    range("max_json_depth", i.max_json_depth, 1, 128)?;
+    range("max_batch", i.max_batch, 1, 1024)
+}
+
+fn compile_route(path: &str, r: &GovernedRoute) -> Result<CompiledRoute, PolicyError> {
+    check_label(&format!("{path}.id"), &r.id, 128)?;
+    let template = PathTemplate::parse(&r.path).map_err(|e| PolicyError::invalid(format!("{path}.path"), &r.path, e.0))?;
+    let hosts = compile_hosts(&format!("{path}.hosts"), r.hosts.as_ref())?;
+    Ok(CompiledRoute { id: r.id.clone(), template, hosts, protocol: r.protocol })
+}
+
+fn compile_hosts(path: &str, hosts: Option<&Vec<String>>) -> Result<Option<Vec<HostPattern>>, PolicyError> {
+    let Some(hosts) = hosts else { return Ok(None) };
+    non_empty(path, hosts)?;
+    hosts
+        .iter()
+        .enumerate()
+        .map(|(i, h)| HostPattern::parse(h).map_err(|e| PolicyError::invalid(format!("{path}[{i}]"), h, e.0)))
+        .collect::<Result<Vec<_>, _>>()
+        .map(Some)
+}
+
+fn non_empty<T: std::fmt::Debug>(path: &str, list: &[T]) -> Result<(), PolicyError> {
+    if list.is_empty() {
+        return Err(PolicyError::invalid(path, list, "an empty list matches nothing; omit the field to match anything"));
+    }
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn compile_rule(
+    path: &str,
+    id: &str,
+    effect: Effect,
+    mode: Mode,
+    http: Option<&HttpMatch>,
+    mcp: Option<&McpMatch>,
+    a2a: Option<&A2aMatch>,
+) -> Result<CompiledRule, PolicyError> {
+    if id.is_empty() || id.len() > 128 || !id.chars().all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c)) {
+        return Err(PolicyError::invalid(format!("{path}.id"), id, "rule ids are 1..=128 of [A-Za-z0-9-_.:]"));
+    }
+    if http.is_none() && mcp.is_none() && a2a.is_none() {
+        return Err(PolicyError::invalid(path, id, "a rule needs at least one of http, mcp, a2a"));
+    }
+    if mcp.is_some() && a2a.is_some() {
+        return Err(PolicyError::invalid(path, id, "a rule matches MCP or A2A calls, not both; write two rules"));
+    }
+    let http = http.map(|h| compile_http(&format!("{path}.http"), h)).transpose()?;
+    let rpc = match (mcp, a2a) {
+        (Some(m), _) => Some(compile_mcp(&format!("{path}.mcp"), m)?),
+        (None, Some(a)) => Some(compile_a2a(&format!("{path}.a2a"), a)?),
+        (None, None) => None,
+    };
+    Ok(CompiledRule { id: id.to_owned(), effect, mode, http, rpc })
+}
+
+fn compile_http(path: &str, h: &HttpMatch) -> Result<HttpClause, PolicyError> {
+    let methods = match &h.methods {
+        None => None,
+        Some(list) => {
+            non_empty(&format!("{path}.methods"), list)?;
+            for (i, m) in list.iter().enumerate() {
+                if m.is_empty() || m.len() > 32 || !m.bytes().all(|b| b.is_ascii_uppercase()) {
+                    return Err(PolicyError::invalid(format!("{path}.methods[{i}]"), m, "an HTTP method in upper case (GET, POST, ...)"));
+                }
+            }
+            Some(list.clone())
+        }
+    };
+    let hosts = compile_hosts(&format!("{path}.hosts"), h.hosts.as_ref())?;
+    let paths = match &h.paths {
+        None => None,
+        Some(list) => {
+            non_empty(&format!("{path}.paths"), list)?;
+            Some(
+                list.iter()
+                    .enumerate()
+                    .map(|(i, p)| PathTemplate::parse(p).map_err(|e| PolicyError::invalid(format!("{path}.paths[{i}]"), p, e.0)))
+                    .collect::<Result<Vec<_>, _>>()?,
+            )
+        }
+    };
+    Ok(HttpClause { methods, hosts, paths })
+}
+
+fn compile_mcp(path: &str, m: &McpMatch) -> Result<RpcClause, PolicyError> {
+    let methods = match &m.methods {
+        None => None,
+        Some(list) => {
+            non_empty(&format!("{path}.methods"), list)?;
+            for (i, name) in list.iter().enumerate() {
+                if name.is_empty() || name.len() > 256 || !name.bytes().all(|b| b.is_ascii_graphic()) {
+                    return Err(PolicyError::invalid(format!("{path}.methods[{i}]"), name, "a JSON-RPC method name (printable ASCII)"));
+                }
+            }
+            Some(list.clone())
+        }
+    };
+    let tools = match &m.tools {
+        None => None,
+        Some(list) => {
+            non_empty(&format!("{path}.tools"), list)?;
+            for (i, t) in list.iter().enumerate() {
+                if !jsonrpc::is_valid_tool_name(t) {
+                    return Err(PolicyError::invalid(format!("{path}.tools[{i}]"), t, "MCP tool names are 1..=128 of [A-Za-z0-9_.-]"));
+                }
+            }
+            if let Some(ms) = &methods {
+                if !ms.iter().any(|x| x == "tools/call") {
+                    return Err(PolicyError::invalid(format!("{path}.methods"), ms, "tools are named only by tools/call; include it or drop methods"));
+                }
+            }
+            Some(list.clone())
+        }
+    };
+    let arguments = match &m.arguments {
+        None => Vec::new(),
+        Some(list) => {
+            non_empty(&format!("{path}.arguments"), list)?;
+            if tools.is_none() {
+                return Err(PolicyError::invalid(format!("{path}.arguments"), list.len(), "argument conditions need `tools`"));
+            }
+            list.iter()
+                .enumerate()
+                .map(|(i, a)| compile_argument(&format!("{path}.arguments[{i}]"), a))
+                .collect::<Result<Vec<_>, _>>()?
+        }
+    };
+    Ok(RpcClause::Mcp { methods, tools, arguments })
+}
+
+fn compile_argument(path: &str, a: &ArgumentMatch) -> Result<ArgMatcher, PolicyError> {
+    if !a.pointer.starts_with('/') || a.pointer.len() > 512 {
+        return Err(PolicyError::invalid(format!("{path}.pointer"), &a.pointer, "a JSON pointer (RFC 6901) starting with '/'"));
+    }
+    let kind = match (&a.exact, &a.prefix, &a.glob) {
+        (Some(v), None, None) => ArgKind::Exact(v.clone()),
+        (None, Some(v), None) => ArgKind::Prefix(v.clone()),
+        (None, None, Some(v)) => {
+            glob::validate_glob(v).map_err(|e| PolicyError::invalid(format!("{path}.glob"), v, e))?;
+            ArgKind::Glob(v.clone())
+        }
+        _ => return Err(PolicyError::invalid(path, &a.pointer, "exactly one of exact, prefix, glob")),
+    };
+    Ok(ArgMatcher { pointer: a.pointer.clone(), kind })
+}
+
+fn compile_a2a(path: &str, a: &A2aMatch) -> Result<RpcClause, PolicyError> {
+    let methods = match &a.methods {
+        None => None,
+        Some(list) => {
+            non_empty(&format!("{path}.methods"), list)?;
+            Some(
+                list.iter()
+                    .enumerate()
+                    .map(|(i, m)| {
+                        jsonrpc::canonical_a2a_method(m)
+                            .ok_or_else(|| PolicyError::invalid(format!("{path}.methods[{i}]"), m, "not an A2A method this engine knows"))
+                    })
+                    .collect::<Result<Vec<_>, _>>()?,
+            )
+        }
+    };
+    Ok(RpcClause::A2a { methods })
 }

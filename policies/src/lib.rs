@@ -2,18 +2,29 @@
 //!
 //! Pure: no proxy-wasm, no eBPF loader, no async runtime, no clock, no I/O. A policy document is
 //! parsed strictly ([`schema`]), validated and compiled once into indexed tables ([`Engine`]); a
-//! request view ([`request::HttpRequest`]) is then evaluated to a [`decision::Evaluation`].
+//! request view ([`request::HttpRequest`]) is then evaluated to a [`decision::Evaluation`], in two
+//! phases when the body must be inspected ([`eval::HeadersVerdict`]).
 
+pub mod builtin;
+pub mod corpus;
 pub mod decision;
 pub mod engine;
 pub mod error;
+pub mod eval;
 pub mod event;
+pub mod glob;
+pub mod json;
+pub mod jsonrpc;
+pub mod path;
 pub mod request;
 pub mod schema;
+pub mod template;
+pub mod traceparent;
 
 pub use decision::{Action, Decision, Evaluation, Facts};
 pub use engine::Engine;
 pub use error::PolicyError;
+pub use eval::{HeadersVerdict, PendingBody};
 pub use event::DecisionEvent;
 pub use request::{HttpRequest, VerifiedIdentity};
 pub use schema::PolicyDocument;

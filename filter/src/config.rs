@@ -1,0 +1,131 @@
+//! The plugin configuration (Envoy's `configuration`, Istio's `pluginConfig`): the policy and how
+//! to reach the enforcer. Strict: an unknown field or a bad policy refuses the configuration.
+
+use interlock_policies::{Engine, PolicyError};
+use serde::Deserialize;
+use thiserror::Error;
+
+/// The plugin configuration as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginConfig {
+    /// The policy document, inline.
+    pub policy: serde_json::Value,
+    /// Where decision events go.
+    #[serde(default)]
+    pub enforcer: EnforcerConfig,
+    /// Hold a governed request's headers until its body is decided (default `true`). Needs
+    /// Envoy's `allow_on_headers_stop_iteration: true` (Envoy >= 1.35); Istio's WasmPlugin cannot
+    /// set it, so there set `false`: the headers then go upstream first and the body is still held
+    /// until the decision; a refusal resets that upstream stream.
+    #[serde(default = "default_true")]
+    pub hold_headers: bool,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// How the filter reaches the enforcer (through an Envoy cluster, with `dispatch_http_call`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnforcerConfig {
+    /// Envoy cluster name. Default `interlock_enforcer`.
+    #[serde(default = "default_cluster")]
+    pub cluster: String,
+    /// `:authority` of the calls. Default `interlock-enforcer`.
+    #[serde(default = "default_authority")]
+    pub authority: String,
+    /// How often buffered events are flushed, in milliseconds (50..=10000). Default 200.
+    #[serde(default = "default_flush")]
+    pub flush_interval_ms: u64,
+    /// Events a worker buffers while the enforcer is unreachable (1..=100000). Beyond it the
+    /// oldest are dropped and counted in `interlock.events.dropped`. Default 10000.
+    #[serde(default = "default_buffer")]
+    pub max_buffered_events: usize,
+    /// Events per POST (1..=5000). Default 500.
+    #[serde(default = "default_batch")]
+    pub max_batch: usize,
+    /// Timeout of one POST in milliseconds. Default 2000.
+    #[serde(default = "default_timeout")]
+    pub timeout_ms: u64,
+}
+
+impl Default for EnforcerConfig {
+    fn default() -> Self {
+        Self {
+            cluster: default_cluster(),
+            authority: default_authority(),
+            flush_interval_ms: default_flush(),
+            max_buffered_events: default_buffer(),
+            max_batch: default_batch(),
+            timeout_ms: default_timeout(),
+        }
+    }
+}
+
+fn default_cluster() -> String {
+    "interlock_enforcer".into()
+}
+fn default_authority() -> String {
+    "interlock-enforcer".into()
+}
+fn default_flush() -> u64 {
+    200
+}
+fn default_buffer() -> usize {
+    10_000
+}
+fn default_batch() -> usize {
+    500
+}
+fn default_timeout() -> u64 {
+    2_000
+}
+
+/// Why a configuration is refused.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("plugin configuration is missing")]
+    Missing,
+    #[error("plugin configuration: {path}: {reason}")]
+    Malformed { path: String, reason: String },
+    #[error("plugin configuration: $.enforcer.{field}: {value} is out of range {range}")]
+    OutOfRange { field: &'static str, value: u64, range: &'static str },
+    #[error("plugin configuration: policy: {0}")]
+    Policy(#[from] PolicyError),
+}
+
+/// A validated configuration with its compiled engine.
+pub struct Loaded {
+    pub engine: Engine,
+    pub enforcer: EnforcerConfig,
+    pub hold_headers: bool,
+}
+
+/// Parses and validates the configuration bytes and compiles the policy.
+pub fn load(bytes: Option<&[u8]>) -> Result<Loaded, ConfigError> {
+    let bytes = bytes.filter(|b| !b.is_empty()).ok_or(ConfigError::Missing)?;
+    // Strict first: serde would silently keep the last of two duplicate keys, inside the policy
+    // as anywhere else.
+    interlock_policies::json::parse_strict(bytes, 64)
+        .map_err(|e| ConfigError::Malformed { path: "$".into(), reason: e.to_string() })?;
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    let cfg: PluginConfig = serde_path_to_error::deserialize(de).map_err(|e| ConfigError::Malformed {
+        path: format!("$.{}", e.path()),
+        reason: e.inner().to_string(),
+    })?;
+    let e = &cfg.enforcer;
+    let check = |field, value: u64, lo: u64, hi: u64, range| {
+        if value < lo || value > hi { Err(ConfigError::OutOfRange { field, value, range }) } else { Ok(()) }
+    };
+    check("flush_interval_ms", e.flush_interval_ms, 50, 10_000, "50..=10000")?;
+    check("max_buffered_events", e.max_buffered_events as u64, 1, 100_000, "1..=100000")?;
+    check("max_batch", e.max_batch as u64, 1, 5_000, "1..=5000")?;
+    check("timeout_ms", e.timeout_ms, 100, 60_000, "100..=60000")?;
+    // The policy is re-serialized and compiled by the same path `interlock check` uses, so the
+    // filter never runs a document the CLI would refuse (duplicate keys included).
+    let text = serde_json::to_string(&cfg.policy).map_err(|e| ConfigError::Malformed { path: "$.policy".into(), reason: e.to_string() })?;
+    let engine = Engine::from_json(&text)?;
+    Ok(Loaded { engine, enforcer: cfg.enforcer, hold_headers: cfg.hold_headers })
+}

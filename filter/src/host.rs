@@ -1,0 +1,119 @@
+//! The one module that calls the proxy-wasm host. Every call returns a typed [`HostError`]
+//! instead of unwrapping (the SDK's trait helpers `unwrap()` internally, and a panic aborts the
+//! worker's VM).
+
+use std::time::{Duration, UNIX_EPOCH};
+
+use proxy_wasm::hostcalls;
+use proxy_wasm::types::{BufferType, LogLevel, MapType, MetricType, Status};
+use thiserror::Error;
+
+/// A host call that did not succeed.
+#[derive(Debug, Error)]
+pub enum HostError {
+    #[error("host call {call} failed: {status:?}")]
+    Status { call: &'static str, status: Status },
+}
+
+type Result<T> = std::result::Result<T, HostError>;
+
+fn st(call: &'static str) -> impl Fn(Status) -> HostError {
+    move |status| HostError::Status { call, status }
+}
+
+/// Logs at `level`; logging failures have nowhere to go and are ignored.
+pub fn log(level: LogLevel, msg: &str) {
+    let _ = hostcalls::log(level, msg);
+}
+
+/// Milliseconds since the Unix epoch from the host clock (0 if unavailable).
+pub fn now_ms() -> u64 {
+    hostcalls::get_current_time()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// The plugin configuration bytes.
+pub fn plugin_configuration() -> Result<Option<Vec<u8>>> {
+    hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX).map_err(st("get_buffer(plugin_configuration)"))
+}
+
+pub fn set_tick_period(period: Duration) -> Result<()> {
+    hostcalls::set_tick_period(period).map_err(st("set_tick_period"))
+}
+
+/// Every request header as (lower-case name, raw value bytes), duplicates kept.
+pub fn request_headers() -> Result<Vec<(String, Vec<u8>)>> {
+    hostcalls::get_map_bytes(MapType::HttpRequestHeaders).map_err(st("get_map(request_headers)"))
+}
+
+pub fn remove_request_header(name: &str) -> Result<()> {
+    hostcalls::remove_map_value(MapType::HttpRequestHeaders, name).map_err(st("remove_map_value"))
+}
+
+pub fn set_request_header(name: &str, value: &str) -> Result<()> {
+    hostcalls::set_map_value(MapType::HttpRequestHeaders, name, Some(value)).map_err(st("set_map_value"))
+}
+
+/// The buffered request body, `[0, size)`.
+pub fn request_body(size: usize) -> Result<Option<Vec<u8>>> {
+    hostcalls::get_buffer(BufferType::HttpRequestBody, 0, size).map_err(st("get_buffer(request_body)"))
+}
+
+/// A property as bytes; `None` when the host has no value for it (not an error).
+pub fn property(path: &[&str]) -> Result<Option<Vec<u8>>> {
+    hostcalls::get_property(path.to_vec()).map_err(st("get_property"))
+}
+
+/// A property as UTF-8 text, `None` when absent or not text.
+pub fn property_str(path: &[&str]) -> Option<String> {
+    property(path).ok().flatten().and_then(|b| String::from_utf8(b).ok())
+}
+
+/// Sets filter state (`wasm.<name>` in Envoy), readable by access logs as `%FILTER_STATE%`.
+pub fn set_filter_state(name: &str, value: &str) -> Result<()> {
+    hostcalls::set_property(vec![name], Some(value.as_bytes())).map_err(st("set_property"))
+}
+
+/// Answers the stream locally.
+pub fn send_response(status: u32, headers: &[(&str, &str)], body: &[u8]) -> Result<()> {
+    hostcalls::send_http_response(status, headers.to_vec(), Some(body)).map_err(st("send_http_response"))
+}
+
+/// Resets the stream (nothing more reaches the upstream).
+pub fn reset_request() -> Result<()> {
+    hostcalls::reset_http_request().map_err(st("reset_http_request"))
+}
+
+pub fn resume_request() -> Result<()> {
+    hostcalls::resume_http_request().map_err(st("resume_http_request"))
+}
+
+/// POSTs `body` to `cluster`; the answer arrives in the root context's `on_http_call_response`.
+pub fn post(cluster: &str, authority: &str, path: &str, content_type: &str, body: &[u8], timeout: Duration) -> Result<u32> {
+    let headers = vec![(":method", "POST"), (":path", path), (":authority", authority), ("content-type", content_type)];
+    hostcalls::dispatch_http_call(cluster, headers, Some(body), vec![], timeout).map_err(st("dispatch_http_call"))
+}
+
+/// The `:status` of an HTTP call's response; `None` on timeout or reset (the host then gives no
+/// headers at all).
+pub fn http_call_status() -> Option<u16> {
+    hostcalls::get_map_value(MapType::HttpCallResponseHeaders, ":status").ok().flatten().and_then(|s| s.parse().ok())
+}
+
+pub fn define_counter(name: &str) -> Result<u32> {
+    hostcalls::define_metric(MetricType::Counter, name).map_err(st("define_metric"))
+}
+
+pub fn define_gauge(name: &str) -> Result<u32> {
+    hostcalls::define_metric(MetricType::Gauge, name).map_err(st("define_metric"))
+}
+
+pub fn increment(metric: u32, by: i64) {
+    let _ = hostcalls::increment_metric(metric, by);
+}
+
+pub fn record(metric: u32, value: u64) {
+    let _ = hostcalls::record_metric(metric, value);
+}

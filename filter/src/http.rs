@@ -1,0 +1,218 @@
+//! One HTTP stream: fill the engine's request view, apply its decision, record the event.
+//!
+//! Blocking decisions are answered with a local reply before anything of the body passes, and
+//! their event is queued at once. Decisions that let the request through are recorded when the
+//! stream ends (`on_log`), so the event can name the upstream that served it. Either way each
+//! decision is exactly one event and one counter.
+
+use std::rc::Rc;
+
+use interlock_policies::event::HostFacts;
+use interlock_policies::schema::Mode;
+use interlock_policies::{DecisionEvent, Engine, Evaluation, HeadersVerdict, HttpRequest, PendingBody, VerifiedIdentity};
+use proxy_wasm::traits::{Context, HttpContext};
+use proxy_wasm::types::{Action, LogLevel};
+
+use crate::host;
+use crate::state::{self, Shared};
+
+pub struct Stream {
+    shared: Rc<Shared>,
+    /// The engine this stream started with: a policy update never changes a decision mid-stream.
+    engine: Option<Rc<Engine>>,
+    pending: Option<PendingBody>,
+    /// A decision that let the request through, recorded at `on_log`.
+    passed: Option<(String, Evaluation)>,
+    body_size: usize,
+}
+
+impl Stream {
+    pub fn new(shared: Rc<Shared>) -> Self {
+        Self { shared, engine: None, pending: None, passed: None, body_size: 0 }
+    }
+
+    fn request_view(&self, engine: &Engine, end_of_stream: bool) -> Result<HttpRequest, host::HostError> {
+        let mut req = HttpRequest { end_of_stream, ..HttpRequest::default() };
+        for (name, value) in host::request_headers()? {
+            // Header names are validated by Envoy's codecs; values may hold any byte. Lossy
+            // decoding cannot widen a decision: a mangled security header fails its own parse.
+            let value = String::from_utf8_lossy(&value).into_owned();
+            match name.as_str() {
+                ":method" => req.method = value,
+                ":path" => req.path = value,
+                ":authority" => req.authority = value,
+                n if n.starts_with(':') => {}
+                _ => req.headers.push((name, value)),
+            }
+        }
+        let jwt = engine.jwt_identity();
+        let claim = |c: &str| host::property_str(&["metadata", "filter_metadata", &jwt.metadata_namespace, &jwt.payload_key, c]);
+        req.identity = VerifiedIdentity {
+            jwt_agent: claim(&jwt.agent_claim),
+            jwt_user: claim(&jwt.user_claim),
+            jwt_session: claim(&jwt.session_claim),
+            // The verified peer certificate of this connection, never x-forwarded-client-cert.
+            peer_principal: host::property_str(&["connection", "uri_san_peer_certificate"]).filter(|s| !s.is_empty()),
+        };
+        Ok(req)
+    }
+
+    /// Applies a final decision. Returns the action for the current callback.
+    fn apply(&mut self, eval: Evaluation, resume: Action) -> Action {
+        let id = self.shared.ids.borrow_mut().next_id(host::now_ms());
+        let d = &eval.decision;
+        for (k, v) in [
+            ("interlock.decision_id", id.as_str()),
+            ("interlock.action", d.action.as_str()),
+            ("interlock.rule", d.rule.as_str()),
+            ("interlock.mode", if d.mode == Mode::Shadow { "shadow" } else { "enforce" }),
+            ("interlock.agent", eval.facts.agent.as_deref().unwrap_or("-")),
+        ] {
+            if host::set_filter_state(k, v).is_err() {
+                self.shared.metrics.borrow_mut().add(state::HOST_ERRORS, 1);
+            }
+        }
+        if d.blocks() {
+            let body = eval.reply_body(&id);
+            let status = u32::from(d.status);
+            let headers = [
+                ("content-type", "application/json"),
+                ("x-interlock-decision-id", id.as_str()),
+                ("x-interlock-rule", d.rule.as_str()),
+            ];
+            if let Err(e) = host::send_response(status, &headers, body.as_bytes()) {
+                // Cannot answer: reset rather than let the request through.
+                host::log(LogLevel::Error, &format!("interlock: decision {id}: local reply failed ({e}); resetting the stream"));
+                let _ = host::reset_request();
+            }
+            self.record(&id, &eval);
+            Action::Pause
+        } else {
+            // The upstream learns the decision id (for its own logs); client copies of our
+            // headers were removed when the request arrived.
+            let _ = host::set_request_header("x-interlock-decision-id", &id);
+            self.passed = Some((id, eval));
+            resume
+        }
+    }
+
+    fn record(&self, id: &str, eval: &Evaluation) {
+        let Some(engine) = &self.engine else { return };
+        let d = &eval.decision;
+        let outcome = match (d.mode, d.action) {
+            (Mode::Shadow, a) => match a {
+                interlock_policies::Action::Allow => "shadow_allow",
+                interlock_policies::Action::Deny => "shadow_deny",
+            },
+            (Mode::Enforce, a) => a.as_str(),
+        };
+        let upstream = if d.blocks() { None } else { host::property_str(&["upstream", "address"]).filter(|s| !s.is_empty()) };
+        let event = DecisionEvent::new(
+            eval,
+            engine.version(),
+            HostFacts {
+                decision_id: id.to_owned(),
+                time_unix_ms: host::now_ms(),
+                downstream: host::property_str(&["source", "address"]),
+                upstream,
+                worker: self.shared.worker.borrow().clone(),
+            },
+        );
+        let mut metrics = self.shared.metrics.borrow_mut();
+        metrics.count_decision(outcome, &d.rule);
+        match serde_json::to_string(&event) {
+            Ok(line) => {
+                let cap = self.shared.enforcer.borrow().max_buffered_events;
+                let dropped = self.shared.events.borrow_mut().push(line, cap);
+                metrics.add(state::EVENTS_DROPPED, dropped);
+            }
+            Err(_) => metrics.add(state::EVENTS_DROPPED, 1),
+        }
+        let level = if d.blocks() { LogLevel::Info } else { LogLevel::Debug };
+        host::log(level, &format!("interlock: decision {id}: {} {} by rule {:?} ({:?}): {}", d.action.as_str(), d.status, d.rule, d.mode, d.reason));
+    }
+
+    /// Fail closed when the host itself fails us.
+    fn host_failure(&mut self, e: &host::HostError) -> Action {
+        self.shared.metrics.borrow_mut().add(state::HOST_ERRORS, 1);
+        host::log(LogLevel::Error, &format!("interlock: {e}; refusing the request"));
+        let body = r#"{"error":"Interlock could not inspect this request","rule":"host-error","status":503}"#;
+        if host::send_response(503, &[("content-type", "application/json")], body.as_bytes()).is_err() {
+            let _ = host::reset_request();
+        }
+        Action::Pause
+    }
+
+    fn decide_body(&mut self, end_of_stream: bool) -> Action {
+        let (Some(engine), Some(pending)) = (self.engine.clone(), self.pending.take()) else {
+            return Action::Continue;
+        };
+        if self.body_size > pending.max_body_bytes() {
+            return self.apply(engine.body_too_large(pending), Action::Continue);
+        }
+        if !end_of_stream {
+            self.pending = Some(pending);
+            // StopIterationAndBuffer: nothing of the body moves until the decision.
+            return Action::Pause;
+        }
+        let body = match host::request_body(self.body_size) {
+            Ok(b) => b.unwrap_or_default(),
+            Err(e) => return self.host_failure(&e),
+        };
+        let eval = engine.on_request_body(pending, &body);
+        let resume = Action::Continue;
+        let action = self.apply(eval, resume);
+        if action == Action::Continue && !*self.shared.hold_headers.borrow() {
+            // Headers already went; the body simply continues.
+            return Action::Continue;
+        }
+        action
+    }
+}
+
+impl Context for Stream {}
+
+impl HttpContext for Stream {
+    fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+        let Some(engine) = self.shared.engine.borrow().clone() else {
+            return self.host_failure(&host::HostError::Status { call: "policy", status: proxy_wasm::types::Status::NotFound });
+        };
+        self.engine = Some(Rc::clone(&engine));
+        let req = match self.request_view(&engine, end_of_stream) {
+            Ok(r) => r,
+            Err(e) => return self.host_failure(&e),
+        };
+        // Our own headers are ours to set: drop client-supplied copies before anything else.
+        for (name, _) in &req.headers {
+            if name.starts_with("x-interlock-") {
+                let _ = host::remove_request_header(name);
+            }
+        }
+        match engine.on_request_headers(&req) {
+            HeadersVerdict::Decided(eval) => self.apply(eval, Action::Continue),
+            HeadersVerdict::NeedBody(pending) => {
+                self.pending = Some(pending);
+                if *self.shared.hold_headers.borrow() { Action::Pause } else { Action::Continue }
+            }
+        }
+    }
+
+    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        self.body_size = body_size;
+        self.decide_body(end_of_stream)
+    }
+
+    fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
+        // Trailers end the body: decide on what was buffered.
+        if self.pending.is_some() {
+            return self.decide_body(true);
+        }
+        Action::Continue
+    }
+
+    fn on_log(&mut self) {
+        if let Some((id, eval)) = self.passed.take() {
+            self.record(&id, &eval);
+        }
+    }
+}

@@ -1,0 +1,122 @@
+//! The root context: compiles the configuration in `on_configure`, creates streams, and flushes
+//! decision events to the enforcer on every tick, out of band of any request.
+
+use std::rc::Rc;
+use std::time::Duration;
+
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{ContextType, LogLevel};
+
+use crate::config;
+use crate::host;
+use crate::http::Stream;
+use crate::state::{self, Shared};
+
+pub struct Root {
+    shared: Rc<Shared>,
+}
+
+impl Root {
+    pub fn new() -> Self {
+        Self { shared: Shared::new() }
+    }
+
+    fn flush(&self) {
+        let enforcer = self.shared.enforcer.borrow().clone();
+        let mut events = self.shared.events.borrow_mut();
+        let mut metrics = self.shared.metrics.borrow_mut();
+        metrics.set_gauge(state::EVENTS_BUFFERED, events.len() as u64);
+        if events.in_flight.is_some() || events.len() == 0 {
+            return;
+        }
+        let batch = events.take_batch(enforcer.max_batch);
+        let body = batch.join("\n");
+        match host::post(
+            &enforcer.cluster,
+            &enforcer.authority,
+            "/v1/events",
+            "application/x-ndjson",
+            body.as_bytes(),
+            Duration::from_millis(enforcer.timeout_ms),
+        ) {
+            Ok(token) => events.in_flight = Some((token, batch)),
+            Err(e) => {
+                // Typically an unknown cluster: keep the events, count the failure, retry later.
+                metrics.add(state::EVENTS_POST_FAILURES, 1);
+                let dropped = events.requeue(batch, enforcer.max_buffered_events);
+                metrics.add(state::EVENTS_DROPPED, dropped);
+                host::log(LogLevel::Warn, &format!("interlock: cannot post events to cluster {:?}: {e}", enforcer.cluster));
+            }
+        }
+    }
+}
+
+impl Context for Root {
+    fn on_http_call_response(&mut self, token_id: u32, _num_headers: usize, _body_size: usize, _num_trailers: usize) {
+        let cap = self.shared.enforcer.borrow().max_buffered_events;
+        let mut events = self.shared.events.borrow_mut();
+        let mut metrics = self.shared.metrics.borrow_mut();
+        let Some((token, batch)) = events.in_flight.take() else { return };
+        if token != token_id {
+            events.in_flight = Some((token, batch));
+            return;
+        }
+        match host::http_call_status() {
+            Some(s) if (200..300).contains(&s) => metrics.add(state::EVENTS_SENT, batch.len() as u64),
+            status => {
+                metrics.add(state::EVENTS_POST_FAILURES, 1);
+                let dropped = events.requeue(batch, cap);
+                metrics.add(state::EVENTS_DROPPED, dropped);
+                host::log(LogLevel::Warn, &format!("interlock: enforcer answered {status:?} to an event batch; will retry"));
+            }
+        }
+    }
+}
+
+impl RootContext for Root {
+    fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
+        let bytes = match host::plugin_configuration() {
+            Ok(b) => b,
+            Err(e) => {
+                host::log(LogLevel::Critical, &format!("interlock: cannot read the plugin configuration: {e}"));
+                return false;
+            }
+        };
+        match config::load(bytes.as_deref()) {
+            Ok(loaded) => {
+                let version = loaded.engine.version().to_owned();
+                let rules = loaded.engine.rule_count();
+                let period = Duration::from_millis(loaded.enforcer.flush_interval_ms);
+                *self.shared.engine.borrow_mut() = Some(Rc::new(loaded.engine));
+                *self.shared.enforcer.borrow_mut() = loaded.enforcer;
+                *self.shared.hold_headers.borrow_mut() = loaded.hold_headers;
+                let node = host::property_str(&["node", "id"]).filter(|n| !n.is_empty()).unwrap_or_else(|| "envoy".into());
+                let tag = self.shared.ids.borrow_mut().tag();
+                *self.shared.worker.borrow_mut() = format!("{node}/{tag}");
+                if let Err(e) = host::set_tick_period(period) {
+                    host::log(LogLevel::Critical, &format!("interlock: cannot schedule event flushing: {e}"));
+                    return false;
+                }
+                host::log(LogLevel::Info, &format!("interlock: policy {version:?} loaded ({rules} rules)"));
+                true
+            }
+            Err(e) => {
+                // Envoy refuses to start (or keeps the previous configuration on an update).
+                host::log(LogLevel::Critical, &format!("interlock: configuration refused: {e}"));
+                false
+            }
+        }
+    }
+
+    fn on_tick(&mut self) {
+        self.flush();
+    }
+
+    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+        Some(Box::new(Stream::new(Rc::clone(&self.shared))))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}

@@ -1,0 +1,205 @@
+//! State one VM (one Envoy worker) shares between its root context and its streams: the compiled
+//! engine, the event buffer, the metric handles, the decision-id generator.
+//!
+//! Everything here is per worker on purpose: events and ids need no coordination across workers,
+//! and the engine is compiled into each VM's memory (shared data would copy it on every read).
+
+use std::cell::RefCell;
+use std::collections::{HashMap, VecDeque};
+use std::rc::Rc;
+
+use interlock_policies::Engine;
+
+use crate::config::EnforcerConfig;
+use crate::host;
+
+/// What a VM's contexts share.
+pub struct Shared {
+    pub engine: RefCell<Option<Rc<Engine>>>,
+    pub enforcer: RefCell<EnforcerConfig>,
+    pub hold_headers: RefCell<bool>,
+    pub events: RefCell<EventQueue>,
+    pub metrics: RefCell<Metrics>,
+    pub ids: RefCell<IdGen>,
+    pub worker: RefCell<String>,
+}
+
+impl Shared {
+    pub fn new() -> Rc<Self> {
+        Rc::new(Self {
+            engine: RefCell::new(None),
+            enforcer: RefCell::new(EnforcerConfig::default()),
+            hold_headers: RefCell::new(true),
+            events: RefCell::new(EventQueue::default()),
+            metrics: RefCell::new(Metrics::default()),
+            ids: RefCell::new(IdGen::seeded()),
+            worker: RefCell::new(String::new()),
+        })
+    }
+}
+
+/// Serialized events waiting for the enforcer, bounded. When full, the oldest event is dropped
+/// and counted: never silently lost.
+#[derive(Default)]
+pub struct EventQueue {
+    pending: VecDeque<String>,
+    /// The batch posted and not yet answered: (call token, events).
+    pub in_flight: Option<(u32, Vec<String>)>,
+}
+
+impl EventQueue {
+    /// Queues an event; returns how many old events had to be dropped to stay within `cap`.
+    pub fn push(&mut self, event: String, cap: usize) -> u64 {
+        self.pending.push_back(event);
+        self.trim(cap)
+    }
+
+    /// Puts an unanswered batch back at the front, oldest first; returns how many were dropped.
+    pub fn requeue(&mut self, batch: Vec<String>, cap: usize) -> u64 {
+        for e in batch.into_iter().rev() {
+            self.pending.push_front(e);
+        }
+        self.trim(cap)
+    }
+
+    /// Takes up to `max` events for one POST.
+    pub fn take_batch(&mut self, max: usize) -> Vec<String> {
+        let n = max.min(self.pending.len());
+        self.pending.drain(..n).collect()
+    }
+
+    pub fn len(&self) -> usize {
+        self.pending.len()
+    }
+
+    fn trim(&mut self, cap: usize) -> u64 {
+        let mut dropped = 0;
+        while self.pending.len() > cap {
+            self.pending.pop_front();
+            dropped += 1;
+        }
+        dropped
+    }
+}
+
+/// Metric handles. Decision counters are defined lazily per (outcome, rule); rules come from the
+/// policy, so the cardinality is bounded by the policy, never by requests.
+#[derive(Default)]
+pub struct Metrics {
+    decisions: HashMap<(&'static str, String), u32>,
+    fixed: HashMap<&'static str, u32>,
+}
+
+/// Counters and gauges with fixed names (Envoy shows them as `wasmcustom.<name>`).
+pub const EVENTS_SENT: &str = "interlock.events.sent";
+pub const EVENTS_DROPPED: &str = "interlock.events.dropped";
+pub const EVENTS_POST_FAILURES: &str = "interlock.events.post_failures";
+pub const EVENTS_BUFFERED: &str = "interlock.events.buffered";
+pub const HOST_ERRORS: &str = "interlock.host_errors";
+
+impl Metrics {
+    /// Counts one decision under `interlock.decisions.<outcome>.<rule>`, where the outcome is the
+    /// action, or `shadow_<action>` for a shadow rule's verdict.
+    pub fn count_decision(&mut self, outcome: &'static str, rule: &str) {
+        let key = (outcome, rule.to_owned());
+        let id = match self.decisions.get(&key) {
+            Some(id) => Some(*id),
+            None => {
+                let id = host::define_counter(&format!("interlock.decisions.{outcome}.{rule}")).ok();
+                if let Some(id) = id {
+                    self.decisions.insert(key, id);
+                }
+                id
+            }
+        };
+        if let Some(id) = id {
+            host::increment(id, 1);
+        }
+        self.add("interlock.decisions.total", 1);
+    }
+
+    /// Adds to a fixed counter.
+    pub fn add(&mut self, name: &'static str, by: u64) {
+        if by == 0 {
+            return;
+        }
+        if let Some(id) = self.fixed_id(name, false) {
+            host::increment(id, i64::try_from(by).unwrap_or(i64::MAX));
+        }
+    }
+
+    /// Sets a fixed gauge.
+    pub fn set_gauge(&mut self, name: &'static str, value: u64) {
+        if let Some(id) = self.fixed_id(name, true) {
+            host::record(id, value);
+        }
+    }
+
+    fn fixed_id(&mut self, name: &'static str, gauge: bool) -> Option<u32> {
+        if let Some(id) = self.fixed.get(name) {
+            return Some(*id);
+        }
+        let id = if gauge { host::define_gauge(name) } else { host::define_counter(name) }.ok()?;
+        self.fixed.insert(name, id);
+        Some(id)
+    }
+}
+
+/// Decision ids: host milliseconds then 64 random bits (xorshift64*, seeded once per VM from the
+/// host's WASI `random_get`), 28 hex characters, sortable by time.
+pub struct IdGen {
+    state: u64,
+}
+
+impl IdGen {
+    fn seeded() -> Self {
+        let seed = getrandom::u64().unwrap_or_else(|_| host::now_ms() ^ 0x9E37_79B9_7F4A_7C15);
+        Self { state: seed | 1 }
+    }
+
+    pub fn next_id(&mut self, now_ms: u64) -> String {
+        // xorshift64* (Vigna, "An experimental exploration of Marsaglia's xorshift generators").
+        let mut x = self.state;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.state = x;
+        format!("{:012x}{:016x}", now_ms & 0xFFFF_FFFF_FFFF, x.wrapping_mul(0x2545_F491_4F6C_DD1D))
+    }
+
+    /// A short random tag for this VM, used in the worker name.
+    pub fn tag(&mut self) -> String {
+        let id = self.next_id(0);
+        id.get(id.len().saturating_sub(8)..).unwrap_or_default().to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queue_is_bounded_and_counts_drops() {
+        let mut q = EventQueue::default();
+        for i in 0..5 {
+            assert_eq!(q.push(format!("e{i}"), 3), u64::from(i >= 3));
+        }
+        assert_eq!(q.len(), 3);
+        let batch = q.take_batch(2);
+        assert_eq!(batch, ["e2", "e3"]);
+        q.push("e5".into(), 3);
+        // The unanswered batch goes back in front; the queue stays within its cap.
+        assert_eq!(q.requeue(batch, 3), 1);
+        assert_eq!(q.take_batch(10), ["e3", "e4", "e5"]);
+    }
+
+    #[test]
+    fn ids_are_unique_and_shaped() {
+        let mut g = IdGen { state: 42 };
+        let a = g.next_id(1_700_000_000_000);
+        let b = g.next_id(1_700_000_000_000);
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 28);
+        assert!(a.bytes().all(|c| c.is_ascii_hexdigit()));
+    }
+}

@@ -1,0 +1,606 @@
+//! Evaluating a request against a compiled [`Engine`]: a pure function of the policy and the
+//! request view.
+//!
+//! Semantics, in order (the first step that decides, decides):
+//! 1. Ambiguity is refused: a duplicated security header (400 `duplicate-header`).
+//! 2. Identity: the agent comes from verified sources only (JWT claims `jwt_authn` verified, the
+//!    mTLS peer principal); none where one is required is 401 `identity-required`; a JWT and a
+//!    peer certificate naming different agents is 403 `identity-conflict`.
+//! 3. The path must be canonical (400 `malformed-path`); the decision is made on that path.
+//! 4. Rules: among the rules in scope (every-agent rules and the agent's own) whose clauses all
+//!    match, an enforcing **deny** wins (the first in document order), else an enforcing **allow**
+//!    (grant), else `default_action`. HTTP clauses are checked on the headers; MCP/A2A clauses on
+//!    each JSON-RPC call of a governed body, and a batch is allowed only if every call is.
+//! 5. Shadow rules never change the outcome: when the request is allowed and a shadow deny rule
+//!    matches, the decision records that rule with `mode: shadow` and the rule that let it
+//!    through (`allowed_by`).
+//! 6. On a governed route the body must be fully inspected first: a content encoding (415), a
+//!    content type other than JSON (415), a body over the limit (413), a missing body (400), or
+//!    a body that is not strict JSON / JSON-RPC (400) is refused, never allowed uninspected.
+
+use serde_json::Value;
+
+use crate::builtin;
+use crate::decision::{Action, Decision, Evaluation, Facts, RpcCall};
+use crate::engine::{ArgKind, ArgMatcher, CompiledRule, Engine, HttpClause, RpcClause, Scope, Tables};
+use crate::glob::glob_match;
+use crate::json::parse_strict;
+use crate::jsonrpc;
+use crate::path::canonicalize;
+use crate::request::HttpRequest;
+use crate::schema::{DefaultAction, Effect, Mode, Protocol};
+use crate::template::{PathTemplate, Segment};
+use crate::traceparent;
+
+/// The outcome of the headers phase.
+#[derive(Debug, Clone)]
+pub enum HeadersVerdict {
+    /// Decided on the headers alone.
+    Decided(Evaluation),
+    /// A governed route: buffer the whole body (at most [`PendingBody::max_body_bytes`]) and call
+    /// [`Engine::on_request_body`]. Nothing of the body may pass before that decision.
+    NeedBody(PendingBody),
+}
+
+/// What the headers phase established, carried to the body phase.
+#[derive(Debug, Clone)]
+pub struct PendingBody {
+    facts: Facts,
+    segments: Vec<String>,
+    /// Rules whose HTTP clause matched (no RPC clause), already checked in full.
+    http_matches: Vec<usize>,
+    protocol: Protocol,
+    max_body_bytes: usize,
+    mcp_method_header: Option<String>,
+    mcp_name_header: Option<String>,
+}
+
+impl PendingBody {
+    /// The most body bytes the engine inspects; more is a 413.
+    pub fn max_body_bytes(&self) -> usize {
+        self.max_body_bytes
+    }
+    /// Facts established so far (identity, path, route).
+    pub fn facts(&self) -> &Facts {
+        &self.facts
+    }
+}
+
+/// One JSON-RPC call, as the rules see it.
+struct Call<'a> {
+    protocol: Protocol,
+    method: &'a str,
+    /// A2A methods in canonical form.
+    canonical: Option<&'static str>,
+    tool: Option<String>,
+    arguments: Option<&'a Value>,
+}
+
+/// The request line as the rules see it.
+struct Line<'a> {
+    method: &'a str,
+    host: &'a str,
+    segments: Vec<&'a str>,
+    folded: Vec<String>,
+}
+
+impl<'a> Line<'a> {
+    fn new(method: &'a str, host: &'a str, segments: &'a [String]) -> Self {
+        Self {
+            method,
+            host,
+            segments: segments.iter().map(String::as_str).collect(),
+            folded: segments.iter().map(|s| s.to_ascii_lowercase()).collect(),
+        }
+    }
+}
+
+/// The matching rules, reduced to what decides.
+#[derive(Debug, Default, Clone, Copy)]
+struct Outcome {
+    enforce_deny: Option<usize>,
+    enforce_allow: Option<usize>,
+    shadow_deny: Option<usize>,
+}
+
+impl Outcome {
+    fn add(&mut self, rule: &CompiledRule, idx: usize) {
+        let slot = match (rule.mode, rule.effect) {
+            (Mode::Enforce, Effect::Deny) => &mut self.enforce_deny,
+            (Mode::Enforce, Effect::Allow) => &mut self.enforce_allow,
+            (Mode::Shadow, Effect::Deny) => &mut self.shadow_deny,
+            // A shadow grant cannot change an outcome that is recorded anyway: the request is
+            // either allowed by an enforcing rule or denied, and a shadow allow on a denied
+            // request is reported by replay, not per request.
+            (Mode::Shadow, Effect::Allow) => return,
+        };
+        *slot = Some(slot.map_or(idx, |cur| cur.min(idx)));
+    }
+}
+
+impl Engine {
+    /// Decides what it can from the headers: a verdict, or that the body must be inspected.
+    pub fn on_request_headers(&self, req: &HttpRequest) -> HeadersVerdict {
+        let mut facts = Facts {
+            method: req.method.clone(),
+            authority: normalize_host(&req.authority),
+            ..Facts::default()
+        };
+
+        if let Some(name) = builtin::SECURITY_HEADERS.iter().find(|h| req.header_values(h).nth(1).is_some()) {
+            return self.refuse(facts, 400, builtin::DUPLICATE_HEADER, format!("header {name:?} appears more than once"));
+        }
+        facts.trace = req.header_values("traceparent").next().and_then(traceparent::trace_id);
+
+        // Identity, from verified sources only.
+        let id = &req.identity;
+        let usable = |v: &Option<String>| v.as_ref().filter(|s| !s.is_empty() && s.len() <= 256 && !s.chars().any(char::is_control)).cloned();
+        let jwt_agent = usable(&id.jwt_agent);
+        let mtls_agent = id.peer_principal.as_ref().and_then(|p| self.identity.mtls_agents.get(p)).cloned();
+        facts.user = usable(&id.jwt_user);
+        facts.session = usable(&id.jwt_session);
+        facts.agent = match (jwt_agent, mtls_agent) {
+            (Some(a), Some(b)) if a != b => {
+                facts.agent = Some(a.clone());
+                return self.refuse(facts, 403, builtin::IDENTITY_CONFLICT, format!("the JWT names agent {a:?} but the peer certificate names {b:?}"));
+            }
+            (Some(a), _) => Some(a),
+            (None, b) => b,
+        };
+        if facts.agent.is_none() && self.identity.required {
+            return self.refuse(facts, 401, builtin::IDENTITY_REQUIRED, "no verified agent identity".into());
+        }
+
+        let canonical = match canonicalize(&req.path) {
+            Ok(c) => c,
+            Err(e) => return self.refuse(facts, 400, builtin::MALFORMED_PATH, format!("path refused: {e}")),
+        };
+        facts.path = Some(canonical.path.clone());
+        let segments = canonical.segments;
+        let host = facts.authority.clone();
+        let line = Line::new(&req.method, &host, &segments);
+
+        let scopes = self.scopes(facts.agent.as_deref());
+        let mut http_matches = Vec::new();
+        for scope in &scopes {
+            for (tables, path) in [(&scope.allow, &line.segments), (&scope.deny, &line.folded.iter().map(String::as_str).collect())] {
+                tables.http_paths.lookup(path, &mut |i| http_matches.push(*i));
+                http_matches.extend_from_slice(&tables.http_any);
+            }
+        }
+        http_matches.retain(|i| self.rules.get(*i).is_some_and(|r| self.rule_matches(r, &line, None)));
+        http_matches.sort_unstable();
+        http_matches.dedup();
+
+        let route = self.governed_route(&line);
+        if let Some(r) = route.and_then(|r| self.governed.get(r)) {
+            facts.governed = Some(r.id.clone());
+            facts.protocol = Some(r.protocol);
+            facts.route = Some(r.template.text.clone());
+            facts.jsonrpc = matches!(r.protocol, Protocol::Mcp | Protocol::A2a);
+        }
+
+        // An enforcing deny on the request line needs no body.
+        let outcome = self.outcome(http_matches.iter().copied());
+        if outcome.enforce_deny.is_some() {
+            return HeadersVerdict::Decided(self.finish(facts, &line, outcome));
+        }
+
+        let (Some(_), Some(protocol)) = (route, facts.protocol) else {
+            return HeadersVerdict::Decided(self.finish(facts, &line, outcome));
+        };
+        if req.end_of_stream {
+            if matches!(req.method.as_str(), "POST" | "PUT" | "PATCH") {
+                return self.refuse(facts, 400, builtin::BODY_REQUIRED, "a governed route needs a body to inspect".into());
+            }
+            return HeadersVerdict::Decided(self.finish(facts, &line, outcome));
+        }
+        if let Some(enc) = req.header_values("content-encoding").next() {
+            if !enc.trim().eq_ignore_ascii_case("identity") {
+                return self.refuse(facts, 415, builtin::UNSUPPORTED_ENCODING, "content encodings are not inspected on governed routes".into());
+            }
+        }
+        match req.header_values("content-type").next() {
+            Some(ct) if is_json_content_type(ct) => {}
+            _ => return self.refuse(facts, 415, builtin::UNSUPPORTED_CONTENT_TYPE, "governed routes accept application/json (charset utf-8) only".into()),
+        }
+        let max_body_bytes = usize::try_from(self.inspection.max_body_bytes).unwrap_or(usize::MAX);
+        if let Some(len) = req.header_values("content-length").next() {
+            match len.trim().parse::<u64>() {
+                Ok(n) if usize::try_from(n).map_or(true, |n| n > max_body_bytes) => {
+                    return self.refuse(facts, 413, builtin::BODY_TOO_LARGE, format!("body of {n} bytes exceeds the inspection limit of {max_body_bytes}"));
+                }
+                Ok(_) => {}
+                Err(_) => return self.refuse(facts, 400, builtin::MALFORMED_HEADER, "content-length is not a number".into()),
+            }
+        }
+        HeadersVerdict::NeedBody(PendingBody {
+            facts,
+            segments,
+            http_matches,
+            protocol,
+            max_body_bytes,
+            mcp_method_header: req.header_values("mcp-method").next().map(str::to_owned),
+            mcp_name_header: req.header_values("mcp-name").next().map(str::to_owned),
+        })
+    }
+
+    /// The verdict for a governed body that exceeded [`PendingBody::max_body_bytes`].
+    pub fn body_too_large(&self, pending: PendingBody) -> Evaluation {
+        let max = pending.max_body_bytes;
+        self.refusal(pending.facts, 413, builtin::BODY_TOO_LARGE, format!("body exceeds the inspection limit of {max} bytes"))
+    }
+
+    /// Decides on the whole body of a governed request.
+    pub fn on_request_body(&self, pending: PendingBody, body: &[u8]) -> Evaluation {
+        let PendingBody { mut facts, segments, http_matches, protocol, max_body_bytes, mcp_method_header, mcp_name_header } = pending;
+        if body.len() > max_body_bytes {
+            return self.refusal(facts, 413, builtin::BODY_TOO_LARGE, format!("body exceeds the inspection limit of {max_body_bytes} bytes"));
+        }
+        let depth = usize::try_from(self.inspection.max_json_depth).unwrap_or(32);
+        let value = match parse_strict(body, depth) {
+            Ok(v) => v,
+            Err(e) => return self.refusal(facts, 400, builtin::MALFORMED_BODY, format!("body is not strict JSON: {e}")),
+        };
+        let method = facts.method.clone();
+        let host = facts.authority.clone();
+        let line = Line::new(&method, &host, &segments);
+
+        if !matches!(protocol, Protocol::Mcp | Protocol::A2a) {
+            // Parsed strictly; LLM-specific inspection arrives with deep inspection.
+            let outcome = self.outcome(http_matches.iter().copied());
+            return self.finish(facts, &line, outcome);
+        }
+
+        let max_batch = usize::try_from(self.inspection.max_batch).unwrap_or(32);
+        let (messages, is_batch) = match jsonrpc::parse_messages(&value, max_batch) {
+            Ok(m) => m,
+            Err(e) => return self.refusal(facts, 400, builtin::INVALID_JSONRPC, format!("{e}")),
+        };
+        if !is_batch {
+            facts.rpc_id = messages.first().and_then(|m| m.id.clone());
+        }
+        let mut calls = Vec::with_capacity(messages.len());
+        for (i, m) in messages.iter().enumerate() {
+            let at = if is_batch { format!("batch element {i}: ") } else { String::new() };
+            let mut call = Call { protocol, method: &m.method, canonical: None, tool: None, arguments: None };
+            match protocol {
+                Protocol::A2a => match jsonrpc::canonical_a2a_method(&m.method) {
+                    Some(c) => call.canonical = Some(c),
+                    None => return self.refusal(facts, 400, builtin::INVALID_JSONRPC, format!("{at}unknown A2A method {:?}", m.method)),
+                },
+                _ => {
+                    if m.method == "tools/call" {
+                        match jsonrpc::mcp_tool_name(m.params.as_ref()) {
+                            Ok(t) => call.tool = Some(t),
+                            Err(e) => return self.refusal(facts, 400, builtin::INVALID_JSONRPC, format!("{at}{e}")),
+                        }
+                        call.arguments = jsonrpc::tool_arguments(m.params.as_ref());
+                    }
+                }
+            }
+            facts.calls.push(RpcCall {
+                method: call.canonical.map_or_else(|| m.method.clone(), str::to_owned),
+                tool: call.tool.clone(),
+                has_id: m.id.is_some(),
+            });
+            calls.push(call);
+        }
+
+        if mcp_method_header.is_some() || mcp_name_header.is_some() {
+            if let Err(why) = check_mcp_headers(&messages, mcp_method_header.as_deref(), mcp_name_header.as_deref(), is_batch) {
+                return self.refusal(facts, 400, builtin::HEADER_BODY_MISMATCH, why);
+            }
+        }
+
+        // Every call must be allowed; the first refused call decides for the whole body.
+        let scopes = self.scopes(facts.agent.as_deref());
+        let mut first_shadow: Option<Outcome> = None;
+        let mut first_allow: Option<Outcome> = None;
+        for call in &calls {
+            let mut outcome = self.outcome(http_matches.iter().copied());
+            let mut candidates = Vec::new();
+            for scope in &scopes {
+                call_candidates(&scope.allow, call, false, &mut candidates);
+                call_candidates(&scope.deny, call, true, &mut candidates);
+            }
+            for i in candidates {
+                if let Some(rule) = self.rules.get(i) {
+                    if self.rule_matches(rule, &line, Some(call)) {
+                        outcome.add(rule, i);
+                    }
+                }
+            }
+            let allowed = outcome.enforce_deny.is_none() && (outcome.enforce_allow.is_some() || self.default_action == DefaultAction::Allow);
+            if !allowed {
+                return self.finish(facts, &line, outcome);
+            }
+            if outcome.shadow_deny.is_some() && first_shadow.is_none() {
+                first_shadow = Some(outcome);
+            }
+            first_allow = first_allow.or(Some(outcome));
+        }
+        let outcome = first_shadow.or(first_allow).unwrap_or_default();
+        self.finish(facts, &line, outcome)
+    }
+
+    /// Both phases at once, as a host that already has the whole request would call them.
+    pub fn evaluate(&self, req: &HttpRequest, body: Option<&[u8]>) -> Evaluation {
+        match self.on_request_headers(req) {
+            HeadersVerdict::Decided(e) => e,
+            HeadersVerdict::NeedBody(p) => {
+                let body = body.unwrap_or_default();
+                if body.len() > p.max_body_bytes() {
+                    self.body_too_large(p)
+                } else {
+                    self.on_request_body(p, body)
+                }
+            }
+        }
+    }
+
+    fn scopes(&self, agent: Option<&str>) -> Vec<&Scope> {
+        let mut scopes = vec![&self.global];
+        if let Some(s) = agent.and_then(|a| self.agents.get(a)) {
+            scopes.push(s);
+        }
+        scopes
+    }
+
+    fn governed_route(&self, line: &Line<'_>) -> Option<usize> {
+        let mut best: Option<usize> = None;
+        self.governed_trie.lookup(&line.segments, &mut |i| {
+            let host_ok = self
+                .governed
+                .get(*i)
+                .is_some_and(|r| r.hosts.as_ref().is_none_or(|hs| hs.iter().any(|h| h.matches(line.host))));
+            if host_ok {
+                best = Some(best.map_or(*i, |b| b.min(*i)));
+            }
+        });
+        best
+    }
+
+    fn outcome(&self, matched: impl Iterator<Item = usize>) -> Outcome {
+        let mut o = Outcome::default();
+        for i in matched {
+            if let Some(r) = self.rules.get(i) {
+                o.add(r, i);
+            }
+        }
+        o
+    }
+
+    fn rule_matches(&self, rule: &CompiledRule, line: &Line<'_>, call: Option<&Call<'_>>) -> bool {
+        let fold = rule.effect == Effect::Deny;
+        if let Some(h) = &rule.http {
+            if !http_matches(h, line, fold) {
+                return false;
+            }
+        }
+        match (&rule.rpc, call) {
+            (None, _) => true,
+            (Some(_), None) => false,
+            (Some(RpcClause::Mcp { methods, tools, arguments }), Some(c)) if c.protocol == Protocol::Mcp => {
+                let eq = |a: &str, b: &str| if fold { a.eq_ignore_ascii_case(b) } else { a == b };
+                let method_ok = match methods {
+                    Some(ms) => ms.iter().any(|m| eq(m, c.method)),
+                    None => tools.is_none() || c.method == "tools/call",
+                };
+                let tool_ok = match (tools, &c.tool) {
+                    (None, _) => true,
+                    (Some(ts), Some(t)) => ts.iter().any(|x| eq(x, t)),
+                    (Some(_), None) => false,
+                };
+                method_ok && tool_ok && arguments.iter().all(|a| argument_matches(a, c.arguments, fold))
+            }
+            (Some(RpcClause::A2a { methods }), Some(c)) if c.protocol == Protocol::A2a => {
+                methods.as_ref().is_none_or(|ms| c.canonical.is_some_and(|m| ms.contains(&m)))
+            }
+            _ => false,
+        }
+    }
+
+    fn finish(&self, mut facts: Facts, line: &Line<'_>, o: Outcome) -> Evaluation {
+        let rule = |i: usize| self.rules.get(i);
+        let decision = if let Some(r) = o.enforce_deny.and_then(rule) {
+            self.note_route(&mut facts, r, line);
+            Decision {
+                action: Action::Deny,
+                status: 403,
+                rule: r.id.clone(),
+                mode: Mode::Enforce,
+                reason: format!("denied by rule {:?}", r.id),
+                allowed_by: None,
+            }
+        } else if let Some(allow) = o.enforce_allow.and_then(rule).map(|r| r.id.clone()).or_else(|| {
+            (self.default_action == DefaultAction::Allow).then(|| builtin::DEFAULT_ALLOW.to_owned())
+        }) {
+            if let Some(r) = o.enforce_allow.and_then(rule) {
+                self.note_route(&mut facts, r, line);
+            }
+            match o.shadow_deny.and_then(rule) {
+                Some(s) => Decision {
+                    action: Action::Deny,
+                    status: 0,
+                    rule: s.id.clone(),
+                    mode: Mode::Shadow,
+                    reason: format!("shadow rule {:?} would deny; allowed by {allow:?}", s.id),
+                    allowed_by: Some(allow),
+                },
+                None => Decision { action: Action::Allow, status: 0, reason: format!("allowed by {allow:?}"), rule: allow, mode: Mode::Enforce, allowed_by: None },
+            }
+        } else {
+            Decision {
+                action: Action::Deny,
+                status: 403,
+                rule: builtin::DEFAULT_DENY.to_owned(),
+                mode: Mode::Enforce,
+                reason: match &facts.agent {
+                    Some(a) => format!("no rule grants this to agent {a:?}"),
+                    None => "no rule grants this to an anonymous caller".to_owned(),
+                },
+                allowed_by: None,
+            }
+        };
+        Evaluation { decision, facts }
+    }
+
+    /// Records the deciding rule's path template as the route, unless a governed route did.
+    fn note_route(&self, facts: &mut Facts, rule: &CompiledRule, line: &Line<'_>) {
+        if facts.route.is_some() {
+            return;
+        }
+        let fold = rule.effect == Effect::Deny;
+        if let Some(t) = rule.http.as_ref().and_then(|h| h.paths.as_ref()).and_then(|ps| ps.iter().find(|t| template_matches(t, line, fold))) {
+            facts.route = Some(t.text.clone());
+        }
+    }
+
+    fn refuse(&self, facts: Facts, status: u16, rule: &str, reason: String) -> HeadersVerdict {
+        HeadersVerdict::Decided(self.refusal(facts, status, rule, reason))
+    }
+
+    fn refusal(&self, facts: Facts, status: u16, rule: &str, reason: String) -> Evaluation {
+        Evaluation {
+            decision: Decision { action: Action::Deny, status, rule: rule.to_owned(), mode: Mode::Enforce, reason, allowed_by: None },
+            facts,
+        }
+    }
+}
+
+fn call_candidates(t: &Tables, call: &Call<'_>, fold: bool, out: &mut Vec<usize>) {
+    let key = |s: &str| if fold { s.to_ascii_lowercase() } else { s.to_owned() };
+    match call.protocol {
+        Protocol::Mcp => {
+            if let Some(tool) = &call.tool {
+                if let Some(v) = t.mcp_tools.get(&key(tool)) {
+                    out.extend_from_slice(v);
+                }
+            }
+            if let Some(v) = t.mcp_methods.get(&key(call.method)) {
+                out.extend_from_slice(v);
+            }
+            out.extend_from_slice(&t.mcp_any);
+        }
+        Protocol::A2a => {
+            if let Some(v) = call.canonical.and_then(|m| t.a2a_methods.get(m)) {
+                out.extend_from_slice(v);
+            }
+            out.extend_from_slice(&t.a2a_any);
+        }
+        _ => {}
+    }
+}
+
+fn http_matches(h: &HttpClause, line: &Line<'_>, fold: bool) -> bool {
+    h.methods.as_ref().is_none_or(|ms| ms.iter().any(|m| m == line.method))
+        && h.hosts.as_ref().is_none_or(|hs| hs.iter().any(|p| p.matches(line.host)))
+        && h.paths.as_ref().is_none_or(|ps| ps.iter().any(|t| template_matches(t, line, fold)))
+}
+
+fn template_matches(t: &PathTemplate, line: &Line<'_>, fold: bool) -> bool {
+    let mut segs = line.segments.iter().zip(line.folded.iter());
+    for seg in &t.segments {
+        match seg {
+            Segment::Tail => return true,
+            Segment::One => {
+                if segs.next().is_none() {
+                    return false;
+                }
+            }
+            Segment::Literal(l) => match segs.next() {
+                Some((exact, folded)) => {
+                    let ok = if fold { l.eq_ignore_ascii_case(folded) } else { l == exact };
+                    if !ok {
+                        return false;
+                    }
+                }
+                None => return false,
+            },
+        }
+    }
+    segs.next().is_none()
+}
+
+/// Does one argument condition hold? An allow needs a string that matches. A deny also matches
+/// an argument that is present but not a string: the engine cannot show it is harmless, and an
+/// upstream may coerce it.
+fn argument_matches(a: &ArgMatcher, args: Option<&Value>, fold: bool) -> bool {
+    let Some(v) = args.and_then(|args| args.pointer(&a.pointer)) else { return false };
+    let Some(s) = v.as_str() else { return fold };
+    match &a.kind {
+        ArgKind::Exact(x) => s == x,
+        ArgKind::Prefix(x) => s.starts_with(x.as_str()) || (fold && normalize_rel_path(s).starts_with(x.as_str())),
+        ArgKind::Glob(g) => glob_match(g, s) || glob_match(g, &normalize_rel_path(s)),
+    }
+}
+
+/// Lexically normalizes a relative path argument (`./config//.env`, `docs/../config/.env` →
+/// `config/.env`) so a glob over paths cannot be dodged by spelling.
+fn normalize_rel_path(s: &str) -> String {
+    let mut out: Vec<&str> = Vec::new();
+    let absolute = s.starts_with('/');
+    for seg in s.split(['/', '\\']) {
+        match seg {
+            "" | "." => {}
+            ".." => {
+                if out.pop().is_none() {
+                    out.push("..");
+                }
+            }
+            s => out.push(s),
+        }
+    }
+    let joined = out.join("/");
+    if absolute { format!("/{joined}") } else { joined }
+}
+
+fn check_mcp_headers(messages: &[jsonrpc::RpcMessage], method: Option<&str>, name: Option<&str>, is_batch: bool) -> Result<(), String> {
+    let single = match (is_batch, messages) {
+        (false, [m]) => m,
+        _ => return Err("Mcp-Method/Mcp-Name headers cannot describe a batch".into()),
+    };
+    if let Some(h) = method {
+        if h != single.method {
+            return Err(format!("Mcp-Method header {h:?} disagrees with the body's method {:?}", single.method));
+        }
+    }
+    if let Some(h) = name {
+        let body_name = match single.method.as_str() {
+            "tools/call" | "prompts/get" => single.params.as_ref().and_then(|p| p.get("name")).and_then(Value::as_str),
+            "resources/read" => single.params.as_ref().and_then(|p| p.get("uri")).and_then(Value::as_str),
+            _ => None,
+        };
+        if body_name != Some(h) {
+            return Err(format!("Mcp-Name header {h:?} disagrees with the body"));
+        }
+    }
+    Ok(())
+}
+
+fn is_json_content_type(ct: &str) -> bool {
+    let mut parts = ct.split(';');
+    let media = parts.next().unwrap_or_default().trim();
+    if !media.eq_ignore_ascii_case("application/json") {
+        return false;
+    }
+    parts.all(|p| {
+        let p = p.trim();
+        p.is_empty() || p.eq_ignore_ascii_case("charset=utf-8") || p.eq_ignore_ascii_case("charset=\"utf-8\"")
+    })
+}
+
+/// Host in lower case without the port or a trailing dot (`API.Example.com.:443` → `api.example.com`).
+fn normalize_host(authority: &str) -> String {
+    let host = if let Some(rest) = authority.strip_prefix('[') {
+        rest.split(']').next().unwrap_or_default()
+    } else {
+        authority.rsplit_once(':').map_or(authority, |(h, port)| if port.bytes().all(|b| b.is_ascii_digit()) { h } else { authority })
+    };
+    host.trim_end_matches('.').to_ascii_lowercase()
+}
+
+#[cfg(test)]
+#[path = "eval_tests.rs"]
+mod tests;

@@ -1,0 +1,273 @@
+//! Path templates, host patterns, and the segment trie that indexes rules by path.
+//!
+//! A template is `/`-separated: a literal segment matches itself, `{name}` or `*` matches exactly
+//! one segment, and `**` (only as the last segment) matches any number of segments, including
+//! none (`/api/admin/**` matches `/api/admin`, `/api/admin/users/7`).
+//!
+//! The trie makes a lookup cost O(segments of the request path) hash probes, whatever the number
+//! of rules: each node holds a hash map of literal children, at most one single-segment wildcard
+//! child, and the values of templates that end there or continue with `**`. A request walks the
+//! literal child and the wildcard child at each level, so it visits at most the nodes on the
+//! paths that can match it; that is bounded by the trie, not by the rule count.
+
+use std::collections::HashMap;
+
+/// One segment of a compiled template.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Segment {
+    /// Matches this text exactly (or case-folded, in a case-folding trie).
+    Literal(String),
+    /// `{name}` or `*`: one segment.
+    One,
+    /// `**`: any number of segments, last only.
+    Tail,
+}
+
+/// A parsed path template.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PathTemplate {
+    pub text: String,
+    pub segments: Vec<Segment>,
+}
+
+/// Why a template is refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TemplateError(pub String);
+
+/// Characters allowed in a literal template segment: RFC 3986 `pchar` without `%` (templates are
+/// written decoded) and without `;` (matrix parameters are refused in requests anyway).
+fn literal_char_ok(c: char) -> bool {
+    c.is_ascii_alphanumeric() || "-._~!$&'()+,=:@".contains(c)
+}
+
+impl PathTemplate {
+    /// Parses and validates a template.
+    pub fn parse(text: &str) -> Result<Self, TemplateError> {
+        let rest = text.strip_prefix('/').ok_or_else(|| TemplateError("must start with '/'".into()))?;
+        if text.len() > 1024 {
+            return Err(TemplateError("longer than 1024 bytes".into()));
+        }
+        let mut segments = Vec::new();
+        if rest.is_empty() {
+            return Ok(Self { text: text.to_owned(), segments });
+        }
+        let parts: Vec<&str> = rest.split('/').collect();
+        let last = parts.len().saturating_sub(1);
+        for (i, part) in parts.iter().enumerate() {
+            let seg = match *part {
+                "" => return Err(TemplateError("empty segment ('//' or a trailing '/')".into())),
+                "**" if i == last => Segment::Tail,
+                "**" => return Err(TemplateError("'**' may only be the last segment".into())),
+                "*" => Segment::One,
+                "." | ".." => return Err(TemplateError(format!("dot segment {part:?}"))),
+                p if p.starts_with('{') => {
+                    let name = p
+                        .strip_prefix('{')
+                        .and_then(|p| p.strip_suffix('}'))
+                        .ok_or_else(|| TemplateError(format!("unclosed parameter {p:?}")))?;
+                    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                        return Err(TemplateError(format!("parameter name {name:?} must be [A-Za-z0-9_]+")));
+                    }
+                    Segment::One
+                }
+                p => {
+                    if let Some(bad) = p.chars().find(|c| !literal_char_ok(*c)) {
+                        return Err(TemplateError(format!("character {bad:?} not allowed in segment {p:?}")));
+                    }
+                    if p.ends_with('.') {
+                        return Err(TemplateError(format!("segment {p:?} ends with '.'")));
+                    }
+                    Segment::Literal(p.to_owned())
+                }
+            };
+            segments.push(seg);
+        }
+        Ok(Self { text: text.to_owned(), segments })
+    }
+
+    /// The template with literal segments lower-cased (for case-folding deny tables).
+    pub fn folded(&self) -> Self {
+        let segments = self
+            .segments
+            .iter()
+            .map(|s| match s {
+                Segment::Literal(l) => Segment::Literal(l.to_ascii_lowercase()),
+                other => other.clone(),
+            })
+            .collect();
+        Self { text: self.text.clone(), segments }
+    }
+}
+
+/// A segment trie from templates to values.
+#[derive(Debug, Clone)]
+pub struct PathTrie<T> {
+    root: Node<T>,
+}
+
+#[derive(Debug, Clone)]
+struct Node<T> {
+    literal: HashMap<String, Node<T>>,
+    one: Option<Box<Node<T>>>,
+    /// Values of templates ending exactly here.
+    exact: Vec<T>,
+    /// Values of templates ending here with `**`.
+    tail: Vec<T>,
+}
+
+impl<T> Default for Node<T> {
+    fn default() -> Self {
+        Self { literal: HashMap::new(), one: None, exact: Vec::new(), tail: Vec::new() }
+    }
+}
+
+impl<T> Default for PathTrie<T> {
+    fn default() -> Self {
+        Self { root: Node::default() }
+    }
+}
+
+impl<T: Clone> PathTrie<T> {
+    /// Adds `value` under `template`.
+    pub fn insert(&mut self, template: &PathTemplate, value: T) {
+        let mut node = &mut self.root;
+        for seg in &template.segments {
+            match seg {
+                Segment::Literal(l) => node = node.literal.entry(l.clone()).or_default(),
+                Segment::One => node = node.one.get_or_insert_with(Default::default),
+                Segment::Tail => {
+                    node.tail.push(value);
+                    return;
+                }
+            }
+        }
+        node.exact.push(value);
+    }
+
+    /// Calls `found` with every value whose template matches `segments`, and the template depth
+    /// walked (for tie-breaking). Segments must already be folded when the trie is.
+    pub fn lookup<'a>(&'a self, segments: &[&str], found: &mut impl FnMut(&'a T)) {
+        Self::walk(&self.root, segments, found);
+    }
+
+    fn walk<'a>(node: &'a Node<T>, rest: &[&str], found: &mut impl FnMut(&'a T)) {
+        node.tail.iter().for_each(&mut *found);
+        match rest.split_first() {
+            None => node.exact.iter().for_each(&mut *found),
+            Some((head, tail)) => {
+                if let Some(child) = node.literal.get(*head) {
+                    Self::walk(child, tail, found);
+                }
+                if let Some(child) = &node.one {
+                    Self::walk(child, tail, found);
+                }
+            }
+        }
+    }
+}
+
+/// A host pattern: exact, or `*.suffix` matching one or more labels before the suffix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostPattern {
+    Exact(String),
+    Suffix(String),
+}
+
+impl HostPattern {
+    /// Parses a pattern (case-folded).
+    pub fn parse(text: &str) -> Result<Self, TemplateError> {
+        let t = text.to_ascii_lowercase();
+        let ok = |s: &str| {
+            !s.is_empty()
+                && s.split('.').all(|l| !l.is_empty() && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
+        };
+        if let Some(suffix) = t.strip_prefix("*.") {
+            if ok(suffix) {
+                return Ok(Self::Suffix(format!(".{suffix}")));
+            }
+        } else if ok(&t) {
+            return Ok(Self::Exact(t));
+        }
+        Err(TemplateError("host must be DNS labels, optionally after a leading '*.'".into()))
+    }
+
+    /// Does `host` (lower case, no port, no trailing dot) match?
+    pub fn matches(&self, host: &str) -> bool {
+        match self {
+            Self::Exact(h) => h == host,
+            Self::Suffix(s) => host.len() > s.len() && host.ends_with(s.as_str()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lookup(trie: &PathTrie<&'static str>, path: &str) -> Vec<&'static str> {
+        let segs: Vec<&str> = path.trim_start_matches('/').split('/').filter(|s| !s.is_empty()).collect();
+        let mut out = Vec::new();
+        trie.lookup(&segs, &mut |v| out.push(*v));
+        out.sort_unstable();
+        out
+    }
+
+    #[test]
+    fn templates_parse_or_name_the_problem() {
+        for (name, text, ok) in [
+            ("root", "/", true),
+            ("literal", "/api/customers", true),
+            ("param", "/api/customers/{id}", true),
+            ("star", "/api/*/x", true),
+            ("tail", "/api/admin/**", true),
+            ("tail not last", "/api/**/x", false),
+            ("no slash", "api", false),
+            ("empty segment", "/api//x", false),
+            ("trailing slash", "/api/", false),
+            ("dot", "/api/./x", false),
+            ("dotdot", "/api/../x", false),
+            ("unclosed", "/api/{id", false),
+            ("bad name", "/api/{i-d}", false),
+            ("percent", "/api/%2f", false),
+            ("semicolon", "/api;x", false),
+            ("trailing dot", "/api/x.", false),
+        ] {
+            assert_eq!(PathTemplate::parse(text).is_ok(), ok, "{name}: {text}");
+        }
+    }
+
+    #[test]
+    fn trie_matches_literals_params_and_tails() {
+        let mut t = PathTrie::default();
+        for (tpl, v) in [
+            ("/api/customers", "list"),
+            ("/api/customers/{id}", "one"),
+            ("/api/admin/**", "admin"),
+            ("/**", "all"),
+            ("/", "root"),
+        ] {
+            t.insert(&PathTemplate::parse(tpl).unwrap(), v);
+        }
+        assert_eq!(lookup(&t, "/api/customers"), ["all", "list"]);
+        assert_eq!(lookup(&t, "/api/customers/7"), ["all", "one"]);
+        assert_eq!(lookup(&t, "/api/customers/7/x"), ["all"]);
+        assert_eq!(lookup(&t, "/api/admin"), ["admin", "all"]);
+        assert_eq!(lookup(&t, "/api/admin/users/1"), ["admin", "all"]);
+        assert_eq!(lookup(&t, "/"), ["all", "root"]);
+        assert_eq!(lookup(&t, "/API/admin"), ["all"]);
+    }
+
+    #[test]
+    fn host_patterns() {
+        let exact = HostPattern::parse("API.example.com").unwrap();
+        assert!(exact.matches("api.example.com"));
+        assert!(!exact.matches("xapi.example.com"));
+        let wild = HostPattern::parse("*.example.com").unwrap();
+        assert!(wild.matches("a.example.com"));
+        assert!(wild.matches("a.b.example.com"));
+        assert!(!wild.matches("example.com"));
+        assert!(!wild.matches("badexample.com"));
+        assert!(HostPattern::parse("*").is_err());
+        assert!(HostPattern::parse("a..b").is_err());
+    }
+}
