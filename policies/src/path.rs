@@ -1,0 +1,194 @@
+//! Canonical request paths: one spelling per resource, or a refusal.
+//!
+//! The input is the `:path` Envoy hands the filter. Envoy is configured to normalize it first
+//! (`normalize_path`, `merge_slashes`, `path_with_escaped_slashes_action: REJECT_REQUEST`), but a
+//! security decision must not depend on that configuration being present, so everything is checked
+//! again here. The rule is the one in SECURITY.md: decide on a single normalized view, and refuse
+//! whatever a server behind us might read differently instead of guessing which reading it picks.
+//!
+//! What is normalized (these have exactly one meaning, RFC 3986 §6.2.2):
+//! - `%XX` of an unreserved character (`ALPHA / DIGIT / - . _ ~`) is decoded (§6.2.2.2; Envoy's
+//!   `normalize_path` does the same);
+//! - other `%XX` keep their encoding with upper-case hex digits (§6.2.2.1);
+//! - one trailing `/` is dropped (`/api/x/` and `/api/x` name the same rule target).
+//!
+//! What is refused, because servers disagree on it:
+//! - anything but origin form (`*`, `http://host/path`), and a path over [`MAX_PATH_LEN`] bytes;
+//! - a fragment `#` (never sent by a conforming client; some servers cut the path there);
+//! - bytes outside printable ASCII, and `\` (Windows servers and some routers treat it as `/`);
+//! - `;` in the path (Tomcat and Spring strip `;params` from each segment: `/admin;x=1` reaches
+//!   `/admin`);
+//! - malformed escapes, encoded `/` and `\` (`%2F`, `%5C`: decoded by some servers before
+//!   routing), an encoded `%` (`%25`: double decoding turns `%252e` into `.`), encoded NUL and
+//!   control characters (C-string truncation, log injection);
+//! - empty segments (`//`: merged by some servers and not by others);
+//! - `.` and `..` segments, also when spelled `%2e` (resolved by some servers, not by others);
+//! - a segment ending in `.` (Windows and IIS strip trailing dots: `/admin.` reaches `/admin`).
+//!
+//! Case is preserved: paths are case-sensitive in general; the caller folds case where a deny
+//! rule must also catch a case-insensitive upstream.
+//!
+//! The query (after the first `?`) is kept verbatim and not interpreted; it must still be printable
+//! ASCII without `#`.
+
+/// Longest `:path` accepted, query included, in bytes.
+pub const MAX_PATH_LEN: usize = 4096;
+
+/// A request path in canonical form.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CanonicalPath {
+    /// `/` followed by the segments joined with `/`; `/` for the root.
+    pub path: String,
+    /// The decoded, validated segments; empty for the root.
+    pub segments: Vec<String>,
+    /// Everything after the first `?`, verbatim; `None` when there is no `?`.
+    pub query: Option<String>,
+}
+
+/// Why a request path was refused. Offsets are byte offsets into the raw `:path`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PathError {
+    #[error("empty request path")]
+    Empty,
+    #[error("request path does not start with '/' (found byte {found:#04x}): only origin form is accepted")]
+    NotOriginForm { found: u8 },
+    #[error("request path of {len} bytes exceeds the limit of {max}")]
+    TooLong { len: usize, max: usize },
+    #[error("byte {byte:#04x} at offset {offset} is not printable ASCII")]
+    InvalidCharacter { byte: u8, offset: usize },
+    #[error("fragment '#' at offset {offset}")]
+    Fragment { offset: usize },
+    #[error("backslash at offset {offset}")]
+    Backslash { offset: usize },
+    #[error("';' path parameter at offset {offset}")]
+    MatrixParameter { offset: usize },
+    #[error("'%' at offset {offset} is not followed by two hex digits")]
+    MalformedEscape { offset: usize },
+    #[error("encoded slash or backslash at offset {offset}")]
+    EscapedSlash { offset: usize },
+    #[error("encoded '%' (double encoding) at offset {offset}")]
+    DoubleEncoding { offset: usize },
+    #[error("encoded control character {byte:#04x} at offset {offset}")]
+    EncodedControl { byte: u8, offset: usize },
+    #[error("empty path segment at index {index}")]
+    EmptySegment { index: usize },
+    #[error("dot segment {segment:?} at index {index}")]
+    DotSegment { segment: String, index: usize },
+    #[error("segment {segment:?} at index {index} ends with '.'")]
+    TrailingDot { segment: String, index: usize },
+}
+
+/// Validates `raw` and returns its canonical form.
+pub fn canonicalize(raw: &str) -> Result<CanonicalPath, PathError> {
+    let bytes = raw.as_bytes();
+    let Some(&first) = bytes.first() else {
+        return Err(PathError::Empty);
+    };
+    if bytes.len() > MAX_PATH_LEN {
+        return Err(PathError::TooLong { len: bytes.len(), max: MAX_PATH_LEN });
+    }
+    if first != b'/' {
+        return Err(PathError::NotOriginForm { found: first });
+    }
+    // Character set of the whole target, query included.
+    for (offset, &byte) in bytes.iter().enumerate() {
+        if byte == b'#' {
+            return Err(PathError::Fragment { offset });
+        }
+        if !(0x21..=0x7E).contains(&byte) {
+            return Err(PathError::InvalidCharacter { byte, offset });
+        }
+    }
+    let (path_part, query) = match raw.split_once('?') {
+        Some((p, q)) => (p, Some(q.to_owned())),
+        None => (raw, None),
+    };
+    let segments = split_segments(path_part)?;
+    for (index, segment) in segments.iter().enumerate() {
+        if segment == "." || segment == ".." {
+            return Err(PathError::DotSegment { segment: segment.clone(), index });
+        }
+        if segment.ends_with('.') {
+            return Err(PathError::TrailingDot { segment: segment.clone(), index });
+        }
+    }
+    let mut path = String::with_capacity(path_part.len());
+    if segments.is_empty() {
+        path.push('/');
+    }
+    for segment in &segments {
+        path.push('/');
+        path.push_str(segment);
+    }
+    Ok(CanonicalPath { path, segments, query })
+}
+
+/// Splits the path part (which starts with `/` and is printable ASCII) into decoded segments.
+fn split_segments(path_part: &str) -> Result<Vec<String>, PathError> {
+    if path_part == "/" {
+        return Ok(Vec::new());
+    }
+    let bytes = path_part.as_bytes();
+    let mut segments = Vec::new();
+    let mut current = String::new();
+    // Skip the leading '/', checked by the caller.
+    let mut offset = 1usize;
+    while let Some(&byte) = bytes.get(offset) {
+        match byte {
+            b'/' => segments.push(std::mem::take(&mut current)),
+            b'\\' => return Err(PathError::Backslash { offset }),
+            b';' => return Err(PathError::MatrixParameter { offset }),
+            b'%' => {
+                let hi = bytes.get(offset.saturating_add(1)).copied().and_then(hex_value);
+                let lo = bytes.get(offset.saturating_add(2)).copied().and_then(hex_value);
+                let (Some(hi), Some(lo)) = (hi, lo) else {
+                    return Err(PathError::MalformedEscape { offset });
+                };
+                let decoded = hi << 4 | lo;
+                match decoded {
+                    b'/' | b'\\' => return Err(PathError::EscapedSlash { offset }),
+                    b'%' => return Err(PathError::DoubleEncoding { offset }),
+                    0x00..=0x1F | 0x7F => return Err(PathError::EncodedControl { byte: decoded, offset }),
+                    b if is_unreserved(b) => current.push(char::from(b)),
+                    b => {
+                        current.push('%');
+                        current.push(char::from(HEX_UPPER.get(usize::from(b >> 4)).copied().unwrap_or(b'0')));
+                        current.push(char::from(HEX_UPPER.get(usize::from(b & 0x0F)).copied().unwrap_or(b'0')));
+                    }
+                }
+                offset = offset.saturating_add(2);
+            }
+            other => current.push(char::from(other)),
+        }
+        offset = offset.saturating_add(1);
+    }
+    segments.push(current);
+    // One trailing slash names the same resource; a second one is an empty segment.
+    if segments.len() > 1 && segments.last().is_some_and(String::is_empty) {
+        segments.pop();
+    }
+    if let Some(index) = segments.iter().position(String::is_empty) {
+        return Err(PathError::EmptySegment { index });
+    }
+    Ok(segments)
+}
+
+const HEX_UPPER: &[u8; 16] = b"0123456789ABCDEF";
+
+fn hex_value(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// RFC 3986 §2.3 `unreserved`.
+fn is_unreserved(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
+}
+
+#[cfg(test)]
+#[path = "path_tests.rs"]
+mod tests;
