@@ -14,19 +14,31 @@ use crate::state::{self, Shared};
 
 pub struct Root {
     shared: Rc<Shared>,
+    /// Failed posts since the last success; the warning is logged on the 1st, 10th, 100th...
+    /// so an unreachable enforcer does not flood the log (the counter metric has every one).
+    failures: u64,
+}
+
+impl Default for Root {
+    fn default() -> Self {
+        Self { shared: Shared::new(), failures: 0 }
+    }
 }
 
 impl Root {
-    pub fn new() -> Self {
-        Self { shared: Shared::new() }
+    fn warn_failure(&mut self, what: &str) {
+        self.failures = self.failures.saturating_add(1);
+        if self.failures.is_power_of_two() || self.failures.is_multiple_of(1000) {
+            host::log(LogLevel::Warn, &format!("interlock: {what} ({} consecutive failures; events are kept and retried)", self.failures));
+        }
     }
 
-    fn flush(&self) {
+    fn flush(&mut self) {
         let enforcer = self.shared.enforcer.borrow().clone();
         let mut events = self.shared.events.borrow_mut();
         let mut metrics = self.shared.metrics.borrow_mut();
         metrics.set_gauge(state::EVENTS_BUFFERED, events.len() as u64);
-        if events.in_flight.is_some() || events.len() == 0 {
+        if events.in_flight.is_some() || events.is_empty() {
             return;
         }
         let batch = events.take_batch(enforcer.max_batch);
@@ -45,7 +57,8 @@ impl Root {
                 metrics.add(state::EVENTS_POST_FAILURES, 1);
                 let dropped = events.requeue(batch, enforcer.max_buffered_events);
                 metrics.add(state::EVENTS_DROPPED, dropped);
-                host::log(LogLevel::Warn, &format!("interlock: cannot post events to cluster {:?}: {e}", enforcer.cluster));
+                drop((events, metrics));
+                self.warn_failure(&format!("cannot post events to cluster {:?}: {e}", enforcer.cluster));
             }
         }
     }
@@ -62,12 +75,16 @@ impl Context for Root {
             return;
         }
         match host::http_call_status() {
-            Some(s) if (200..300).contains(&s) => metrics.add(state::EVENTS_SENT, batch.len() as u64),
+            Some(s) if (200..300).contains(&s) => {
+                metrics.add(state::EVENTS_SENT, batch.len() as u64);
+                self.failures = 0;
+            }
             status => {
                 metrics.add(state::EVENTS_POST_FAILURES, 1);
                 let dropped = events.requeue(batch, cap);
                 metrics.add(state::EVENTS_DROPPED, dropped);
-                host::log(LogLevel::Warn, &format!("interlock: enforcer answered {status:?} to an event batch; will retry"));
+                drop((events, metrics));
+                self.warn_failure(&format!("the enforcer answered {status:?} to an event batch"));
             }
         }
     }

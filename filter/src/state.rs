@@ -72,6 +72,10 @@ impl EventQueue {
         self.pending.len()
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.pending.is_empty()
+    }
+
     fn trim(&mut self, cap: usize) -> u64 {
         let mut dropped = 0;
         while self.pending.len() > cap {

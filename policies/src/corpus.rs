@@ -130,11 +130,10 @@ impl CaseRequest {
         let body = self.body_bytes();
         let mut headers: Vec<(String, String)> =
             self.wire_headers().into_iter().map(|(k, v)| (k.to_ascii_lowercase(), v)).collect();
-        if let Some(b) = &body {
-            if !headers.iter().any(|(k, _)| k == "content-length") && self.chunk_size.is_none() {
+        if let Some(b) = &body
+            && !headers.iter().any(|(k, _)| k == "content-length") && self.chunk_size.is_none() {
                 headers.push(("content-length".into(), b.len().to_string()));
             }
-        }
         HttpRequest {
             method: self.method.clone(),
             authority: self.authority.clone(),

@@ -441,11 +441,10 @@ fn compile_mcp(path: &str, m: &McpMatch) -> Result<RpcClause, PolicyError> {
                     return Err(PolicyError::invalid(format!("{path}.tools[{i}]"), t, "MCP tool names are 1..=128 of [A-Za-z0-9_.-]"));
                 }
             }
-            if let Some(ms) = &methods {
-                if !ms.iter().any(|x| x == "tools/call") {
+            if let Some(ms) = &methods
+                && !ms.iter().any(|x| x == "tools/call") {
                     return Err(PolicyError::invalid(format!("{path}.methods"), ms, "tools are named only by tools/call; include it or drop methods"));
                 }
-            }
             Some(list.clone())
         }
     };

