@@ -56,6 +56,10 @@ pub fn set_request_header(name: &str, value: &str) -> Result<()> {
     hostcalls::set_map_value(MapType::HttpRequestHeaders, name, Some(value)).map_err(st("set_map_value"))
 }
 
+pub fn set_response_header(name: &str, value: &str) -> Result<()> {
+    hostcalls::set_map_value(MapType::HttpResponseHeaders, name, Some(value)).map_err(st("set_map_value"))
+}
+
 /// The buffered request body, `[0, size)`.
 pub fn request_body(size: usize) -> Result<Option<Vec<u8>>> {
     hostcalls::get_buffer(BufferType::HttpRequestBody, 0, size).map_err(st("get_buffer(request_body)"))

@@ -210,6 +210,14 @@ impl HttpContext for Stream {
         Action::Continue
     }
 
+    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        // The caller can quote the decision id of an allowed call too (support, audits).
+        if let Some((id, _)) = &self.passed {
+            let _ = host::set_response_header("x-interlock-decision-id", id);
+        }
+        Action::Continue
+    }
+
     fn on_log(&mut self) {
         if let Some((id, eval)) = self.passed.take() {
             self.record(&id, &eval);
