@@ -1,0 +1,213 @@
+//! Unit tests of compilation and evaluation. The request-level behaviour of the demo policy is
+//! covered by the corpus (`tests/corpus/`); these pin the semantics the corpus relies on.
+
+use super::*;
+use crate::request::VerifiedIdentity;
+
+fn engine(policy: serde_json::Value) -> Engine {
+    Engine::from_json(&policy.to_string()).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn get(agent: &str, path: &str) -> HttpRequest {
+    HttpRequest {
+        method: "GET".into(),
+        authority: "api.example.com".into(),
+        path: path.into(),
+        end_of_stream: true,
+        identity: VerifiedIdentity { jwt_agent: Some(agent.into()), ..Default::default() },
+        ..Default::default()
+    }
+}
+
+fn mcp(agent: &str, body: serde_json::Value) -> (HttpRequest, Vec<u8>) {
+    let body = body.to_string().into_bytes();
+    let req = HttpRequest {
+        method: "POST".into(),
+        authority: "localhost".into(),
+        path: "/mcp".into(),
+        headers: vec![("content-type".into(), "application/json".into())],
+        end_of_stream: false,
+        identity: VerifiedIdentity { jwt_agent: Some(agent.into()), ..Default::default() },
+    };
+    (req, body)
+}
+
+fn decide(e: &Engine, req: &HttpRequest, body: Option<&[u8]>) -> (Action, u16, String) {
+    let d = e.evaluate(req, body).decision;
+    (d.action, d.status, d.rule)
+}
+
+#[test]
+fn compile_errors_name_the_json_path_and_value() {
+    for (name, policy, path) in [
+        ("unknown field", serde_json::json!({"version": "v", "rules": [{"id": "r", "effect": "deny", "http": {}, "bogus": 1}]}), "$.rules[0].bogus"),
+        ("bad effect", serde_json::json!({"version": "v", "rules": [{"id": "r", "effect": "maybe"}]}), "$.rules[0].effect"),
+        ("bad template", serde_json::json!({"version": "v", "rules": [{"id": "r", "effect": "deny", "http": {"paths": ["api"]}}]}), "$.rules[0].http.paths[0]"),
+        ("lower-case method", serde_json::json!({"version": "v", "rules": [{"id": "r", "effect": "deny", "http": {"methods": ["get"]}}]}), "$.rules[0].http.methods[0]"),
+        ("empty rule", serde_json::json!({"version": "v", "rules": [{"id": "r", "effect": "deny"}]}), "$.rules[0]"),
+        ("bad tool", serde_json::json!({"version": "v", "rules": [{"id": "r", "effect": "deny", "mcp": {"tools": ["a b"]}}]}), "$.rules[0].mcp.tools[0]"),
+        ("two arg kinds", serde_json::json!({"version": "v", "rules": [{"id": "r", "effect": "deny", "mcp": {"tools": ["t"], "arguments": [{"pointer": "/p", "exact": "a", "glob": "b"}]}}]}), "$.rules[0].mcp.arguments[0]"),
+        ("unknown a2a", serde_json::json!({"version": "v", "rules": [{"id": "r", "effect": "deny", "a2a": {"methods": ["nope"]}}]}), "$.rules[0].a2a.methods[0]"),
+        ("unknown agent", serde_json::json!({"version": "v", "rules": [{"id": "r", "effect": "deny", "agents": ["ghost"], "http": {}}]}), "$.rules[0].agents[0]"),
+        ("duplicate id", serde_json::json!({"version": "v", "agents": {"a": {"grants": [{"id": "r", "http": {}}]}}, "rules": [{"id": "r", "effect": "deny", "http": {}}]}), "$.agents[\"a\"].grants[0].id"),
+        ("reserved id", serde_json::json!({"version": "v", "rules": [{"id": "default-deny", "effect": "deny", "http": {}}]}), "$.rules[0].id"),
+        ("reserved section", serde_json::json!({"version": "v", "rate_limits": []}), "$.rate_limits"),
+        ("body limit", serde_json::json!({"version": "v", "inspection": {"max_body_bytes": 0}}), "$.inspection.max_body_bytes"),
+        ("empty version", serde_json::json!({"version": ""}), "$.version"),
+    ] {
+        let err = Engine::from_json(&policy.to_string()).err().unwrap_or_else(|| panic!("{name}: accepted"));
+        assert_eq!(err.path(), path, "{name}: {err}");
+    }
+}
+
+#[test]
+fn duplicate_keys_in_the_policy_are_refused() {
+    let err = Engine::from_json(r#"{"version": "a", "version": "b"}"#).err().unwrap();
+    assert!(err.to_string().contains("duplicate"), "{err}");
+}
+
+#[test]
+fn deny_beats_allow_and_default_closes() {
+    let e = engine(serde_json::json!({
+        "version": "v",
+        "agents": {"a": {"grants": [{"id": "all-api", "http": {"paths": ["/api/**"]}}]}},
+        "rules": [{"id": "no-admin", "effect": "deny", "http": {"paths": ["/api/admin/**"]}}]
+    }));
+    assert_eq!(decide(&e, &get("a", "/api/users"), None), (Action::Allow, 0, "all-api".into()));
+    assert_eq!(decide(&e, &get("a", "/api/admin/x"), None), (Action::Deny, 403, "no-admin".into()));
+    assert_eq!(decide(&e, &get("a", "/other"), None), (Action::Deny, 403, "default-deny".into()));
+    assert_eq!(decide(&e, &get("b", "/api/users"), None), (Action::Deny, 403, "default-deny".into()));
+}
+
+#[test]
+fn hosts_and_methods_restrict_a_rule() {
+    let e = engine(serde_json::json!({
+        "version": "v",
+        "agents": {"a": {"grants": [{"id": "g", "http": {"methods": ["GET"], "hosts": ["*.example.com"], "paths": ["/x"]}}]}}
+    }));
+    assert_eq!(decide(&e, &get("a", "/x"), None).0, Action::Allow);
+    let mut other_host = get("a", "/x");
+    other_host.authority = "api.example.org".into();
+    assert_eq!(decide(&e, &other_host, None).2, "default-deny");
+    let mut with_port = get("a", "/x");
+    with_port.authority = "API.Example.com.:8443".into();
+    assert_eq!(decide(&e, &with_port, None).0, Action::Allow, "host is case-folded, port and trailing dot dropped");
+    let mut post = get("a", "/x");
+    post.method = "POST".into();
+    assert_eq!(decide(&e, &post, None).2, "default-deny");
+}
+
+#[test]
+fn rules_for_named_agents_apply_only_to_them() {
+    let e = engine(serde_json::json!({
+        "version": "v",
+        "default_action": "allow",
+        "agents": {"a": {}, "b": {}},
+        "rules": [{"id": "a-no-x", "effect": "deny", "agents": ["a"], "http": {"paths": ["/x"]}}]
+    }));
+    assert_eq!(decide(&e, &get("a", "/x"), None).2, "a-no-x");
+    assert_eq!(decide(&e, &get("b", "/x"), None), (Action::Allow, 0, "default-allow".into()));
+}
+
+#[test]
+fn shadow_rules_record_without_acting() {
+    let e = engine(serde_json::json!({
+        "version": "v",
+        "governed": [{"id": "mcp", "path": "/mcp", "protocol": "mcp"}],
+        "agents": {"a": {"grants": [{"id": "tools", "mcp": {"tools": ["read_file"]}}]}},
+        "rules": [{"id": "watch", "effect": "deny", "mode": "shadow",
+                   "mcp": {"tools": ["read_file"], "arguments": [{"pointer": "/path", "prefix": "secret/"}]}}]
+    }));
+    let (req, body) = mcp("a", serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+        "params": {"name": "read_file", "arguments": {"path": "secret/key"}}}));
+    let d = e.evaluate(&req, Some(&body)).decision;
+    assert!(!d.blocks());
+    assert_eq!((d.action, d.mode, d.rule.as_str(), d.allowed_by.as_deref()), (Action::Deny, Mode::Shadow, "watch", Some("tools")));
+    let (req, body) = mcp("a", serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+        "params": {"name": "read_file", "arguments": {"path": "public/readme"}}}));
+    let d = e.evaluate(&req, Some(&body)).decision;
+    assert_eq!((d.action, d.mode, d.rule.as_str()), (Action::Allow, Mode::Enforce, "tools"));
+}
+
+#[test]
+fn deny_argument_conditions_fail_closed_on_non_strings() {
+    let e = engine(serde_json::json!({
+        "version": "v",
+        "governed": [{"id": "mcp", "path": "/mcp", "protocol": "mcp"}],
+        "agents": {"a": {"grants": [{"id": "tools", "mcp": {"tools": ["read_file"]}}]}},
+        "rules": [{"id": "no-config", "effect": "deny", "mcp": {"tools": ["read_file"], "arguments": [{"pointer": "/path", "glob": "config/**"}]}}]
+    }));
+    for (name, path, denied) in [
+        ("plain", serde_json::json!("config/.env"), true),
+        ("dot slash", serde_json::json!("./config/.env"), true),
+        ("parent", serde_json::json!("a/../config/.env"), true),
+        ("backslash", serde_json::json!("config\\.env"), true),
+        ("array", serde_json::json!(["config/.env"]), true),
+        ("other file", serde_json::json!("docs/readme"), false),
+        ("configs sibling", serde_json::json!("configs/x"), false),
+    ] {
+        let (req, body) = mcp("a", serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+            "params": {"name": "read_file", "arguments": {"path": path}}}));
+        let d = e.evaluate(&req, Some(&body)).decision;
+        assert_eq!(d.rule == "no-config", denied, "{name}: {d:?}");
+    }
+}
+
+#[test]
+fn on_request_body_refuses_what_it_cannot_read() {
+    let e = engine(serde_json::json!({
+        "version": "v",
+        "inspection": {"max_body_bytes": 64},
+        "governed": [{"id": "mcp", "path": "/mcp", "protocol": "mcp"}],
+        "agents": {"a": {"grants": [{"id": "any", "mcp": {}}]}}
+    }));
+    let (req, _) = mcp("a", serde_json::json!({}));
+    let HeadersVerdict::NeedBody(p) = e.on_request_headers(&req) else { panic!("governed POST needs its body") };
+    assert_eq!(p.max_body_bytes(), 64);
+    let big = vec![b' '; 65];
+    assert_eq!(e.on_request_body(p.clone(), &big).decision.status, 413);
+    assert_eq!(e.on_request_body(p.clone(), b"").decision.rule, "malformed-body");
+    let ok = br#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#;
+    assert_eq!(e.on_request_body(p, ok).decision.rule, "any");
+}
+
+#[test]
+fn a_jsonrpc_refusal_echoes_the_request_id() {
+    let e = engine(serde_json::json!({"version": "v", "governed": [{"id": "mcp", "path": "/mcp", "protocol": "mcp"}], "agents": {"a": {}}}));
+    let (req, body) = mcp("a", serde_json::json!({"jsonrpc": "2.0", "id": "req-7", "method": "tools/list"}));
+    let eval = e.evaluate(&req, Some(&body));
+    let reply: serde_json::Value = serde_json::from_str(&eval.reply_body("d1")).unwrap();
+    assert_eq!(reply["id"], "req-7");
+    assert_eq!(reply["error"]["code"], -32001);
+    assert_eq!(reply["error"]["data"]["rule"], "default-deny");
+    assert_eq!(reply["error"]["data"]["decision_id"], "d1");
+}
+
+#[test]
+fn mtls_identity_maps_to_an_agent_and_conflicts_are_refused() {
+    let e = engine(serde_json::json!({
+        "version": "v",
+        "identity": {"mtls_agents": {"spiffe://td/ns/x/sa/a": "a"}},
+        "agents": {"a": {"grants": [{"id": "g", "http": {}}]}, "b": {}}
+    }));
+    let mut req = get("a", "/x");
+    req.identity = VerifiedIdentity { peer_principal: Some("spiffe://td/ns/x/sa/a".into()), ..Default::default() };
+    assert_eq!(decide(&e, &req, None).2, "g");
+    req.identity.jwt_agent = Some("b".into());
+    assert_eq!(decide(&e, &req, None), (Action::Deny, 403, "identity-conflict".into()));
+    req.identity = VerifiedIdentity { peer_principal: Some("spiffe://td/ns/x/sa/unknown".into()), ..Default::default() };
+    assert_eq!(decide(&e, &req, None), (Action::Deny, 401, "identity-required".into()));
+}
+
+#[test]
+fn lookup_is_indexed_not_scanned() {
+    // 20,000 grants with distinct paths: the request's candidates are the few whose key matches,
+    // not the rule list (checked through the tables, not timing; timing lives in the benches).
+    let grants: Vec<_> = (0..20_000).map(|i| serde_json::json!({"id": format!("g{i}"), "http": {"paths": [format!("/svc{i}/items/{{id}}")]}})).collect();
+    let e = engine(serde_json::json!({"version": "v", "agents": {"a": {"grants": grants}}}));
+    let scope = e.agents.get("a").unwrap();
+    let mut candidates = Vec::new();
+    scope.allow.http_paths.lookup(&["svc12345", "items", "9"], &mut |i| candidates.push(*i));
+    assert_eq!(candidates.len(), 1);
+    assert_eq!(decide(&e, &get("a", "/svc12345/items/9"), None), (Action::Allow, 0, "g12345".into()));
+}
