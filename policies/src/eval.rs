@@ -53,6 +53,9 @@ pub struct PendingBody {
     max_body_bytes: usize,
     mcp_method_header: Option<String>,
     mcp_name_header: Option<String>,
+    /// A refusal already decided (401 on a JSON-RPC route): the body is read only to echo the
+    /// request's id in the JSON-RPC error, never to change the decision.
+    deferred: Option<Decision>,
 }
 
 impl PendingBody {
@@ -148,7 +151,7 @@ impl Engine {
             (None, b) => b,
         };
         if facts.agent.is_none() && self.identity.required {
-            return self.refuse(facts, 401, builtin::IDENTITY_REQUIRED, "no verified agent identity".into());
+            return self.unauthenticated(req, facts);
         }
 
         let canonical = match canonicalize(&req.path) {
@@ -221,18 +224,74 @@ impl Engine {
             max_body_bytes,
             mcp_method_header: req.header_values("mcp-method").next().map(str::to_owned),
             mcp_name_header: req.header_values("mcp-name").next().map(str::to_owned),
+            deferred: None,
         })
+    }
+
+    /// The refusal of a caller without identity (401). On a governed JSON-RPC route whose body
+    /// can be read within the limits, the decision waits for the body so the JSON-RPC error can
+    /// carry the request's id; otherwise it is final now. Either way the outcome is the same.
+    fn unauthenticated(&self, req: &HttpRequest, mut facts: Facts) -> HeadersVerdict {
+        let refusal = Decision {
+            action: Action::Deny,
+            status: 401,
+            rule: builtin::IDENTITY_REQUIRED.to_owned(),
+            mode: Mode::Enforce,
+            reason: "no verified agent identity".into(),
+            allowed_by: None,
+        };
+        let max_body_bytes = usize::try_from(self.inspection.max_body_bytes).unwrap_or(usize::MAX);
+        let route = canonicalize(&req.path).ok().and_then(|c| {
+            let line = Line::new(&req.method, &facts.authority, &c.segments);
+            self.governed_route(&line).and_then(|r| self.governed.get(r)).map(|r| (r, c))
+        });
+        let readable = !req.end_of_stream
+            && req.header_values("content-encoding").next().is_none()
+            && req.header_values("content-type").next().is_some_and(is_json_content_type)
+            && req.header_values("content-length").next().is_none_or(|l| l.trim().parse::<usize>().is_ok_and(|n| n <= max_body_bytes));
+        match route {
+            Some((r, c)) if readable && matches!(r.protocol, Protocol::Mcp | Protocol::A2a) => {
+                facts.governed = Some(r.id.clone());
+                facts.protocol = Some(r.protocol);
+                facts.route = Some(r.template.text.clone());
+                facts.path = Some(c.path);
+                facts.jsonrpc = true;
+                HeadersVerdict::NeedBody(PendingBody {
+                    facts,
+                    segments: c.segments,
+                    http_matches: Vec::new(),
+                    protocol: r.protocol,
+                    max_body_bytes,
+                    mcp_method_header: None,
+                    mcp_name_header: None,
+                    deferred: Some(refusal),
+                })
+            }
+            _ => HeadersVerdict::Decided(Evaluation { decision: refusal, facts }),
+        }
     }
 
     /// The verdict for a governed body that exceeded [`PendingBody::max_body_bytes`].
     pub fn body_too_large(&self, pending: PendingBody) -> Evaluation {
+        if let Some(decision) = pending.deferred {
+            return Evaluation { decision, facts: pending.facts };
+        }
         let max = pending.max_body_bytes;
         self.refusal(pending.facts, 413, builtin::BODY_TOO_LARGE, format!("body exceeds the inspection limit of {max} bytes"))
     }
 
     /// Decides on the whole body of a governed request.
     pub fn on_request_body(&self, pending: PendingBody, body: &[u8]) -> Evaluation {
-        let PendingBody { mut facts, segments, http_matches, protocol, max_body_bytes, mcp_method_header, mcp_name_header } = pending;
+        let PendingBody { mut facts, segments, http_matches, protocol, max_body_bytes, mcp_method_header, mcp_name_header, deferred } = pending;
+        if let Some(decision) = deferred {
+            let max_batch = usize::try_from(self.inspection.max_batch).unwrap_or(32);
+            let depth = usize::try_from(self.inspection.max_json_depth).unwrap_or(32);
+            facts.rpc_id = parse_strict(body, depth)
+                .ok()
+                .and_then(|v| jsonrpc::parse_messages(&v, max_batch).ok())
+                .and_then(|(m, batch)| if batch { None } else { m.into_iter().next().and_then(|m| m.id) });
+            return Evaluation { decision, facts };
+        }
         if body.len() > max_body_bytes {
             return self.refusal(facts, 413, builtin::BODY_TOO_LARGE, format!("body exceeds the inspection limit of {max_body_bytes} bytes"));
         }

@@ -211,3 +211,21 @@ fn lookup_is_indexed_not_scanned() {
     assert_eq!(candidates.len(), 1);
     assert_eq!(decide(&e, &get("a", "/svc12345/items/9"), None), (Action::Allow, 0, "g12345".into()));
 }
+
+#[test]
+fn an_unauthenticated_jsonrpc_call_gets_a_jsonrpc_401_with_its_id() {
+    let e = engine(serde_json::json!({"version": "v", "governed": [{"id": "mcp", "path": "/mcp", "protocol": "mcp"}]}));
+    let (mut req, body) = mcp("x", serde_json::json!({"jsonrpc": "2.0", "id": 3, "method": "tools/list"}));
+    req.identity = VerifiedIdentity::default();
+    let HeadersVerdict::NeedBody(p) = e.on_request_headers(&req) else { panic!("reads the body for the id") };
+    let eval = e.on_request_body(p, &body);
+    assert_eq!((eval.decision.status, eval.decision.rule.as_str()), (401, "identity-required"));
+    let reply: serde_json::Value = serde_json::from_str(&eval.reply_body("d")).unwrap();
+    assert_eq!(reply["id"], 3);
+    assert_eq!(reply["error"]["data"]["rule"], "identity-required");
+    // Whatever the body holds, the decision stays 401; an unreadable body just has no id.
+    let HeadersVerdict::NeedBody(p) = e.on_request_headers(&req) else { panic!() };
+    let eval = e.on_request_body(p, b"{not json");
+    assert_eq!(eval.decision.status, 401);
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&eval.reply_body("d")).unwrap()["id"], serde_json::Value::Null);
+}
