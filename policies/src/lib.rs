@@ -14,6 +14,7 @@ pub mod eval;
 pub mod event;
 pub mod glob;
 pub mod json;
+pub mod json_schema;
 pub mod jsonrpc;
 pub mod path;
 pub mod request;
