@@ -114,6 +114,7 @@ impl Stream {
                 decision_id: id.to_owned(),
                 time_unix_ms: host::now_ms(),
                 downstream: host::property_str(&["source", "address"]),
+                destination: host::property_str(&["destination", "address"]),
                 upstream,
                 worker: self.shared.worker.borrow().clone(),
             },

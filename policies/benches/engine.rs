@@ -200,6 +200,7 @@ mod native {
                 http,
                 mcp,
                 a2a: None,
+                kernel: None,
             };
             doc_rules.push(rule(
                 format!("deny-admin-{i}"),

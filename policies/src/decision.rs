@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::schema::{Mode, Protocol};
+use crate::schema::{KernelAction, Mode, Protocol};
 
 /// What is done with the request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -42,6 +42,9 @@ pub struct Decision {
     /// With `mode: shadow`: the rule that actually let the request through.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allowed_by: Option<String>,
+    /// Kernel enforcement the deciding rule asks of the enforcer (enforced denies only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kernel: Option<KernelAction>,
 }
 
 impl Decision {

@@ -12,7 +12,7 @@ use crate::glob;
 use crate::jsonrpc;
 use crate::schema::{
     A2aMatch, ArgumentMatch, DefaultAction, Effect, GovernedRoute, HttpMatch, IdentityConfig, InspectionConfig,
-    JwtIdentity, McpMatch, Mode, PolicyDocument, Protocol,
+    JwtIdentity, KernelAction, McpMatch, Mode, PolicyDocument, Protocol, QuarantineBlock,
 };
 use crate::template::{HostPattern, PathTemplate, PathTrie};
 
@@ -49,6 +49,7 @@ pub(crate) struct CompiledRule {
     pub mode: Mode,
     pub http: Option<HttpClause>,
     pub rpc: Option<RpcClause>,
+    pub kernel: Option<KernelAction>,
 }
 
 #[derive(Debug, Clone)]
@@ -208,7 +209,11 @@ impl Compiler {
 
         for (i, rule) in doc.rules.iter().enumerate() {
             let path = format!("$.rules[{i}]");
-            let compiled = compile_rule(&path, &rule.id, rule.effect, rule.mode, rule.http.as_ref(), rule.mcp.as_ref(), rule.a2a.as_ref())?;
+            let mut compiled = compile_rule(&path, &rule.id, rule.effect, rule.mode, rule.http.as_ref(), rule.mcp.as_ref(), rule.a2a.as_ref())?;
+            if let Some(k) = &rule.kernel {
+                validate_kernel(&format!("{path}.kernel"), rule.effect, k)?;
+                compiled.kernel = Some(k.clone());
+            }
             let idx = self.push(&path, compiled)?;
             match &rule.agents {
                 None => index_rule(&mut self.global, &self.rules, idx),
@@ -387,7 +392,30 @@ fn compile_rule(
         (None, Some(a)) => Some(compile_a2a(&format!("{path}.a2a"), a)?),
         (None, None) => None,
     };
-    Ok(CompiledRule { id: id.to_owned(), effect, mode, http, rpc })
+    Ok(CompiledRule { id: id.to_owned(), effect, mode, http, rpc, kernel: None })
+}
+
+fn validate_kernel(path: &str, effect: Effect, k: &KernelAction) -> Result<(), PolicyError> {
+    if effect != Effect::Deny {
+        return Err(PolicyError::invalid(path, "kernel", "kernel enforcement follows a deny; this rule allows"));
+    }
+    if k.terminate.is_none() && k.quarantine.is_none() {
+        return Err(PolicyError::invalid(path, "{}", "name `terminate`, `quarantine` or both"));
+    }
+    if let Some(q) = &k.quarantine {
+        if !(1..=86_400).contains(&q.duration_secs) {
+            return Err(PolicyError::invalid(format!("{path}.quarantine.duration_secs"), q.duration_secs, "must be within 1..=86400"));
+        }
+        if q.block == QuarantineBlock::Destination && !q.allow.is_empty() {
+            return Err(PolicyError::invalid(format!("{path}.quarantine.allow"), &q.allow, "an allow-list only makes sense with `block: all`"));
+        }
+        for (i, a) in q.allow.iter().enumerate() {
+            if a.parse::<std::net::SocketAddr>().is_err() {
+                return Err(PolicyError::invalid(format!("{path}.quarantine.allow[{i}]"), a, "an `ip:port` address"));
+            }
+        }
+    }
+    Ok(())
 }
 
 fn compile_http(path: &str, h: &HttpMatch) -> Result<HttpClause, PolicyError> {

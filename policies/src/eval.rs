@@ -239,6 +239,7 @@ impl Engine {
             mode: Mode::Enforce,
             reason: "no verified agent identity".into(),
             allowed_by: None,
+            kernel: None,
         };
         let max_body_bytes = usize::try_from(self.inspection.max_body_bytes).unwrap_or(usize::MAX);
         let route = canonicalize(&req.path).ok().and_then(|c| {
@@ -467,6 +468,7 @@ impl Engine {
                 mode: Mode::Enforce,
                 reason: format!("denied by rule {:?}", r.id),
                 allowed_by: None,
+                kernel: r.kernel.clone(),
             }
         } else if let Some(allow) = o.enforce_allow.and_then(rule).map(|r| r.id.clone()).or_else(|| {
             (self.default_action == DefaultAction::Allow).then(|| builtin::DEFAULT_ALLOW.to_owned())
@@ -482,8 +484,9 @@ impl Engine {
                     mode: Mode::Shadow,
                     reason: format!("shadow rule {:?} would deny; allowed by {allow:?}", s.id),
                     allowed_by: Some(allow),
+                    kernel: None,
                 },
-                None => Decision { action: Action::Allow, status: 0, reason: format!("allowed by {allow:?}"), rule: allow, mode: Mode::Enforce, allowed_by: None },
+                None => Decision { action: Action::Allow, status: 0, reason: format!("allowed by {allow:?}"), rule: allow, mode: Mode::Enforce, allowed_by: None, kernel: None },
             }
         } else {
             Decision {
@@ -496,6 +499,7 @@ impl Engine {
                     None => "no rule grants this to an anonymous caller".to_owned(),
                 },
                 allowed_by: None,
+                kernel: None,
             }
         };
         Evaluation { decision, facts }
@@ -518,7 +522,7 @@ impl Engine {
 
     fn refusal(&self, facts: Facts, status: u16, rule: &str, reason: String) -> Evaluation {
         Evaluation {
-            decision: Decision { action: Action::Deny, status, rule: rule.to_owned(), mode: Mode::Enforce, reason, allowed_by: None },
+            decision: Decision { action: Action::Deny, status, rule: rule.to_owned(), mode: Mode::Enforce, reason, allowed_by: None, kernel: None },
             facts,
         }
     }

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::decision::{Action, Evaluation, RpcCall};
-use crate::schema::{Mode, Protocol};
+use crate::schema::{KernelAction, Mode, Protocol};
 
 /// One decision, as recorded. Field names are a contract with log consumers.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -35,9 +35,16 @@ pub struct DecisionEvent {
     /// Sensitive-data classes seen (names and counts only, never values).
     #[serde(default)]
     pub data_classes: Vec<DataClassCount>,
-    /// Downstream (caller) address, `ip:port`.
+    /// Kernel enforcement asked of the enforcer (from the deciding rule), for enforced denies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kernel: Option<KernelAction>,
+    /// Downstream (caller) address, `ip:port`: the caller's end of the connection.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub downstream: Option<String>,
+    /// The address the caller connected to (the proxy's listener), `ip:port`: with `downstream`,
+    /// the 4-tuple the enforcer uses to find the caller's socket, process and cgroup.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub destination: Option<String>,
     /// Upstream address, when known at decision time.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upstream: Option<String>,
@@ -88,6 +95,7 @@ pub struct HostFacts {
     pub decision_id: String,
     pub time_unix_ms: u64,
     pub downstream: Option<String>,
+    pub destination: Option<String>,
     pub upstream: Option<String>,
     pub worker: String,
 }
@@ -123,7 +131,9 @@ impl DecisionEvent {
                 calls: f.calls.clone(),
             },
             data_classes: Vec::new(),
+            kernel: d.kernel.clone(),
             downstream: host.downstream,
+            destination: host.destination,
             upstream: host.upstream,
             worker: host.worker,
         }

@@ -243,6 +243,61 @@ pub struct Rule {
     /// Match on A2A JSON-RPC calls (governed `a2a` routes).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub a2a: Option<A2aMatch>,
+    /// Kernel enforcement the enforcer carries out when this rule denies a request in `enforce`
+    /// mode: terminate the caller's live connections, quarantine its workload. Deny rules only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kernel: Option<KernelAction>,
+}
+
+/// What the node's enforcer does in the kernel after a deny. Acts only on workloads under the
+/// enforcer's managed cgroup root; for any other caller it terminates the connection only and
+/// says so in the receipt.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct KernelAction {
+    /// Terminate live connections: `connection` (the caller's connection that made the call) or
+    /// `workload` (every connection of the caller's workload).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub terminate: Option<TerminateScope>,
+    /// Block the caller's workload's new connections for a while.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quarantine: Option<Quarantine>,
+}
+
+/// Which connections `terminate` cuts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TerminateScope {
+    /// The connection that carried the denied call.
+    Connection,
+    /// Every connection of the caller's workload (cgroup).
+    Workload,
+}
+
+/// Quarantine of the caller's workload.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Quarantine {
+    /// How long, in seconds (1..=86400).
+    pub duration_secs: u32,
+    /// `destination`: refuse new connections to the address the denied call went to (the proxy
+    /// listener); `all`: refuse every new connection except to `allow`.
+    #[serde(default)]
+    pub block: QuarantineBlock,
+    /// With `block: all`, destinations still allowed (`ip:port`, IPv4 or `[IPv6]`), e.g. DNS.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow: Vec<String>,
+}
+
+/// What a quarantine blocks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum QuarantineBlock {
+    /// New connections to the denied call's destination.
+    #[default]
+    Destination,
+    /// Every new connection but the allow-list.
+    All,
 }
 
 /// Rule effect.
