@@ -201,6 +201,7 @@ mod native {
                 mcp,
                 a2a: None,
                 kernel: None,
+                revoke: None,
             };
             doc_rules.push(rule(
                 format!("deny-admin-{i}"),
@@ -242,7 +243,7 @@ mod native {
             default_action: Default::default(),
             agents,
             rules: doc_rules,
-            rate_limits: None,
+            rate_limits: Vec::new(),
             data_rules: None,
             llm_tool_rules: None,
         };

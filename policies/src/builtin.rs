@@ -25,6 +25,10 @@ pub const MALFORMED_BODY: &str = "malformed-body";
 pub const INVALID_JSONRPC: &str = "invalid-jsonrpc";
 /// `Mcp-Method` / `Mcp-Name` headers disagree with the body (400).
 pub const HEADER_BODY_MISMATCH: &str = "header-body-mismatch";
+/// A revoked user, session, trace or agent (403).
+pub const REVOKED: &str = "revoked";
+/// The shared rate-limit table stayed contended through every retry (429, fail closed).
+pub const RATE_LIMIT_CONTENTION: &str = "rate-limit-contention";
 /// No rule decided and `default_action` is `deny` (403).
 pub const DEFAULT_DENY: &str = "default-deny";
 /// No rule decided and `default_action` is `allow`.
@@ -44,6 +48,8 @@ pub const ALL: &[&str] = &[
     MALFORMED_BODY,
     INVALID_JSONRPC,
     HEADER_BODY_MISMATCH,
+    REVOKED,
+    RATE_LIMIT_CONTENTION,
     DEFAULT_DENY,
     DEFAULT_ALLOW,
 ];

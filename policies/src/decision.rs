@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::schema::{KernelAction, Mode, Protocol};
+use crate::schema::{KernelAction, Mode, Protocol, RevokeAction};
 
 /// What is done with the request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -45,6 +45,29 @@ pub struct Decision {
     /// Kernel enforcement the deciding rule asks of the enforcer (enforced denies only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kernel: Option<KernelAction>,
+    /// Revocation the deciding rule asks of the enforcer (enforced denies only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoke: Option<RevokeAction>,
+    /// With a 429: seconds until the bucket has a token again (`retry-after`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after_secs: Option<u32>,
+}
+
+impl Decision {
+    /// A refusal by a built-in or named rule, with nothing else attached.
+    pub fn refusal(status: u16, rule: &str, reason: String) -> Self {
+        Self {
+            action: Action::Deny,
+            status,
+            rule: rule.to_owned(),
+            mode: Mode::Enforce,
+            reason,
+            allowed_by: None,
+            kernel: None,
+            revoke: None,
+            retry_after_secs: None,
+        }
+    }
 }
 
 impl Decision {
@@ -130,6 +153,7 @@ impl Evaluation {
         let message = match d.status {
             401 => "unauthenticated: Interlock requires a verified agent identity",
             413 => "request body exceeds Interlock's inspection limit",
+            429 => "rate limit exceeded",
             415 => "request cannot be inspected by Interlock",
             400 => "request refused by Interlock as malformed or ambiguous",
             _ => "request denied by Interlock policy",

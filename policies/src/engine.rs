@@ -12,8 +12,10 @@ use crate::glob;
 use crate::jsonrpc;
 use crate::schema::{
     A2aMatch, ArgumentMatch, DefaultAction, Effect, GovernedRoute, HttpMatch, IdentityConfig, InspectionConfig,
-    JwtIdentity, KernelAction, McpMatch, Mode, PolicyDocument, Protocol, QuarantineBlock,
+    JwtIdentity, KernelAction, LimitKey, McpMatch, Mode, PolicyDocument, Protocol, QuarantineBlock, RateLimit,
+    RevokeAction,
 };
+use crate::ratelimit::BucketSpec;
 use crate::template::{HostPattern, PathTemplate, PathTrie};
 
 /// A compiled, immutable policy. Cheap to share; evaluation never allocates tables.
@@ -32,6 +34,7 @@ pub struct Engine {
     pub(crate) global: Scope,
     /// Rules scoped to one agent (its grants, and rules that name it).
     pub(crate) agents: HashMap<String, Scope>,
+    pub(crate) rate_limits: Vec<CompiledLimit>,
 }
 
 #[derive(Debug, Clone)]
@@ -50,6 +53,17 @@ pub(crate) struct CompiledRule {
     pub http: Option<HttpClause>,
     pub rpc: Option<RpcClause>,
     pub kernel: Option<KernelAction>,
+    pub revoke: Option<RevokeAction>,
+}
+
+/// A compiled rate limit.
+#[derive(Debug, Clone)]
+pub struct CompiledLimit {
+    pub id: String,
+    pub key: Vec<LimitKey>,
+    pub spec: BucketSpec,
+    pub agents: Option<Vec<String>>,
+    pub mode: Mode,
 }
 
 #[derive(Debug, Clone)]
@@ -169,16 +183,11 @@ struct Compiler {
 
 impl Compiler {
     fn compile(mut self, doc: PolicyDocument) -> Result<Engine, PolicyError> {
-        for (field, value) in [
-            ("rate_limits", &doc.rate_limits),
-            ("data_rules", &doc.data_rules),
-            ("llm_tool_rules", &doc.llm_tool_rules),
-        ] {
+        for (field, value) in [("data_rules", &doc.data_rules), ("llm_tool_rules", &doc.llm_tool_rules)] {
             if value.is_some() {
                 return Err(PolicyError::Unsupported {
                     path: format!("$.{field}"),
                     what: match field {
-                        "rate_limits" => "rate limits arrive with live shared state",
                         "data_rules" => "sensitive-data rules arrive with deep inspection",
                         _ => "LLM tool-call rules arrive with deep inspection",
                     },
@@ -214,6 +223,10 @@ impl Compiler {
                 validate_kernel(&format!("{path}.kernel"), rule.effect, k)?;
                 compiled.kernel = Some(k.clone());
             }
+            if let Some(r) = &rule.revoke {
+                validate_revoke(&format!("{path}.revoke"), rule.effect, r)?;
+                compiled.revoke = Some(r.clone());
+            }
             let idx = self.push(&path, compiled)?;
             match &rule.agents {
                 None => index_rule(&mut self.global, &self.rules, idx),
@@ -242,7 +255,17 @@ impl Compiler {
             }
         }
 
+        let mut rate_limits = Vec::new();
+        for (i, l) in doc.rate_limits.iter().enumerate() {
+            let path = format!("$.rate_limits[{i}]");
+            if rate_limits.iter().any(|c: &CompiledLimit| c.id == l.id) || self.first_use.contains_key(&l.id) {
+                return Err(PolicyError::invalid(format!("{path}.id"), &l.id, "ids are unique across rules and limits"));
+            }
+            rate_limits.push(compile_limit(&path, l, &doc.agents)?);
+        }
+
         Ok(Engine {
+            rate_limits,
             version: doc.version,
             identity: doc.identity,
             inspection: doc.inspection,
@@ -392,7 +415,54 @@ fn compile_rule(
         (None, Some(a)) => Some(compile_a2a(&format!("{path}.a2a"), a)?),
         (None, None) => None,
     };
-    Ok(CompiledRule { id: id.to_owned(), effect, mode, http, rpc, kernel: None })
+    Ok(CompiledRule { id: id.to_owned(), effect, mode, http, rpc, kernel: None, revoke: None })
+}
+
+fn validate_revoke(path: &str, effect: Effect, r: &RevokeAction) -> Result<(), PolicyError> {
+    if effect != Effect::Deny {
+        return Err(PolicyError::invalid(path, "revoke", "revocation follows a deny; this rule allows"));
+    }
+    if let Some(t) = r.ttl_secs
+        && !(1..=31_536_000).contains(&t) {
+            return Err(PolicyError::invalid(format!("{path}.ttl_secs"), t, "must be within 1..=31536000"));
+        }
+    Ok(())
+}
+
+fn compile_limit(path: &str, l: &RateLimit, agents: &BTreeMap<String, crate::schema::AgentPolicy>) -> Result<CompiledLimit, PolicyError> {
+    if l.id.is_empty() || l.id.len() > 128 || !l.id.chars().all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c)) {
+        return Err(PolicyError::invalid(format!("{path}.id"), &l.id, "limit ids are 1..=128 of [A-Za-z0-9-_.:]"));
+    }
+    if builtin::ALL.contains(&l.id.as_str()) {
+        return Err(PolicyError::invalid(format!("{path}.id"), &l.id, "reserved for a built-in rule"));
+    }
+    non_empty(&format!("{path}.key"), &l.key)?;
+    let mut key = l.key.clone();
+    key.sort_unstable();
+    if key.windows(2).any(|w| w.first() == w.get(1)) {
+        return Err(PolicyError::invalid(format!("{path}.key"), &l.key, "a component appears twice"));
+    }
+    if !(1..=1_000_000).contains(&l.requests) {
+        return Err(PolicyError::invalid(format!("{path}.requests"), l.requests, "must be within 1..=1000000"));
+    }
+    if !(1..=86_400).contains(&l.per_seconds) {
+        return Err(PolicyError::invalid(format!("{path}.per_seconds"), l.per_seconds, "must be within 1..=86400"));
+    }
+    if let Some(list) = &l.agents {
+        non_empty(&format!("{path}.agents"), list)?;
+        for (j, a) in list.iter().enumerate() {
+            if !agents.contains_key(a) {
+                return Err(PolicyError::invalid(format!("{path}.agents[{j}]"), a, "not an agent declared under $.agents"));
+            }
+        }
+    }
+    Ok(CompiledLimit {
+        id: l.id.clone(),
+        key,
+        spec: BucketSpec { capacity: l.requests, refill_ms: u64::from(l.per_seconds) * 1000 },
+        agents: l.agents.clone(),
+        mode: l.mode,
+    })
 }
 
 fn validate_kernel(path: &str, effect: Effect, k: &KernelAction) -> Result<(), PolicyError> {

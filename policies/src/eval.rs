@@ -28,7 +28,9 @@ use crate::json::parse_strict;
 use crate::jsonrpc;
 use crate::path::canonicalize;
 use crate::request::HttpRequest;
-use crate::schema::{DefaultAction, Effect, Mode, Protocol};
+use crate::revocation::RevocationSet;
+use crate::ratelimit::BucketSpec;
+use crate::schema::{DefaultAction, Effect, LimitKey, Mode, Protocol};
 use crate::template::{PathTemplate, Segment};
 use crate::traceparent;
 
@@ -67,6 +69,17 @@ impl PendingBody {
     pub fn facts(&self) -> &Facts {
         &self.facts
     }
+}
+
+/// One bucket a passing request must take a token from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LimitCheck {
+    /// The rate limit's id.
+    pub limit: String,
+    /// The bucket's key within the limit.
+    pub key: String,
+    pub spec: BucketSpec,
+    pub mode: Mode,
 }
 
 /// One JSON-RPC call, as the rules see it.
@@ -124,6 +137,13 @@ impl Outcome {
 impl Engine {
     /// Decides what it can from the headers: a verdict, or that the body must be inspected.
     pub fn on_request_headers(&self, req: &HttpRequest) -> HeadersVerdict {
+        self.on_request_headers_live(req, &RevocationSet::default(), 0)
+    }
+
+    /// [`Engine::on_request_headers`] with the live revocations at `now_ms` (host clock): a
+    /// revoked agent, user, session or trace is refused (403 `revoked`) before anything else is
+    /// looked at.
+    pub fn on_request_headers_live(&self, req: &HttpRequest, revocations: &RevocationSet, now_ms: u64) -> HeadersVerdict {
         let mut facts = Facts {
             method: req.method.clone(),
             authority: normalize_host(&req.authority),
@@ -152,6 +172,10 @@ impl Engine {
         };
         if facts.agent.is_none() && self.identity.required {
             return self.unauthenticated(req, facts);
+        }
+        if let Some(r) = revocations.check(&facts, now_ms) {
+            let reason = format!("{} {:?} is revoked ({}{})", r.kind.as_str(), r.value, r.id, r.reason.as_ref().map(|x| format!(": {x}")).unwrap_or_default());
+            return self.refuse(facts, 403, builtin::REVOKED, reason);
         }
 
         let canonical = match canonicalize(&req.path) {
@@ -232,15 +256,7 @@ impl Engine {
     /// can be read within the limits, the decision waits for the body so the JSON-RPC error can
     /// carry the request's id; otherwise it is final now. Either way the outcome is the same.
     fn unauthenticated(&self, req: &HttpRequest, mut facts: Facts) -> HeadersVerdict {
-        let refusal = Decision {
-            action: Action::Deny,
-            status: 401,
-            rule: builtin::IDENTITY_REQUIRED.to_owned(),
-            mode: Mode::Enforce,
-            reason: "no verified agent identity".into(),
-            allowed_by: None,
-            kernel: None,
-        };
+        let refusal = Decision::refusal(401, builtin::IDENTITY_REQUIRED, "no verified agent identity".into());
         let max_body_bytes = usize::try_from(self.inspection.max_body_bytes).unwrap_or(usize::MAX);
         let route = canonicalize(&req.path).ok().and_then(|c| {
             let line = Line::new(&req.method, &facts.authority, &c.segments);
@@ -396,6 +412,80 @@ impl Engine {
         }
     }
 
+    /// The buckets a request that passes the rules must take a token from: one per rate limit
+    /// that applies to the agent and whose key components the request has (a `tool` limit takes
+    /// one token per tool call). Empty for refused requests.
+    pub fn rate_limit_checks(&self, eval: &Evaluation) -> Vec<LimitCheck> {
+        let f = &eval.facts;
+        if eval.decision.blocks() || self.rate_limits.is_empty() {
+            return Vec::new();
+        }
+        let mut checks = Vec::new();
+        for l in &self.rate_limits {
+            if let Some(agents) = &l.agents
+                && !f.agent.as_ref().is_some_and(|a| agents.contains(a)) {
+                    continue;
+                }
+            let mut base = String::new();
+            let mut complete = true;
+            for k in &l.key {
+                let v = match k {
+                    LimitKey::Agent => f.agent.as_deref(),
+                    LimitKey::User => f.user.as_deref(),
+                    LimitKey::Session => f.session.as_deref(),
+                    LimitKey::Tool => continue,
+                };
+                match v {
+                    // Length-prefixed so components can never run into each other.
+                    Some(v) => base.push_str(&format!("{}:{v}|", v.len())),
+                    None => complete = false,
+                }
+            }
+            if !complete {
+                continue;
+            }
+            if l.key.contains(&LimitKey::Tool) {
+                for tool in f.calls.iter().filter_map(|c| c.tool.as_deref()) {
+                    checks.push(LimitCheck { limit: l.id.clone(), key: format!("{base}{}:{tool}", tool.len()), spec: l.spec, mode: l.mode });
+                }
+            } else {
+                checks.push(LimitCheck { limit: l.id.clone(), key: base, spec: l.spec, mode: l.mode });
+            }
+        }
+        checks
+    }
+
+    /// The verdict for a request over a limit: 429 with `retry-after`, or, for a shadow limit,
+    /// the request still passes and the decision records the limit (unless a shadow verdict is
+    /// already recorded).
+    pub fn rate_limited(&self, eval: Evaluation, check: &LimitCheck, retry_after_ms: u64) -> Evaluation {
+        let retry = u32::try_from(retry_after_ms.div_ceil(1000).max(1)).unwrap_or(u32::MAX);
+        let reason = format!("rate limit {:?} exceeded: {} requests per {} s", check.limit, check.spec.capacity, check.spec.refill_ms / 1000);
+        let Evaluation { decision, facts } = eval;
+        let decision = match check.mode {
+            Mode::Enforce => Decision { retry_after_secs: Some(retry), ..Decision::refusal(429, &check.limit, reason) },
+            Mode::Shadow if decision.mode == Mode::Enforce => Decision {
+                status: 0,
+                mode: Mode::Shadow,
+                allowed_by: Some(decision.rule.clone()),
+                retry_after_secs: Some(retry),
+                ..Decision::refusal(0, &check.limit, format!("shadow: {reason}"))
+            },
+            Mode::Shadow => decision,
+        };
+        Evaluation { decision, facts }
+    }
+
+    /// The verdict when the shared bucket table stayed contended through every retry: refuse
+    /// (429) rather than admit unmetered.
+    pub fn rate_limit_contention(&self, eval: Evaluation) -> Evaluation {
+        let reason = "rate-limit state contended; refused rather than admitted unmetered".to_owned();
+        Evaluation {
+            decision: Decision { retry_after_secs: Some(1), ..Decision::refusal(429, builtin::RATE_LIMIT_CONTENTION, reason) },
+            facts: eval.facts,
+        }
+    }
+
     fn scopes(&self, agent: Option<&str>) -> Vec<&Scope> {
         let mut scopes = vec![&self.global];
         if let Some(s) = agent.and_then(|a| self.agents.get(a)) {
@@ -462,13 +552,9 @@ impl Engine {
         let decision = if let Some(r) = o.enforce_deny.and_then(rule) {
             self.note_route(&mut facts, r, line);
             Decision {
-                action: Action::Deny,
-                status: 403,
-                rule: r.id.clone(),
-                mode: Mode::Enforce,
-                reason: format!("denied by rule {:?}", r.id),
-                allowed_by: None,
                 kernel: r.kernel.clone(),
+                revoke: r.revoke.clone(),
+                ..Decision::refusal(403, &r.id, format!("denied by rule {:?}", r.id))
             }
         } else if let Some(allow) = o.enforce_allow.and_then(rule).map(|r| r.id.clone()).or_else(|| {
             (self.default_action == DefaultAction::Allow).then(|| builtin::DEFAULT_ALLOW.to_owned())
@@ -478,29 +564,25 @@ impl Engine {
             }
             match o.shadow_deny.and_then(rule) {
                 Some(s) => Decision {
-                    action: Action::Deny,
                     status: 0,
-                    rule: s.id.clone(),
                     mode: Mode::Shadow,
-                    reason: format!("shadow rule {:?} would deny; allowed by {allow:?}", s.id),
-                    allowed_by: Some(allow),
-                    kernel: None,
+                    allowed_by: Some(allow.clone()),
+                    ..Decision::refusal(0, &s.id, format!("shadow rule {:?} would deny; allowed by {allow:?}", s.id))
                 },
-                None => Decision { action: Action::Allow, status: 0, reason: format!("allowed by {allow:?}"), rule: allow, mode: Mode::Enforce, allowed_by: None, kernel: None },
+                None => Decision {
+                    action: Action::Allow,
+                    ..Decision::refusal(0, &allow, format!("allowed by {allow:?}"))
+                },
             }
         } else {
-            Decision {
-                action: Action::Deny,
-                status: 403,
-                rule: builtin::DEFAULT_DENY.to_owned(),
-                mode: Mode::Enforce,
-                reason: match &facts.agent {
+            Decision::refusal(
+                403,
+                builtin::DEFAULT_DENY,
+                match &facts.agent {
                     Some(a) => format!("no rule grants this to agent {a:?}"),
                     None => "no rule grants this to an anonymous caller".to_owned(),
                 },
-                allowed_by: None,
-                kernel: None,
-            }
+            )
         };
         Evaluation { decision, facts }
     }
@@ -522,7 +604,7 @@ impl Engine {
 
     fn refusal(&self, facts: Facts, status: u16, rule: &str, reason: String) -> Evaluation {
         Evaluation {
-            decision: Decision { action: Action::Deny, status, rule: rule.to_owned(), mode: Mode::Enforce, reason, allowed_by: None, kernel: None },
+            decision: Decision::refusal(status, rule, reason),
             facts,
         }
     }

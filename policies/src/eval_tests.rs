@@ -51,7 +51,11 @@ fn compile_errors_name_the_json_path_and_value() {
         ("unknown agent", serde_json::json!({"version": "v", "rules": [{"id": "r", "effect": "deny", "agents": ["ghost"], "http": {}}]}), "$.rules[0].agents[0]"),
         ("duplicate id", serde_json::json!({"version": "v", "agents": {"a": {"grants": [{"id": "r", "http": {}}]}}, "rules": [{"id": "r", "effect": "deny", "http": {}}]}), "$.agents[\"a\"].grants[0].id"),
         ("reserved id", serde_json::json!({"version": "v", "rules": [{"id": "default-deny", "effect": "deny", "http": {}}]}), "$.rules[0].id"),
-        ("reserved section", serde_json::json!({"version": "v", "rate_limits": []}), "$.rate_limits"),
+        ("reserved section", serde_json::json!({"version": "v", "data_rules": []}), "$.data_rules"),
+        ("limit key twice", serde_json::json!({"version": "v", "rate_limits": [{"id": "l", "key": ["session", "session"], "requests": 1, "per_seconds": 1}]}), "$.rate_limits[0].key"),
+        ("limit zero", serde_json::json!({"version": "v", "rate_limits": [{"id": "l", "key": ["session"], "requests": 0, "per_seconds": 1}]}), "$.rate_limits[0].requests"),
+        ("revoke on allow", serde_json::json!({"version": "v", "rules": [{"id": "r", "effect": "allow", "http": {}, "revoke": {"principal": "session"}}]}), "$.rules[0].revoke"),
+        ("kernel on allow", serde_json::json!({"version": "v", "rules": [{"id": "r", "effect": "allow", "http": {}, "kernel": {"terminate": "connection"}}]}), "$.rules[0].kernel"),
         ("body limit", serde_json::json!({"version": "v", "inspection": {"max_body_bytes": 0}}), "$.inspection.max_body_bytes"),
         ("empty version", serde_json::json!({"version": ""}), "$.version"),
     ] {
@@ -228,4 +232,62 @@ fn an_unauthenticated_jsonrpc_call_gets_a_jsonrpc_401_with_its_id() {
     let eval = e.on_request_body(p, b"{not json");
     assert_eq!(eval.decision.status, 401);
     assert_eq!(serde_json::from_str::<serde_json::Value>(&eval.reply_body("d")).unwrap()["id"], serde_json::Value::Null);
+}
+
+#[test]
+fn revoked_principals_are_refused_whatever_else_they_send() {
+    use crate::revocation::{Revocation, RevocationSet};
+    use crate::schema::Principal;
+    let e = engine(serde_json::json!({"version": "v", "agents": {"a": {"grants": [{"id": "g", "http": {}}]}}}));
+    let revs = RevocationSet::new([Revocation {
+        id: "rv-1".into(),
+        kind: Principal::Session,
+        value: "s1".into(),
+        reason: Some("stolen".into()),
+        created_unix_ms: 0,
+        expires_unix_ms: Some(10_000),
+        source: "cli".into(),
+    }]);
+    let mut req = get("a", "/x");
+    req.identity.jwt_session = Some("s1".into());
+    req.headers.push(("traceparent".into(), "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into()));
+    let HeadersVerdict::Decided(eval) = e.on_request_headers_live(&req, &revs, 5_000) else { panic!() };
+    assert_eq!((eval.decision.status, eval.decision.rule.as_str()), (403, "revoked"));
+    assert!(eval.decision.reason.contains("stolen"));
+    let HeadersVerdict::Decided(eval) = e.on_request_headers_live(&req, &revs, 10_000) else { panic!() };
+    assert_eq!(eval.decision.rule, "g", "expired");
+}
+
+#[test]
+fn rate_limit_checks_follow_the_key_and_the_agents() {
+    let e = engine(serde_json::json!({
+        "version": "v",
+        "governed": [{"id": "mcp", "path": "/mcp", "protocol": "mcp"}],
+        "agents": {"a": {"grants": [{"id": "g", "http": {}}]}, "b": {"grants": [{"id": "gb", "http": {}}]}},
+        "rate_limits": [
+            {"id": "per-session", "key": ["session"], "requests": 20, "per_seconds": 10},
+            {"id": "per-agent-tool", "key": ["agent", "tool"], "requests": 5, "per_seconds": 60, "agents": ["a"]}
+        ]
+    }));
+    let (mut req, body) = mcp("a", serde_json::json!([
+        {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "x"}},
+        {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "y"}}
+    ]));
+    req.identity.jwt_session = Some("s1".into());
+    let eval = e.evaluate(&req, Some(&body));
+    let checks: Vec<(String, String)> = e.rate_limit_checks(&eval).into_iter().map(|c| (c.limit, c.key)).collect();
+    assert_eq!(checks, [
+        ("per-session".to_owned(), "2:s1|".to_owned()),
+        ("per-agent-tool".to_owned(), "1:a|1:x".to_owned()),
+        ("per-agent-tool".to_owned(), "1:a|1:y".to_owned()),
+    ]);
+    // Agent b: only the session limit applies; no session claim: not counted by it.
+    let (req_b, body_b) = mcp("b", serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "ping"}));
+    assert!(e.rate_limit_checks(&e.evaluate(&req_b, Some(&body_b))).is_empty());
+    // Over the limit: 429 with retry-after, rule = the limit's id.
+    let check = e.rate_limit_checks(&eval).remove(0);
+    let limited = e.rate_limited(eval, &check, 1_200);
+    assert_eq!((limited.decision.status, limited.decision.rule.as_str(), limited.decision.retry_after_secs), (429, "per-session", Some(2)));
+    let reply: serde_json::Value = serde_json::from_str(&limited.reply_body("d")).unwrap();
+    assert_eq!(reply["error"]["data"]["status"], 429);
 }

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::decision::{Action, Evaluation, RpcCall};
-use crate::schema::{KernelAction, Mode, Protocol};
+use crate::schema::{KernelAction, Mode, Protocol, RevokeAction};
 
 /// One decision, as recorded. Field names are a contract with log consumers.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -38,6 +38,9 @@ pub struct DecisionEvent {
     /// Kernel enforcement asked of the enforcer (from the deciding rule), for enforced denies.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kernel: Option<KernelAction>,
+    /// Revocation asked of the enforcer (from the deciding rule), for enforced denies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoke: Option<RevokeAction>,
     /// Downstream (caller) address, `ip:port`: the caller's end of the connection.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub downstream: Option<String>,
@@ -132,6 +135,7 @@ impl DecisionEvent {
             },
             data_classes: Vec::new(),
             kernel: d.kernel.clone(),
+            revoke: d.revoke.clone(),
             downstream: host.downstream,
             destination: host.destination,
             upstream: host.upstream,

@@ -40,10 +40,11 @@ pub struct PolicyDocument {
     /// Rules for every agent (or the agents they name): deny rules, shared allows, shadow rules.
     #[serde(default)]
     pub rules: Vec<Rule>,
-    /// Reserved for rate limits (per agent, user, session or tool). Not supported by this engine
-    /// version: a document that sets it is refused rather than half-enforced.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rate_limits: Option<serde_json::Value>,
+    /// Rate limits: token buckets per agent, user, session and/or tool, shared by every Envoy
+    /// worker (proxy-wasm shared data). Applied to requests the rules allow; over the limit is a
+    /// 429 with `retry-after`.
+    #[serde(default)]
+    pub rate_limits: Vec<RateLimit>,
     /// Reserved for sensitive-data rules (secrets, PII) per direction. Not supported by this
     /// engine version: a document that sets it is refused rather than half-enforced.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -247,6 +248,79 @@ pub struct Rule {
     /// mode: terminate the caller's live connections, quarantine its workload. Deny rules only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kernel: Option<KernelAction>,
+    /// Revoke the caller's user, session, trace or agent, fleet-wide, when this rule denies a
+    /// request in `enforce` mode. Deny rules only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoke: Option<RevokeAction>,
+}
+
+/// A revocation a rule triggers.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RevokeAction {
+    /// Which of the caller's principals is revoked.
+    pub principal: Principal,
+    /// For how long, in seconds (1..=31536000); absent means until lifted by hand.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl_secs: Option<u32>,
+}
+
+/// A principal that can be revoked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Principal {
+    /// The end user (`sub`).
+    User,
+    /// The session (`sid`).
+    Session,
+    /// The W3C trace id of a valid `traceparent`.
+    Trace,
+    /// The agent.
+    Agent,
+}
+
+impl Principal {
+    /// The lower-case name used on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::User => "user",
+            Self::Session => "session",
+            Self::Trace => "trace",
+            Self::Agent => "agent",
+        }
+    }
+}
+
+/// A token bucket: `requests` tokens, refilled continuously over `per_seconds`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimit {
+    /// Limit id, unique among limits; it is the rule id of a 429.
+    pub id: String,
+    /// What one bucket is for: any combination of `agent`, `user`, `session`, `tool` (the MCP tool
+    /// of a `tools/call`; each call of a batch takes from its tool's bucket). A request lacking a
+    /// component (no session, no tool call) is not counted by this limit.
+    pub key: Vec<LimitKey>,
+    /// Bucket size: requests admitted in a burst (1..=1000000).
+    pub requests: u32,
+    /// Seconds to refill a whole bucket (1..=86400).
+    pub per_seconds: u32,
+    /// Agents the limit applies to; absent means every agent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agents: Option<Vec<String>>,
+    /// `enforce` (default) or `shadow` (count and record, never refuse).
+    #[serde(default)]
+    pub mode: Mode,
+}
+
+/// A component of a rate-limit key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum LimitKey {
+    Agent,
+    User,
+    Session,
+    Tool,
 }
 
 /// What the node's enforcer does in the kernel after a deny. Acts only on workloads under the
