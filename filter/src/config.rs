@@ -49,6 +49,13 @@ pub struct EnforcerConfig {
     /// Timeout of one POST in milliseconds. Default 2000.
     #[serde(default = "default_timeout")]
     pub timeout_ms: u64,
+    /// Follow the enforcer's live state (policy updates, revocations) by long-polling
+    /// `GET /v1/state`. Default `true`; `false` keeps the configuration's policy for good.
+    #[serde(default = "default_true")]
+    pub live: bool,
+    /// How long one long poll waits for a change, in milliseconds (1000..=55000). Default 20000.
+    #[serde(default = "default_wait")]
+    pub state_wait_ms: u64,
 }
 
 impl Default for EnforcerConfig {
@@ -60,6 +67,8 @@ impl Default for EnforcerConfig {
             max_buffered_events: default_buffer(),
             max_batch: default_batch(),
             timeout_ms: default_timeout(),
+            live: true,
+            state_wait_ms: default_wait(),
         }
     }
 }
@@ -81,6 +90,9 @@ fn default_batch() -> usize {
 }
 fn default_timeout() -> u64 {
     2_000
+}
+fn default_wait() -> u64 {
+    20_000
 }
 
 /// Why a configuration is refused.
@@ -123,6 +135,7 @@ pub fn load(bytes: Option<&[u8]>) -> Result<Loaded, ConfigError> {
     check("max_buffered_events", e.max_buffered_events as u64, 1, 100_000, "1..=100000")?;
     check("max_batch", e.max_batch as u64, 1, 5_000, "1..=5000")?;
     check("timeout_ms", e.timeout_ms, 100, 60_000, "100..=60000")?;
+    check("state_wait_ms", e.state_wait_ms, 1_000, 55_000, "1000..=55000")?;
     // The policy is re-serialized and compiled by the same path `interlock check` uses, so the
     // filter never runs a document the CLI would refuse (duplicate keys included).
     let text = serde_json::to_string(&cfg.policy).map_err(|e| ConfigError::Malformed { path: "$.policy".into(), reason: e.to_string() })?;

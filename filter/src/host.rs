@@ -121,3 +121,60 @@ pub fn increment(metric: u32, by: i64) {
 pub fn record(metric: u32, value: u64) {
     let _ = hostcalls::record_metric(metric, value);
 }
+
+/// A shared-data value and its CAS token; `None` when the key does not exist. (Envoy returns no
+/// bytes for an empty value that exists; that is an empty value with a token here.)
+pub fn shared_get(key: &str) -> Result<Option<(Vec<u8>, u32)>> {
+    match hostcalls::get_shared_data(key).map_err(st("get_shared_data"))? {
+        (Some(v), Some(cas)) => Ok(Some((v, cas))),
+        (None, Some(cas)) => Ok(Some((Vec::new(), cas))),
+        (Some(v), None) => Ok(Some((v, 0))),
+        (None, None) => Ok(None),
+    }
+}
+
+/// Writes shared data if its CAS token is still `cas` (`None`: unconditionally).
+pub fn shared_set(key: &str, value: &[u8], cas: Option<u32>) -> std::result::Result<(), SetError> {
+    match hostcalls::set_shared_data(key, Some(value), cas) {
+        Ok(()) => Ok(()),
+        Err(Status::CasMismatch) => Err(SetError::CasMismatch),
+        Err(status) => Err(SetError::Host(HostError::Status { call: "set_shared_data", status })),
+    }
+}
+
+/// Why a shared-data write failed.
+#[derive(Debug, Error)]
+pub enum SetError {
+    #[error("compare-and-swap mismatch")]
+    CasMismatch,
+    #[error(transparent)]
+    Host(HostError),
+}
+
+/// Envoy's shared data as the engine's rate-limit store.
+pub struct HostStore;
+
+impl interlock_policies::ratelimit::SharedStore for HostStore {
+    fn get(&mut self, key: &str) -> std::result::Result<Option<(Vec<u8>, u32)>, interlock_policies::ratelimit::StoreError> {
+        shared_get(key).map_err(|e| interlock_policies::ratelimit::StoreError::Host(e.to_string()))
+    }
+
+    fn set(&mut self, key: &str, value: &[u8], cas: Option<u32>) -> std::result::Result<(), interlock_policies::ratelimit::StoreError> {
+        use interlock_policies::ratelimit::StoreError;
+        shared_set(key, value, cas).map_err(|e| match e {
+            SetError::CasMismatch => StoreError::CasMismatch,
+            SetError::Host(h) => StoreError::Host(h.to_string()),
+        })
+    }
+}
+
+/// GETs `path` from `cluster`; the answer arrives in the root context's `on_http_call_response`.
+pub fn get(cluster: &str, authority: &str, path: &str, timeout: Duration) -> Result<u32> {
+    let headers = vec![(":method", "GET"), (":path", path), (":authority", authority)];
+    hostcalls::dispatch_http_call(cluster, headers, None, vec![], timeout).map_err(st("dispatch_http_call"))
+}
+
+/// The body of an HTTP call's response.
+pub fn http_call_body(size: usize) -> Option<Vec<u8>> {
+    hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, size).ok().flatten()
+}

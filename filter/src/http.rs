@@ -8,18 +8,21 @@
 use std::rc::Rc;
 
 use interlock_policies::event::HostFacts;
+use interlock_policies::ratelimit::{BucketTable, Outcome};
 use interlock_policies::schema::Mode;
 use interlock_policies::{DecisionEvent, Engine, Evaluation, HeadersVerdict, HttpRequest, PendingBody, VerifiedIdentity};
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, LogLevel};
 
 use crate::host;
+use crate::live::Snapshot;
 use crate::state::{self, Shared};
 
 pub struct Stream {
     shared: Rc<Shared>,
-    /// The engine this stream started with: a policy update never changes a decision mid-stream.
-    engine: Option<Rc<Engine>>,
+    /// The policy and revocations this stream started with: an update never changes a decision
+    /// mid-stream, and no decision mixes two versions.
+    snapshot: Option<Snapshot>,
     pending: Option<PendingBody>,
     /// A decision that let the request through, recorded at `on_log`.
     passed: Option<(String, Evaluation)>,
@@ -28,7 +31,7 @@ pub struct Stream {
 
 impl Stream {
     pub fn new(shared: Rc<Shared>) -> Self {
-        Self { shared, engine: None, pending: None, passed: None, body_size: 0 }
+        Self { shared, snapshot: None, pending: None, passed: None, body_size: 0 }
     }
 
     fn request_view(&self, engine: &Engine, end_of_stream: bool) -> Result<HttpRequest, host::HostError> {
@@ -57,8 +60,52 @@ impl Stream {
         Ok(req)
     }
 
+    /// Takes a token from every bucket a passing request must (shared data, across workers);
+    /// over a limit the decision becomes a 429.
+    fn meter(&self, engine: &Engine, mut eval: Evaluation) -> Evaluation {
+        let checks = engine.rate_limit_checks(&eval);
+        if checks.is_empty() {
+            return eval;
+        }
+        let table = BucketTable::default();
+        let now = host::now_ms();
+        let mut metrics = self.shared.metrics.borrow_mut();
+        for check in &checks {
+            match table.take(&mut host::HostStore, &check.limit, &check.key, check.spec, now) {
+                Ok(t) => {
+                    if t.evicted {
+                        metrics.add(state::RATELIMIT_EVICTIONS, 1);
+                    }
+                    match t.outcome {
+                        Outcome::Admitted { .. } => {}
+                        Outcome::Limited { retry_after_ms } => {
+                            eval = engine.rate_limited(eval, check, retry_after_ms);
+                            if eval.decision.blocks() {
+                                return eval;
+                            }
+                        }
+                        Outcome::Contention => {
+                            metrics.add(state::RATELIMIT_CONTENTION, 1);
+                            return engine.rate_limit_contention(eval);
+                        }
+                    }
+                }
+                Err(e) => {
+                    metrics.add(state::HOST_ERRORS, 1);
+                    host::log(LogLevel::Error, &format!("interlock: rate-limit state unavailable ({e}); refusing"));
+                    return engine.rate_limit_contention(eval);
+                }
+            }
+        }
+        eval
+    }
+
     /// Applies a final decision. Returns the action for the current callback.
     fn apply(&mut self, eval: Evaluation, resume: Action) -> Action {
+        let eval = match self.snapshot.as_ref().map(|s| Rc::clone(&s.engine)) {
+            Some(engine) => self.meter(&engine, eval),
+            None => eval,
+        };
         let id = self.shared.ids.borrow_mut().next_id(host::now_ms());
         let d = &eval.decision;
         for (k, v) in [
@@ -75,11 +122,15 @@ impl Stream {
         if d.blocks() {
             let body = eval.reply_body(&id);
             let status = u32::from(d.status);
-            let headers = [
+            let retry_after = d.retry_after_secs.map(|s| s.to_string());
+            let mut headers = vec![
                 ("content-type", "application/json"),
                 ("x-interlock-decision-id", id.as_str()),
                 ("x-interlock-rule", d.rule.as_str()),
             ];
+            if let Some(r) = &retry_after {
+                headers.push(("retry-after", r.as_str()));
+            }
             if let Err(e) = host::send_response(status, &headers, body.as_bytes()) {
                 // Cannot answer: reset rather than let the request through.
                 host::log(LogLevel::Error, &format!("interlock: decision {id}: local reply failed ({e}); resetting the stream"));
@@ -97,7 +148,7 @@ impl Stream {
     }
 
     fn record(&self, id: &str, eval: &Evaluation) {
-        let Some(engine) = &self.engine else { return };
+        let Some(engine) = self.snapshot.as_ref().map(|s| &s.engine) else { return };
         let d = &eval.decision;
         let outcome = match (d.mode, d.action) {
             (Mode::Shadow, a) => match a {
@@ -145,7 +196,7 @@ impl Stream {
     }
 
     fn decide_body(&mut self, end_of_stream: bool) -> Action {
-        let (Some(engine), Some(pending)) = (self.engine.clone(), self.pending.take()) else {
+        let (Some(engine), Some(pending)) = (self.snapshot.as_ref().map(|s| Rc::clone(&s.engine)), self.pending.take()) else {
             return Action::Continue;
         };
         if self.body_size > pending.max_body_bytes() {
@@ -175,10 +226,16 @@ impl Context for Stream {}
 
 impl HttpContext for Stream {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
-        let Some(engine) = self.shared.engine.borrow().clone() else {
+        let snapshot = {
+            let mut metrics = self.shared.metrics.borrow_mut();
+            self.shared.live.borrow_mut().as_mut().map(|l| l.sync(&mut metrics))
+        };
+        let Some(snapshot) = snapshot else {
             return self.host_failure(&host::HostError::Status { call: "policy", status: proxy_wasm::types::Status::NotFound });
         };
-        self.engine = Some(Rc::clone(&engine));
+        let engine = Rc::clone(&snapshot.engine);
+        let revocations = Rc::clone(&snapshot.revocations);
+        self.snapshot = Some(snapshot);
         let req = match self.request_view(&engine, end_of_stream) {
             Ok(r) => r,
             Err(e) => return self.host_failure(&e),
@@ -189,7 +246,7 @@ impl HttpContext for Stream {
                 let _ = host::remove_request_header(name);
             }
         }
-        match engine.on_request_headers(&req) {
+        match engine.on_request_headers_live(&req, &revocations, host::now_ms()) {
             HeadersVerdict::Decided(eval) => self.apply(eval, Action::Continue),
             HeadersVerdict::NeedBody(pending) => {
                 self.pending = Some(pending);

@@ -9,6 +9,7 @@
 pub mod config;
 pub mod host;
 pub mod http;
+pub mod live;
 pub mod root;
 pub mod state;
 

@@ -10,6 +10,7 @@ use proxy_wasm::types::{ContextType, LogLevel};
 use crate::config;
 use crate::host;
 use crate::http::Stream;
+use crate::live::Live;
 use crate::state::{self, Shared};
 
 pub struct Root {
@@ -30,6 +31,52 @@ impl Root {
         self.failures = self.failures.saturating_add(1);
         if self.failures.is_power_of_two() || self.failures.is_multiple_of(1000) {
             host::log(LogLevel::Warn, &format!("interlock: {what} ({} consecutive failures; events are kept and retried)", self.failures));
+        }
+    }
+
+    /// Adopts what other workers published, and keeps one long poll to the enforcer open.
+    fn follow_live_state(&mut self) {
+        let enforcer = self.shared.enforcer.borrow().clone();
+        let mut metrics = self.shared.metrics.borrow_mut();
+        let mut live = self.shared.live.borrow_mut();
+        let Some(live) = live.as_mut() else { return };
+        live.sync(&mut metrics);
+        if !enforcer.live || live.poll_in_flight.is_some() || host::now_ms() < live.next_poll_ms {
+            return;
+        }
+        let path = live.poll_path(enforcer.state_wait_ms);
+        let timeout = Duration::from_millis(enforcer.state_wait_ms.saturating_add(5_000));
+        match host::get(&enforcer.cluster, &enforcer.authority, &path, timeout) {
+            Ok(token) => live.poll_in_flight = Some(token),
+            Err(e) => {
+                metrics.add(state::STATE_POLL_FAILURES, 1);
+                live.next_poll_ms = host::now_ms().saturating_add(1_000);
+                host::log(LogLevel::Warn, &format!("interlock: cannot poll the enforcer's state: {e}"));
+            }
+        }
+    }
+
+    /// The answer to the long poll (or its failure, with back-off up to 5 s).
+    fn on_state_answer(&mut self, body_size: usize) {
+        let mut metrics = self.shared.metrics.borrow_mut();
+        let mut live = self.shared.live.borrow_mut();
+        let Some(live) = live.as_mut() else { return };
+        live.poll_in_flight = None;
+        match host::http_call_status() {
+            Some(200) => {
+                live.poll_failures = 0;
+                let body = host::http_call_body(body_size).unwrap_or_default();
+                live.on_poll_answer(&body, &mut metrics);
+            }
+            status => {
+                metrics.add(state::STATE_POLL_FAILURES, 1);
+                live.poll_failures = live.poll_failures.saturating_add(1);
+                let backoff = 250u64.saturating_mul(1 << live.poll_failures.min(5)).min(5_000);
+                live.next_poll_ms = host::now_ms().saturating_add(backoff);
+                if live.poll_failures.is_power_of_two() {
+                    host::log(LogLevel::Warn, &format!("interlock: state poll answered {status:?} ({} failures in a row); keeping the current state", live.poll_failures));
+                }
+            }
         }
     }
 
@@ -65,7 +112,12 @@ impl Root {
 }
 
 impl Context for Root {
-    fn on_http_call_response(&mut self, token_id: u32, _num_headers: usize, _body_size: usize, _num_trailers: usize) {
+    fn on_http_call_response(&mut self, token_id: u32, _num_headers: usize, body_size: usize, _num_trailers: usize) {
+        let is_poll = self.shared.live.borrow().as_ref().is_some_and(|l| l.poll_in_flight == Some(token_id));
+        if is_poll {
+            self.on_state_answer(body_size);
+            return;
+        }
         let cap = self.shared.enforcer.borrow().max_buffered_events;
         let mut events = self.shared.events.borrow_mut();
         let mut metrics = self.shared.metrics.borrow_mut();
@@ -104,7 +156,7 @@ impl RootContext for Root {
                 let version = loaded.engine.version().to_owned();
                 let rules = loaded.engine.rule_count();
                 let period = Duration::from_millis(loaded.enforcer.flush_interval_ms);
-                *self.shared.engine.borrow_mut() = Some(Rc::new(loaded.engine));
+                *self.shared.live.borrow_mut() = Some(Live::new(loaded.engine));
                 *self.shared.enforcer.borrow_mut() = loaded.enforcer;
                 *self.shared.hold_headers.borrow_mut() = loaded.hold_headers;
                 let node = host::property_str(&["node", "id"]).filter(|n| !n.is_empty()).unwrap_or_else(|| "envoy".into());
@@ -127,6 +179,7 @@ impl RootContext for Root {
 
     fn on_tick(&mut self) {
         self.flush();
+        self.follow_live_state();
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {

@@ -8,14 +8,14 @@ use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
 use std::rc::Rc;
 
-use interlock_policies::Engine;
-
 use crate::config::EnforcerConfig;
 use crate::host;
+use crate::live::Live;
 
 /// What a VM's contexts share.
 pub struct Shared {
-    pub engine: RefCell<Option<Rc<Engine>>>,
+    /// `None` until `on_configure` succeeded.
+    pub live: RefCell<Option<Live>>,
     pub enforcer: RefCell<EnforcerConfig>,
     pub hold_headers: RefCell<bool>,
     pub events: RefCell<EventQueue>,
@@ -27,7 +27,7 @@ pub struct Shared {
 impl Shared {
     pub fn new() -> Rc<Self> {
         Rc::new(Self {
-            engine: RefCell::new(None),
+            live: RefCell::new(None),
             enforcer: RefCell::new(EnforcerConfig::default()),
             hold_headers: RefCell::new(true),
             events: RefCell::new(EventQueue::default()),
@@ -100,6 +100,12 @@ pub const EVENTS_DROPPED: &str = "interlock.events.dropped";
 pub const EVENTS_POST_FAILURES: &str = "interlock.events.post_failures";
 pub const EVENTS_BUFFERED: &str = "interlock.events.buffered";
 pub const HOST_ERRORS: &str = "interlock.host_errors";
+pub const POLICY_UPDATES: &str = "interlock.policy.updates";
+pub const POLICY_REJECTED: &str = "interlock.policy.rejected";
+pub const STATE_POLL_FAILURES: &str = "interlock.state.poll_failures";
+pub const REVOCATIONS_ACTIVE: &str = "interlock.revocations.active";
+pub const RATELIMIT_EVICTIONS: &str = "interlock.ratelimit.evictions";
+pub const RATELIMIT_CONTENTION: &str = "interlock.ratelimit.contention";
 
 impl Metrics {
     /// Counts one decision under `interlock.decisions.<outcome>.<rule>`, where the outcome is the

@@ -191,6 +191,9 @@ pub struct Stack {
 struct Proc {
     which: Which,
     child: Child,
+    /// How it was started, so [`Stack::restart`] can start it again the same way.
+    program: std::ffi::OsString,
+    args: Vec<std::ffi::OsString>,
 }
 
 /// Why one start attempt failed.
@@ -335,7 +338,9 @@ impl Stack {
                 cmd.get_program()
             )
         })?;
-        self.procs.push(Proc { which, child });
+        let program = cmd.get_program().to_owned();
+        let args = cmd.get_args().map(ToOwned::to_owned).collect();
+        self.procs.push(Proc { which, child, program, args });
         Ok(())
     }
 
@@ -484,6 +489,22 @@ impl Stack {
         if let Some(i) = self.procs.iter().position(|p| p.which == which) {
             let p = self.procs.remove(i);
             stop_all(vec![p]);
+        }
+    }
+
+    /// Stop one process and start it again with the same command line (same ports, same data
+    /// dir), then wait until the whole stack is ready again. Its log starts over.
+    pub fn restart(&mut self, which: Which) {
+        let Some(i) = self.procs.iter().position(|p| p.which == which) else {
+            panic!("{} is not running", which.name());
+        };
+        let p = self.procs.remove(i);
+        let (program, args) = (p.program.clone(), p.args.clone());
+        stop_all(vec![p]);
+        let mut cmd = Command::new(program);
+        cmd.args(args);
+        if let Err(e) = self.spawn(which, cmd).and_then(|()| self.wait_ready()) {
+            panic!("restarting {} failed: {e}\n{}", which.name(), self.all_log_tails());
         }
     }
 
