@@ -27,7 +27,7 @@ done
 
 target/release/interlock-demo-upstream --listen 127.0.0.1:8080 2>"$DATA/upstream.log" &
 pids+=($!)
-target/release/interlock serve --listen 127.0.0.1:9090 --data-dir "$DATA" 2>"$DATA/enforcer.log" &
+target/release/interlock serve --listen 127.0.0.1:9090 --data-dir "$DATA" --policy policies/examples/demo.json 2>"$DATA/enforcer.log" &
 pids+=($!)
 "$ENVOY" -c envoy-config/demo.yaml --concurrency 2 --log-level warn >"$DATA/access.log" 2>"$DATA/envoy.log" &
 pids+=($!)

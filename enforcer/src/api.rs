@@ -8,6 +8,10 @@
 //! | `GET /v1/events?decision_id=ID` | one record, or 404 |
 //!
 //! A record is `{"seq":N,"received_unix_ms":T,"event":{...}}` ([`crate::store::StoredEvent`]).
+//!
+//! The live state's routes (`/v1/policy`, `/v1/revocations`, `/v1/state`, `/v1/status`) are in
+//! [`crate::live_api`]. An enforced deny whose rule revokes records that revocation once its event
+//! is stored.
 
 use std::future::Future;
 use std::time::Duration;
@@ -25,6 +29,8 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::batch::parse_batch;
+use crate::live_api;
+use crate::state::LiveState;
 use crate::store::{EventStore, StoredLine};
 
 /// Largest event batch accepted; a larger body gets 413. The filter batches well below this.
@@ -40,14 +46,15 @@ pub const MAX_WAIT_MS: u64 = 30_000;
 #[derive(Debug, Clone)]
 pub struct ApiState {
     store: EventStore,
+    live: LiveState,
     /// Turns true when the server starts shutting down, so long polls answer at once instead of
     /// holding graceful shutdown up for their whole wait.
     shutdown: watch::Receiver<bool>,
 }
 
 impl ApiState {
-    pub fn new(store: EventStore, shutdown: watch::Receiver<bool>) -> Self {
-        Self { store, shutdown }
+    pub fn new(store: EventStore, live: LiveState, shutdown: watch::Receiver<bool>) -> Self {
+        Self { store, live, shutdown }
     }
 }
 
@@ -56,6 +63,7 @@ pub fn router(state: ApiState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/v1/events", get(get_events).post(post_events).layer(DefaultBodyLimit::max(MAX_BATCH_BYTES)))
+        .merge(live_api::router(state.live.clone(), state.store.clone(), state.shutdown.clone()))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
@@ -66,10 +74,11 @@ pub fn router(state: ApiState) -> Router {
 pub async fn serve(
     listener: TcpListener,
     store: EventStore,
+    live: LiveState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let (stop_tx, stop_rx) = watch::channel(false);
-    let app = router(ApiState::new(store, stop_rx));
+    let app = router(ApiState::new(store, live, stop_rx));
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             shutdown.await;
@@ -114,8 +123,14 @@ async fn post_events(State(state): State<ApiState>, body: Result<Bytes, BytesRej
         }
         return (StatusCode::BAD_REQUEST, axum::Json(report)).into_response();
     }
+    // Taken before the events move into the log, applied once they are durable: a revocation
+    // never exists for a decision the log does not hold.
+    let revokes = live_api::decision_revokes(&batch.events);
     match state.store.append(batch.events).await {
-        Ok(_) => (StatusCode::OK, axum::Json(report)).into_response(),
+        Ok(_) => {
+            live_api::apply_decision_revokes(&state.live, revokes).await;
+            (StatusCode::OK, axum::Json(report)).into_response()
+        }
         Err(e) => {
             eprintln!("interlock enforcer: event batch of {} not stored: {e}", report.accepted);
             error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
@@ -224,10 +239,11 @@ mod tests {
     async fn start(name: &str) -> Running {
         let dir = TempDir::new(name);
         let (store, _) = EventStore::open(&dir.0, 100).unwrap();
+        let (live, _) = LiveState::open(&dir.0).unwrap();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(serve(listener, store.clone(), async move {
+        let server = tokio::spawn(serve(listener, store.clone(), live, async move {
             let _ = stopped.await;
         }));
         let client = Enforcer::parse(&format!("http://{addr}")).unwrap();

@@ -8,11 +8,14 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use interlock_enforcer::api;
 use interlock_enforcer::check::{CheckError, check_file};
 use interlock_enforcer::client::{DEFAULT_ENFORCER_URL, Enforcer};
 use interlock_enforcer::format::human_line;
+use interlock_enforcer::live_client;
+use interlock_enforcer::revocations::{MAX_TTL_SECS, RevocationKind, RevokeRequest};
+use interlock_enforcer::state::{LiveState, StateError, now_unix_ms};
 use interlock_enforcer::store::{DEFAULT_RING_CAPACITY, EventStore};
 use interlock_enforcer::token::{self, TokenRequest};
 
@@ -35,9 +38,13 @@ enum Command {
         /// Address to listen on (port 0 picks a free one; the address is logged).
         #[arg(long, default_value = "127.0.0.1:9090")]
         listen: SocketAddr,
-        /// Where the event log (events.jsonl) is kept.
+        /// Where the event log (events.jsonl), the installed policy and the revocations are kept.
         #[arg(long, default_value = ".interlock")]
         data_dir: PathBuf,
+        /// Policy to install at start when the data directory holds none yet (a stored policy,
+        /// pushed since, wins). Refuses to start when it is invalid.
+        #[arg(long)]
+        policy: Option<PathBuf>,
     },
     /// Prints a demo JWT (ES256) that the demo Envoy accepts. The demo key is TEST ONLY.
     Token {
@@ -71,11 +78,80 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         after: u64,
     },
+    /// Installs or shows the policy the filters run.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
+    /// Revokes a user, session, trace or agent, fleet-wide: every filter refuses it (403).
+    Revoke {
+        #[command(flatten)]
+        principal: PrincipalArg,
+        /// Lift it by itself after this many seconds (1 to 31536000); until lifted when absent.
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..=MAX_TTL_SECS))]
+        ttl: Option<u64>,
+        /// Why, for the record.
+        #[arg(long)]
+        reason: Option<String>,
+        /// Print the revocation as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Lifts a revocation. Exit status 1 when the principal is not revoked.
+    Unrevoke {
+        #[command(flatten)]
+        principal: PrincipalArg,
+    },
+    /// Lists the active revocations.
+    Revocations {
+        /// Print the enforcer's answer as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum PolicyCommand {
+    /// Checks FILE with the filter's engine, then installs it at the enforcer; filters pick it up
+    /// live. An invalid FILE is not sent.
+    Push { file: PathBuf },
+    /// Prints the installed policy document.
+    Show,
+}
+
+/// Exactly one principal.
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+struct PrincipalArg {
+    /// An end user (JWT `sub`).
+    #[arg(long)]
+    user: Option<String>,
+    /// A session (JWT `sid`).
+    #[arg(long)]
+    session: Option<String>,
+    /// A W3C trace id.
+    #[arg(long)]
+    trace: Option<String>,
+    /// An agent (JWT `azp`).
+    #[arg(long)]
+    agent: Option<String>,
+}
+
+impl PrincipalArg {
+    fn into_parts(self) -> Result<(RevocationKind, String)> {
+        match (self.user, self.session, self.trace, self.agent) {
+            (Some(v), None, None, None) => Ok((RevocationKind::User, v)),
+            (None, Some(v), None, None) => Ok((RevocationKind::Session, v)),
+            (None, None, Some(v), None) => Ok((RevocationKind::Trace, v)),
+            (None, None, None, Some(v)) => Ok((RevocationKind::Agent, v)),
+            _ => anyhow::bail!("name exactly one of --user, --session, --trace, --agent"),
+        }
+    }
 }
 
 pub fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
-        Command::Serve { listen, data_dir } => serve(listen, data_dir),
+        Command::Serve { listen, data_dir, policy } => serve(listen, data_dir, policy),
         Command::Token { agent, user, session, ttl, key } => {
             let key_pem = match &key {
                 Some(path) => std::fs::read(path).with_context(|| format!("cannot read the key {}", path.display()))?,
@@ -104,6 +180,87 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             let enforcer = Enforcer::parse(&cli.enforcer)?;
             runtime()?.block_on(events(enforcer, !no_follow, json, after))
         }
+        Command::Policy { command } => {
+            let enforcer = Enforcer::parse(&cli.enforcer)?;
+            match command {
+                PolicyCommand::Push { file } => policy_push(&enforcer, &file),
+                PolicyCommand::Show => policy_show(&enforcer),
+            }
+        }
+        Command::Revoke { principal, ttl, reason, json } => {
+            let enforcer = Enforcer::parse(&cli.enforcer)?;
+            let (kind, value) = principal.into_parts()?;
+            let req = RevokeRequest::new(kind, value, ttl, reason)?;
+            let revocation = runtime()?.block_on(live_client::revoke(&enforcer, &req))?;
+            if json {
+                println!("{}", serde_json::to_string(&revocation)?);
+            } else {
+                println!("{}", live_client::human_revocation(&revocation, now_unix_ms()));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Unrevoke { principal } => {
+            let enforcer = Enforcer::parse(&cli.enforcer)?;
+            let (kind, value) = principal.into_parts()?;
+            match runtime()?.block_on(live_client::unrevoke(&enforcer, kind, &value))? {
+                Some(removed) => {
+                    println!("lifted the revocation of {kind} {value:?} ({})", removed.id);
+                    Ok(ExitCode::SUCCESS)
+                }
+                None => {
+                    eprintln!("interlock: {kind} {value:?} is not revoked");
+                    Ok(ExitCode::FAILURE)
+                }
+            }
+        }
+        Command::Revocations { json } => {
+            let enforcer = Enforcer::parse(&cli.enforcer)?;
+            let list = runtime()?.block_on(live_client::revocations(&enforcer))?;
+            if json {
+                println!("{}", serde_json::json!({ "revocations": list }));
+            } else if list.is_empty() {
+                println!("no active revocations");
+            } else {
+                print!("{}", live_client::revocations_table(&list, now_unix_ms()));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// `interlock policy push FILE`: checked here first with the filter's engine, so an invalid
+/// file never reaches the enforcer.
+fn policy_push(enforcer: &Enforcer, file: &std::path::Path) -> Result<ExitCode> {
+    let text = match std::fs::read_to_string(file) {
+        Ok(text) => text,
+        Err(source) => {
+            eprintln!("{}", CheckError::Read { path: file.to_owned(), source });
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    if let Err(source) = interlock_enforcer::policy_store::validate(&text) {
+        eprintln!("{}", CheckError::Invalid { path: file.to_owned(), source });
+        return Ok(ExitCode::FAILURE);
+    }
+    let pushed = runtime()?.block_on(live_client::push_policy(enforcer, text.as_bytes()))?;
+    println!(
+        "installed policy {:?} as generation {} ({} rules)",
+        pushed.policy_version, pushed.generation, pushed.rules
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `interlock policy show`: the installed document, pretty-printed.
+fn policy_show(enforcer: &Enforcer) -> Result<ExitCode> {
+    match runtime()?.block_on(live_client::current_policy(enforcer))? {
+        Some(current) => {
+            println!("{}", serde_json::to_string_pretty(&current.policy)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        None => {
+            eprintln!("interlock: no policy installed at {}", enforcer.url());
+            Ok(ExitCode::FAILURE)
+        }
     }
 }
 
@@ -111,8 +268,9 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")
 }
 
-fn serve(listen: SocketAddr, data_dir: PathBuf) -> Result<ExitCode> {
+fn serve(listen: SocketAddr, data_dir: PathBuf, seed: Option<PathBuf>) -> Result<ExitCode> {
     let (store, recovery) = EventStore::open(&data_dir, DEFAULT_RING_CAPACITY)?;
+    let live = open_live_state(&data_dir, seed.as_deref())?;
     if let Some(torn) = &recovery.torn {
         eprintln!(
             "interlock enforcer: {}: ignored a torn last line (line {}, {} bytes at offset {}: {}); the file now ends at the last whole record",
@@ -135,10 +293,50 @@ fn serve(listen: SocketAddr, data_dir: PathBuf) -> Result<ExitCode> {
             recovery.records,
             recovery.last_seq
         );
-        api::serve(listener, store, shutdown).await.context("serving the API")?;
+        api::serve(listener, store, live, shutdown).await.context("serving the API")?;
         eprintln!("interlock enforcer: stopped");
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// Loads the policy and revocations, seeds the policy from `seed` when none is stored, and logs
+/// which policy is active.
+fn open_live_state(data_dir: &std::path::Path, seed: Option<&std::path::Path>) -> Result<LiveState> {
+    let (live, recovered) = LiveState::open(data_dir)?;
+    if let Some(path) = seed {
+        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read the policy {}", path.display()))?;
+        match live.seed_policy(&text) {
+            Ok(Some(seeded)) => eprintln!(
+                "interlock enforcer: installed {} as the first policy (generation {})",
+                path.display(),
+                seeded.generation
+            ),
+            Ok(None) => eprintln!(
+                "interlock enforcer: --policy {} not installed: the data directory already holds a policy (push it to replace that one)",
+                path.display()
+            ),
+            Err(StateError::InvalidPolicy(e)) => anyhow::bail!("{}: invalid policy: {e}", path.display()),
+            Err(e) => return Err(e).with_context(|| format!("installing the policy {}", path.display())),
+        }
+    }
+    let snapshot = live.snapshot();
+    match &snapshot.policy {
+        Some(p) => eprintln!(
+            "interlock enforcer: active policy {:?}, generation {} ({} rules); state version {}, {} revocations active ({})",
+            p.label,
+            p.generation,
+            p.rules,
+            snapshot.version,
+            snapshot.active_revocations(now_unix_ms()).count(),
+            recovered.revocations_file.display()
+        ),
+        None => eprintln!(
+            "interlock enforcer: no policy installed (interlock policy push FILE, or serve --policy FILE); state version {}, {} revocations active",
+            snapshot.version,
+            snapshot.active_revocations(now_unix_ms()).count()
+        ),
+    }
+    Ok(live)
 }
 
 /// Completes on SIGINT or SIGTERM. The handlers are installed before this returns, so a signal

@@ -8,12 +8,20 @@
 //! - [`client`]: the operator commands' client for that API;
 //! - [`token`]: demo identity tokens;
 //! - [`check`]: policy validation with the filter's own engine;
-//! - [`format`](mod@format): how events are shown to people.
+//! - [`format`](mod@format): how events are shown to people;
+//! - [`state`]: the live state filters long-poll (policy and revocations under one version),
+//!   with [`policy_store`] (the installed policy on disk) and [`revocations`] (the pure part);
+//!   [`live_api`] serves it and [`live_client`] is what the operator commands do with it.
 
 pub mod api;
 pub mod batch;
 pub mod check;
 pub mod client;
 pub mod format;
+pub mod live_api;
+pub mod live_client;
+pub mod policy_store;
+pub mod revocations;
+pub mod state;
 pub mod store;
 pub mod token;
