@@ -348,6 +348,20 @@ mod tests {
     }
 
     #[test]
+    fn the_filter_reads_what_the_enforcer_serves() {
+        for kind in RevocationKind::ALL {
+            for (reason, expires) in [(None, None), (Some("r".to_owned()), Some(7))] {
+                let ours = Revocation { reason, expires_unix_ms: expires, ..rev(kind, "v", 5, None) };
+                let json = serde_json::to_string(&ours).unwrap();
+                let theirs: interlock_policies::revocation::Revocation = serde_json::from_str(&json).unwrap();
+                assert_eq!(theirs.kind.as_str(), kind.as_str());
+                assert_eq!((theirs.expires_unix_ms, theirs.reason.as_deref()), (ours.expires_unix_ms, ours.reason.as_deref()));
+                assert_eq!(serde_json::to_value(&theirs).unwrap(), serde_json::to_value(&ours).unwrap(), "{json}");
+            }
+        }
+    }
+
+    #[test]
     fn revoke_requests_are_validated_naming_the_field() {
         let ok = RevokeRequest::from_json(br#"{"kind":"user","value":"alice","ttl_secs":60,"reason":"r"}"#).unwrap();
         assert_eq!(ok, RevokeRequest::new(RevocationKind::User, "alice", Some(60), Some("r".into())).unwrap());
