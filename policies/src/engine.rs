@@ -109,6 +109,9 @@ pub(crate) struct Scope {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Tables {
     pub http_paths: PathTrie<usize>,
+    /// HTTP rules without paths, keyed by exact host (all their hosts exact), else by method.
+    pub http_hosts: HashMap<String, Vec<usize>>,
+    pub http_methods: HashMap<String, Vec<usize>>,
     pub http_any: Vec<usize>,
     pub mcp_tools: HashMap<String, Vec<usize>>,
     pub mcp_methods: HashMap<String, Vec<usize>>,
@@ -318,6 +321,18 @@ fn index_rule(scope: &mut Scope, rules: &[CompiledRule], idx: usize) {
             for p in paths {
                 let p = if fold { p.folded() } else { p.clone() };
                 t.http_paths.insert(&p, idx);
+            }
+        }
+        (None, Some(HttpClause { hosts: Some(hosts), .. })) if hosts.iter().all(|h| matches!(h, HostPattern::Exact(_))) => {
+            for h in hosts {
+                if let HostPattern::Exact(h) = h {
+                    t.http_hosts.entry(h.clone()).or_default().push(idx);
+                }
+            }
+        }
+        (None, Some(HttpClause { methods: Some(methods), .. })) => {
+            for m in methods {
+                t.http_methods.entry(m.clone()).or_default().push(idx);
             }
         }
         (None, _) => t.http_any.push(idx),

@@ -192,6 +192,9 @@ impl Engine {
         for scope in &scopes {
             for (tables, path) in [(&scope.allow, &line.segments), (&scope.deny, &line.folded.iter().map(String::as_str).collect())] {
                 tables.http_paths.lookup(path, &mut |i| http_matches.push(*i));
+                for v in [tables.http_hosts.get(line.host), tables.http_methods.get(line.method)].into_iter().flatten() {
+                    http_matches.extend_from_slice(v);
+                }
                 http_matches.extend_from_slice(&tables.http_any);
             }
         }

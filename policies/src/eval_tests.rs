@@ -291,3 +291,21 @@ fn rate_limit_checks_follow_the_key_and_the_agents() {
     let reply: serde_json::Value = serde_json::from_str(&limited.reply_body("d")).unwrap();
     assert_eq!(reply["error"]["data"]["status"], 429);
 }
+
+#[test]
+fn rules_without_paths_are_indexed_by_host_or_method() {
+    let grants: Vec<_> = (0..5_000)
+        .map(|i| serde_json::json!({"id": format!("h{i}"), "http": {"hosts": [format!("svc{i}.example.com")]}}))
+        .chain([serde_json::json!({"id": "deletes", "http": {"methods": ["DELETE"]}})])
+        .collect();
+    let e = engine(serde_json::json!({"version": "v", "agents": {"a": {"grants": grants}}}));
+    let scope = e.agents.get("a").unwrap();
+    assert!(scope.allow.http_any.is_empty(), "nothing left in the scanned list");
+    assert_eq!(scope.allow.http_hosts.get("svc4321.example.com").map(Vec::len), Some(1));
+    let mut req = get("a", "/anything");
+    req.authority = "svc4321.example.com".into();
+    assert_eq!(decide(&e, &req, None).2, "h4321");
+    req.authority = "other.example.com".into();
+    req.method = "DELETE".into();
+    assert_eq!(decide(&e, &req, None).2, "deletes");
+}
