@@ -10,7 +10,8 @@
 //! A record is `{"seq":N,"received_unix_ms":T,"event":{...}}` ([`crate::store::StoredEvent`]).
 //!
 //! The live state's routes (`/v1/policy`, `/v1/revocations`, `/v1/state`, `/v1/status`) are in
-//! [`crate::live_api`]. An enforced deny whose rule revokes records that revocation once its event
+//! [`crate::live_api`]; kernel enforcement's (`/v1/kernel`, `/v1/quarantine`, `/v1/release`,
+//! `/v1/audit`) in [`crate::kernel_api`]. An enforced deny whose rule revokes records that revocation once its event
 //! is stored.
 
 use std::future::Future;
@@ -47,6 +48,10 @@ pub const MAX_WAIT_MS: u64 = 30_000;
 pub struct ApiState {
     store: EventStore,
     live: LiveState,
+    /// The kernel worker, when the daemon runs one ([`ApiState::with_kernel`]).
+    kernel: Option<crate::enforce::Enforcement>,
+    /// Where the audit log is (for `GET /v1/audit`).
+    data_dir: std::path::PathBuf,
     /// Turns true when the server starts shutting down, so long polls answer at once instead of
     /// holding graceful shutdown up for their whole wait.
     shutdown: watch::Receiver<bool>,
@@ -54,7 +59,15 @@ pub struct ApiState {
 
 impl ApiState {
     pub fn new(store: EventStore, live: LiveState, shutdown: watch::Receiver<bool>) -> Self {
-        Self { store, live, shutdown }
+        Self { store, live, kernel: None, data_dir: std::path::PathBuf::from("."), shutdown }
+    }
+
+    /// Hands kernel-bound decisions to `kernel` and serves its routes; `data_dir` holds the
+    /// audit log.
+    pub fn with_kernel(mut self, kernel: Option<crate::enforce::Enforcement>, data_dir: std::path::PathBuf) -> Self {
+        self.kernel = kernel;
+        self.data_dir = data_dir;
+        self
     }
 }
 
@@ -64,6 +77,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/healthz", get(healthz))
         .route("/v1/events", get(get_events).post(post_events).layer(DefaultBodyLimit::max(MAX_BATCH_BYTES)))
         .merge(live_api::router(state.live.clone(), state.store.clone(), state.shutdown.clone()))
+        .merge(crate::kernel_api::router(state.kernel.clone(), state.store.clone(), state.data_dir.clone()))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
@@ -77,8 +91,20 @@ pub async fn serve(
     live: LiveState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    serve_with_kernel(listener, store, live, None, std::path::PathBuf::from("."), shutdown).await
+}
+
+/// [`serve`], with a kernel worker that acts on decisions (see [`ApiState::with_kernel`]).
+pub async fn serve_with_kernel(
+    listener: TcpListener,
+    store: EventStore,
+    live: LiveState,
+    kernel: Option<crate::enforce::Enforcement>,
+    data_dir: std::path::PathBuf,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     let (stop_tx, stop_rx) = watch::channel(false);
-    let app = router(ApiState::new(store, live, stop_rx));
+    let app = router(ApiState::new(store, live, stop_rx).with_kernel(kernel, data_dir));
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             shutdown.await;
@@ -126,6 +152,8 @@ async fn post_events(State(state): State<ApiState>, body: Result<Bytes, BytesRej
     // Taken before the events move into the log, applied once they are durable: a revocation
     // never exists for a decision the log does not hold.
     let revokes = live_api::decision_revokes(&batch.events);
+    // Kernel actions start now, not after the log's fsync: the receipt measures the delay.
+    crate::kernel_api::on_events(state.kernel.as_ref(), &batch.events);
     match state.store.append(batch.events).await {
         Ok(_) => {
             live_api::apply_decision_revokes(&state.live, revokes).await;

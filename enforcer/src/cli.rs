@@ -45,6 +45,8 @@ enum Command {
         /// pushed since, wins). Refuses to start when it is invalid.
         #[arg(long)]
         policy: Option<PathBuf>,
+        #[command(flatten)]
+        kernel: crate::cli_kernel::KernelArgs,
     },
     /// Prints a demo JWT (ES256) that the demo Envoy accepts. The demo key is TEST ONLY.
     Token {
@@ -108,6 +110,8 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    #[command(flatten)]
+    Kernel(crate::cli_kernel::KernelCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -151,7 +155,8 @@ impl PrincipalArg {
 
 pub fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
-        Command::Serve { listen, data_dir, policy } => serve(listen, data_dir, policy),
+        Command::Serve { listen, data_dir, policy, kernel } => serve(listen, data_dir, policy, &kernel),
+        Command::Kernel(command) => crate::cli_kernel::run(command, &cli.enforcer, runtime),
         Command::Token { agent, user, session, ttl, key } => {
             let key_pem = match &key {
                 Some(path) => std::fs::read(path).with_context(|| format!("cannot read the key {}", path.display()))?,
@@ -268,7 +273,12 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")
 }
 
-fn serve(listen: SocketAddr, data_dir: PathBuf, seed: Option<PathBuf>) -> Result<ExitCode> {
+fn serve(
+    listen: SocketAddr,
+    data_dir: PathBuf,
+    seed: Option<PathBuf>,
+    kernel_args: &crate::cli_kernel::KernelArgs,
+) -> Result<ExitCode> {
     let (store, recovery) = EventStore::open(&data_dir, DEFAULT_RING_CAPACITY)?;
     let live = open_live_state(&data_dir, seed.as_deref())?;
     if let Some(torn) = &recovery.torn {
@@ -281,6 +291,8 @@ fn serve(listen: SocketAddr, data_dir: PathBuf, seed: Option<PathBuf>) -> Result
             torn.reason
         );
     }
+    // Before listening: once the API answers, the kernel side is in place (or said why not).
+    let kernel = crate::cli_kernel::start(kernel_args, &data_dir)?;
     runtime()?.block_on(async move {
         let shutdown = shutdown_signal()?;
         let listener =
@@ -293,7 +305,10 @@ fn serve(listen: SocketAddr, data_dir: PathBuf, seed: Option<PathBuf>) -> Result
             recovery.records,
             recovery.last_seq
         );
-        api::serve(listener, store, live, shutdown).await.context("serving the API")?;
+        api::serve_with_kernel(listener, store, live, Some(kernel.clone()), data_dir.clone(), shutdown)
+            .await
+            .context("serving the API")?;
+        crate::cli_kernel::stop(&kernel, kernel_args).await;
         eprintln!("interlock enforcer: stopped");
         Ok(ExitCode::SUCCESS)
     })

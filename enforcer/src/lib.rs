@@ -11,13 +11,20 @@
 //! - [`format`](mod@format): how events are shown to people;
 //! - [`state`]: the live state filters long-poll (policy and revocations under one version),
 //!   with [`policy_store`] (the installed policy on disk) and [`revocations`] (the pure part);
-//!   [`live_api`] serves it and [`live_client`] is what the operator commands do with it.
+//!   [`live_api`] serves it and [`live_client`] is what the operator commands do with it;
+//! - [`kernel`]: the one module that touches BPF and sockets (quarantine, termination), with
+//!   [`enforce`] (decision to kernel, one worker), [`audit`] (hash-chained receipts) and
+//!   [`workload`] (the managed cgroup root, `interlock exec`).
 
 pub mod api;
+pub mod audit;
 pub mod batch;
 pub mod check;
 pub mod client;
+pub mod enforce;
 pub mod format;
+pub mod kernel;
+pub mod kernel_api;
 pub mod live_api;
 pub mod live_client;
 pub mod policy_store;
@@ -25,3 +32,4 @@ pub mod revocations;
 pub mod state;
 pub mod store;
 pub mod token;
+pub mod workload;

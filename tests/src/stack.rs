@@ -128,6 +128,10 @@ pub struct StackOptions {
     pub envoy_log_level: String,
     /// Extra Envoy arguments, e.g. `["--component-log-level", "wasm:debug"]`.
     pub envoy_args: Vec<String>,
+    /// Extra `interlock serve` arguments. The default, `--kernel off`, keeps the many stacks
+    /// that tests run in parallel away from the host's BPF and cgroups; kernel tests replace it
+    /// with their own cgroup root and pin directory (tests/tests/kernel_e2e.rs).
+    pub enforcer_args: Vec<String>,
 }
 
 impl Default for StackOptions {
@@ -141,6 +145,7 @@ impl Default for StackOptions {
             concurrency: 2,
             envoy_log_level: "info".to_owned(),
             envoy_args: Vec::new(),
+            enforcer_args: vec!["--kernel".to_owned(), "off".to_owned()],
         }
     }
 }
@@ -294,7 +299,8 @@ impl Stack {
                 .arg("serve")
                 .args(["--listen", &stack.enforcer().to_string()])
                 .arg("--data-dir")
-                .arg(&data_dir);
+                .arg(&data_dir)
+                .args(&opts.enforcer_args);
             stack
                 .spawn(Which::Enforcer, enforcer)
                 .map_err(|e| fail(&stack, e))?;

@@ -1,0 +1,411 @@
+//! The kernel boundary: the one module that loads and attaches BPF programs, touches their maps
+//! and destroys sockets. What to do is decided by [`plan`] (pure, tested natively); this module
+//! carries a plan out and reports what the kernel did.
+//!
+//! - [`bpf`]: the quarantine programs (cgroup connect4/connect6/sendmsg4/sendmsg6 on the managed
+//!   root) and their pinned maps, through aya;
+//! - [`diag`]: finding and destroying sockets with netlink sock_diag;
+//! - [`sys`]: the raw system calls aya does not make for us (the only `unsafe` code).
+//!
+//! Where BPF is unavailable (no object in the build, no privileges, an old kernel) the kernel is
+//! [`Kernel::ObserveOnly`] and says why; nothing is then ever reported as enforced.
+
+pub mod bpf;
+pub mod diag;
+pub mod plan;
+pub mod sys;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::workload::ManagedRoot;
+use diag::{SockDiag, SockInfo};
+use plan::{Caller, Plan, QuarantinePlan, Terminate};
+
+/// The default bpffs directory for the pins.
+pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/interlock";
+const BPFFS: &str = "/sys/fs/bpf";
+
+/// `--kernel`: whether to enforce in the kernel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum KernelMode {
+    /// Enforce when BPF works here; otherwise run observe-only and say so loudly.
+    #[default]
+    Auto,
+    /// Enforce, or refuse to start.
+    On,
+    /// Observe only: never touch the kernel.
+    Off,
+}
+
+/// Where and how to enforce.
+#[derive(Debug, Clone)]
+pub struct KernelConfig {
+    pub mode: KernelMode,
+    pub cgroup_root: PathBuf,
+    pub pin_dir: PathBuf,
+}
+
+/// The kernel side of the enforcer.
+#[derive(Debug)]
+pub enum Kernel {
+    Enforcing(Box<Enforcing>),
+    ObserveOnly { reason: String, root: Option<ManagedRoot>, diag: Option<SockDiag> },
+}
+
+#[derive(Debug)]
+pub struct Enforcing {
+    programs: bpf::Programs,
+    diag: SockDiag,
+    root: ManagedRoot,
+    pinned: bool,
+    notes: Vec<String>,
+}
+
+/// What [`Kernel::status`] reports.
+#[derive(Debug, Clone, Serialize)]
+pub struct KernelStatus {
+    /// `enforcing` or `observe-only`.
+    pub mode: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cgroup_root: Option<PathBuf>,
+    pub programs: Vec<String>,
+    pub pinned: bool,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+}
+
+/// One map write, for the receipt.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MapWrite {
+    pub map: &'static str,
+    pub op: &'static str,
+    pub key: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// One socket acted on, for the receipt.
+#[derive(Debug, Clone, Serialize)]
+pub struct SocketAction {
+    /// `caller` (the agent's end), `proxy` (the listener's end) or `workload`.
+    pub side: &'static str,
+    #[serde(flatten)]
+    pub socket: SockInfo,
+    /// `destroyed`, `gone` (closed before we got to it) or the error.
+    pub result: String,
+}
+
+/// What the kernel did for one plan.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Applied {
+    pub maps_written: Vec<MapWrite>,
+    pub sockets: Vec<SocketAction>,
+    pub sockets_destroyed: usize,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<String>,
+}
+
+/// The caller's sockets as found from the connection's addresses.
+#[derive(Debug, Clone, Default)]
+pub struct Resolved {
+    pub caller: Option<SockInfo>,
+    pub proxy: Option<SockInfo>,
+}
+
+impl Kernel {
+    /// Starts kernel enforcement as `config` says. With [`KernelMode::Auto`], anything missing
+    /// gives an observe-only kernel whose `reason` the daemon prints at start.
+    pub fn start(config: &KernelConfig) -> Result<Kernel, String> {
+        if config.mode == KernelMode::Off {
+            return Ok(Kernel::ObserveOnly {
+                reason: "kernel enforcement switched off (--kernel off)".to_owned(),
+                root: None,
+                diag: None,
+            });
+        }
+        match Self::try_start(config) {
+            Ok(k) => Ok(Kernel::Enforcing(Box::new(k))),
+            Err(reason) if config.mode == KernelMode::Auto => Ok(Kernel::ObserveOnly {
+                reason,
+                root: ManagedRoot::open(&config.cgroup_root).ok(),
+                diag: SockDiag::open().ok(),
+            }),
+            Err(reason) => Err(reason),
+        }
+    }
+
+    fn try_start(config: &KernelConfig) -> Result<Enforcing, String> {
+        if !bpf::object_available() {
+            return Err(bpf::BpfError::NoObject.to_string());
+        }
+        let root = ManagedRoot::open(&config.cgroup_root).map_err(|e| e.to_string())?;
+        let diag = SockDiag::open().map_err(|e| format!("cannot open a sock_diag netlink socket: {e}"))?;
+        let mut notes = Vec::new();
+        let bpffs = Path::new(BPFFS);
+        let pin_ok = config.pin_dir.starts_with(bpffs)
+            && (sys::is_bpffs(bpffs) || {
+                let mounted = sys::mount_bpffs(bpffs);
+                if let Err(e) = &mounted {
+                    notes.push(format!("cannot mount bpffs at {BPFFS}: {e}"));
+                } else {
+                    notes.push(format!("mounted bpffs at {BPFFS}"));
+                }
+                mounted.is_ok()
+            });
+        if !pin_ok {
+            notes.push(format!(
+                "programs and maps NOT pinned ({} is not on bpffs): enforcement ends when this process does",
+                config.pin_dir.display()
+            ));
+        }
+        let pin_dir = pin_ok.then_some(config.pin_dir.as_path());
+        let programs = bpf::Programs::load_and_attach(root.path(), pin_dir).map_err(|e| error_chain(&e))?;
+        if programs.replaced > 0 {
+            notes.push(format!("replaced {} program links pinned by a previous enforcer", programs.replaced));
+        }
+        Ok(Enforcing { programs, diag, root, pinned: pin_ok, notes })
+    }
+
+    pub fn status(&self) -> KernelStatus {
+        match self {
+            Kernel::Enforcing(k) => KernelStatus {
+                mode: "enforcing",
+                reason: None,
+                cgroup_root: Some(k.root.path().to_owned()),
+                programs: k.programs.attached.clone(),
+                pinned: k.pinned,
+                notes: k.notes.clone(),
+            },
+            Kernel::ObserveOnly { reason, root, .. } => KernelStatus {
+                mode: "observe-only",
+                reason: Some(reason.clone()),
+                cgroup_root: root.as_ref().map(|r| r.path().to_owned()),
+                programs: Vec::new(),
+                pinned: false,
+                notes: Vec::new(),
+            },
+        }
+    }
+
+    pub fn is_enforcing(&self) -> bool {
+        matches!(self, Kernel::Enforcing(_))
+    }
+
+    pub fn root(&self) -> Option<&ManagedRoot> {
+        match self {
+            Kernel::Enforcing(k) => Some(&k.root),
+            Kernel::ObserveOnly { root, .. } => root.as_ref(),
+        }
+    }
+
+    fn diag(&mut self) -> Option<&mut SockDiag> {
+        match self {
+            Kernel::Enforcing(k) => Some(&mut k.diag),
+            Kernel::ObserveOnly { diag, .. } => diag.as_mut(),
+        }
+    }
+
+    /// Finds both ends of the connection `downstream` → `destination` on this node.
+    pub fn resolve(&mut self, downstream: SocketAddr, destination: SocketAddr) -> (Resolved, Vec<String>) {
+        let mut errors = Vec::new();
+        let Some(diag) = self.diag() else {
+            return (Resolved::default(), vec!["sock_diag unavailable: the caller's socket was not looked up".to_owned()]);
+        };
+        let mut find = |local, remote, side: &str| match diag.find(local, remote) {
+            Ok(s) => s,
+            Err(e) => {
+                errors.push(format!("looking up the {side} socket {local} -> {remote}: {e}"));
+                None
+            }
+        };
+        let caller = find(downstream, destination, "caller");
+        let proxy = find(destination, downstream, "proxy");
+        (Resolved { caller, proxy }, errors)
+    }
+
+    /// Who the caller is, given its socket's cgroup id.
+    pub fn caller(&self, cgroup_id: Option<u64>) -> Caller {
+        let workload = cgroup_id.and_then(|id| self.root().and_then(|r| r.workload_of(id)));
+        let workload_cgroups = match (&workload, self.root()) {
+            (Some(w), Some(r)) => r.cgroup_ids(w).unwrap_or_default(),
+            _ => Vec::new(),
+        };
+        Caller { cgroup_id, workload, workload_cgroups }
+    }
+
+    /// Carries out `plan`: the quarantine first (so a reconnect is refused as soon as the
+    /// connection dies), then the terminations. Observe-only: does nothing and returns `None`.
+    pub fn apply(&mut self, plan: &Plan, resolved: &Resolved) -> Option<Applied> {
+        let Kernel::Enforcing(k) = self else { return None };
+        let mut applied = Applied::default();
+        if let Some(q) = &plan.quarantine {
+            k.install(q, &mut applied);
+        }
+        match &plan.terminate {
+            None => {}
+            Some(Terminate::Connection { .. }) => {
+                for (side, sock) in [("caller", &resolved.caller), ("proxy", &resolved.proxy)] {
+                    if let Some(sock) = sock {
+                        k.destroy(side, sock, &mut applied);
+                    }
+                }
+                if resolved.caller.is_none() && resolved.proxy.is_none() {
+                    applied.errors.push("no socket of the connection was found on this node".to_owned());
+                }
+            }
+            Some(Terminate::Workload { cgroup_ids }) => match k.diag.dump() {
+                Ok(socks) => {
+                    for sock in socks.iter().filter(|s| s.cgroup_id.is_some_and(|id| cgroup_ids.contains(&id))) {
+                        k.destroy("workload", sock, &mut applied);
+                    }
+                }
+                Err(e) => applied.errors.push(format!("listing the workload's sockets: {e}")),
+            },
+        }
+        Some(applied)
+    }
+
+    /// Installs a quarantine asked for by hand. Observe-only: `None`.
+    pub fn install(&mut self, q: &QuarantinePlan) -> Option<Applied> {
+        let Kernel::Enforcing(k) = self else { return None };
+        let mut applied = Applied::default();
+        k.install(q, &mut applied);
+        Some(applied)
+    }
+
+    /// Lifts the quarantine of these cgroups: their `il_quarantine` and `il_dests` entries.
+    pub fn lift(&mut self, cgroup_ids: &[u64]) -> Vec<MapWrite> {
+        let Kernel::Enforcing(k) = self else { return Vec::new() };
+        k.lift(cgroup_ids)
+    }
+
+    /// Refusals counted under `tag`: (count, last refusal on CLOCK_MONOTONIC ns).
+    pub fn refusals(&self, tag: u64) -> Option<(u64, u64)> {
+        let Kernel::Enforcing(k) = self else { return None };
+        k.programs.refusals(tag).map(|v| plan::parse_refusals(&v))
+    }
+
+    pub fn forget_refusals(&mut self, tag: u64) {
+        if let Kernel::Enforcing(k) = self {
+            k.programs.remove_refusals(tag);
+        }
+    }
+
+    /// Quarantines in the map: (cgroup id, expires ns, tag, block_all).
+    pub fn quarantines(&self) -> Vec<(u64, u64, u64, bool)> {
+        let Kernel::Enforcing(k) = self else { return Vec::new() };
+        k.programs
+            .quarantines()
+            .into_iter()
+            .map(|(id, v)| {
+                let (expires, tag, all) = plan::parse_quarantine_value(&v);
+                (id, expires, tag, all)
+            })
+            .collect()
+    }
+
+    /// Detaches the programs and removes every pin and map (`--cleanup-on-exit`).
+    pub fn remove_pins(&mut self) -> Vec<String> {
+        let Kernel::Enforcing(k) = self else { return Vec::new() };
+        k.programs.remove_pins()
+    }
+}
+
+/// An error with its sources, on one line ("`bpf_link_create` failed: Invalid argument").
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
+}
+
+impl Enforcing {
+    fn install(&mut self, q: &QuarantinePlan, applied: &mut Applied) {
+        // A new quarantine of the same cgroup replaces the old one: its destinations go first.
+        applied.maps_written.extend(self.lift_dests(&q.cgroup_ids));
+        let mut record = |map: &'static str, op: &'static str, key: String, r: Result<(), bpf::BpfError>| {
+            let error = r.err().map(|e| error_chain(&e));
+            if let Some(e) = &error {
+                applied.errors.push(e.clone());
+            }
+            applied.maps_written.push(MapWrite { map, op, key, error });
+        };
+        record(bpf::MAP_REFUSALS, "create", format!("tag {:#018x}", q.tag), self.programs.init_refusals(q.tag));
+        // Destinations before the quarantine entry: once the entry is visible, its list is too.
+        for &cgroup_id in &q.cgroup_ids {
+            for dest in &q.dests {
+                let r = self.programs.put_dest(&plan::dest_key(cgroup_id, *dest));
+                record(bpf::MAP_DESTS, "update", format!("cgroup {cgroup_id} {dest}"), r);
+            }
+        }
+        let value = plan::quarantine_value(q.expires_mono_ns, q.tag, q.block_all);
+        for &cgroup_id in &q.cgroup_ids {
+            let r = self.programs.put_quarantine(cgroup_id, &value);
+            record(bpf::MAP_QUARANTINE, "update", format!("cgroup {cgroup_id}"), r);
+        }
+    }
+
+    fn lift_dests(&mut self, cgroup_ids: &[u64]) -> Vec<MapWrite> {
+        let mut out = Vec::new();
+        for key in self.programs.dest_keys() {
+            let id = plan::dest_key_cgroup(&key);
+            if cgroup_ids.contains(&id) {
+                let error = self.programs.remove_dest(&key).err().map(|e| error_chain(&e));
+                out.push(MapWrite {
+                    map: bpf::MAP_DESTS,
+                    op: "delete",
+                    key: format!("cgroup {id} {}", plan::dest_key_addr(&key)),
+                    error,
+                });
+            }
+        }
+        out
+    }
+
+    fn lift(&mut self, cgroup_ids: &[u64]) -> Vec<MapWrite> {
+        let mut out = Vec::new();
+        // The entry first: from then on nothing is refused, whatever the list says.
+        for &id in cgroup_ids {
+            match self.programs.remove_quarantine(id) {
+                Ok(true) => out.push(MapWrite { map: bpf::MAP_QUARANTINE, op: "delete", key: format!("cgroup {id}"), error: None }),
+                Ok(false) => {}
+                Err(e) => out.push(MapWrite {
+                    map: bpf::MAP_QUARANTINE,
+                    op: "delete",
+                    key: format!("cgroup {id}"),
+                    error: Some(error_chain(&e)),
+                }),
+            }
+        }
+        out.extend(self.lift_dests(cgroup_ids));
+        out
+    }
+
+    fn destroy(&mut self, side: &'static str, sock: &SockInfo, applied: &mut Applied) {
+        let result = match self.diag.destroy(sock) {
+            Ok(true) => {
+                applied.sockets_destroyed = applied.sockets_destroyed.saturating_add(1);
+                "destroyed".to_owned()
+            }
+            Ok(false) => "gone".to_owned(),
+            Err(e) => {
+                let msg = format!("SOCK_DESTROY {} -> {}: {e}", sock.local, sock.remote);
+                applied.errors.push(msg.clone());
+                msg
+            }
+        };
+        applied.sockets.push(SocketAction { side, socket: sock.clone(), result });
+    }
+}

@@ -1,0 +1,102 @@
+//! The few raw system calls the kernel module makes itself (aya makes the `bpf()` ones): a
+//! netlink socket for sock_diag, CLOCK_MONOTONIC (the clock `bpf_ktime_get_ns` reads), and
+//! mounting bpffs. The only `unsafe` code of the workspace; each block says why it is sound.
+#![allow(unsafe_code)]
+
+use std::ffi::CString;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::path::Path;
+use std::time::Duration;
+
+/// CLOCK_MONOTONIC in nanoseconds: the clock of `bpf_ktime_get_ns()`, so quarantine deadlines
+/// written by the daemon are compared by the program on the same clock.
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `ts` is a valid, writable timespec; CLOCK_MONOTONIC always exists on Linux.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    if rc != 0 {
+        return 0;
+    }
+    let secs = u64::try_from(ts.tv_sec).unwrap_or(0);
+    let nanos = u64::try_from(ts.tv_nsec).unwrap_or(0);
+    secs.saturating_mul(1_000_000_000).saturating_add(nanos)
+}
+
+/// A netlink socket talking to the kernel (destination port id 0).
+#[derive(Debug)]
+pub struct Netlink {
+    fd: OwnedFd,
+}
+
+impl Netlink {
+    /// Opens a `NETLINK_*` socket with a receive timeout, so a kernel that never answers cannot
+    /// hang the enforcer.
+    pub fn open(protocol: libc::c_int, timeout: Duration) -> io::Result<Self> {
+        // SAFETY: plain socket(2) call with constant arguments; the result is checked.
+        let raw = unsafe { libc::socket(libc::AF_NETLINK, libc::SOCK_RAW | libc::SOCK_CLOEXEC, protocol) };
+        if raw < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `raw` is a fresh, valid descriptor that nothing else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        let tv = libc::timeval {
+            tv_sec: libc::time_t::try_from(timeout.as_secs()).unwrap_or(libc::time_t::MAX),
+            tv_usec: libc::suseconds_t::from(timeout.subsec_micros().min(999_999).cast_signed()),
+        };
+        let len = libc::socklen_t::try_from(size_of::<libc::timeval>()).unwrap_or(0);
+        // SAFETY: `tv` lives across the call and `len` is its exact size.
+        let rc = unsafe {
+            libc::setsockopt(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_RCVTIMEO, (&raw const tv).cast(), len)
+        };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Self { fd })
+    }
+
+    /// Sends one whole message to the kernel.
+    pub fn send(&self, msg: &[u8]) -> io::Result<()> {
+        // SAFETY: the pointer and length describe `msg`, which outlives the call.
+        let n = unsafe { libc::send(self.fd.as_raw_fd(), msg.as_ptr().cast(), msg.len(), 0) };
+        match usize::try_from(n) {
+            Ok(n) if n == msg.len() => Ok(()),
+            Ok(_) => Err(io::Error::new(io::ErrorKind::WriteZero, "short netlink send")),
+            Err(_) => Err(io::Error::last_os_error()),
+        }
+    }
+
+    /// Receives one datagram (one or more netlink messages) into `buf`.
+    pub fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
+        // SAFETY: the pointer and length describe `buf`, which is writable and outlives the call.
+        let n = unsafe { libc::recv(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+        usize::try_from(n).map_err(|_| io::Error::last_os_error())
+    }
+}
+
+/// Whether `path` is a mount point of the BPF filesystem (from /proc/self/mounts).
+pub fn is_bpffs(path: &Path) -> bool {
+    let Ok(mounts) = std::fs::read_to_string("/proc/self/mounts") else { return false };
+    let want = path.to_string_lossy();
+    mounts.lines().any(|l| {
+        let mut f = l.split_whitespace();
+        let (_dev, dir, fstype) = (f.next(), f.next(), f.next());
+        dir == Some(want.as_ref()) && fstype == Some("bpf")
+    })
+}
+
+/// Mounts bpffs at `path` (as `mount -t bpf bpf PATH`; bpftool does the same when it pins).
+pub fn mount_bpffs(path: &Path) -> io::Result<()> {
+    let target = CString::new(path.as_os_str().as_encoded_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in the bpffs path"))?;
+    let source = c"bpf";
+    // SAFETY: all three strings are valid NUL-terminated C strings that outlive the call; no
+    // mount data is passed.
+    let rc = unsafe {
+        libc::mount(source.as_ptr(), target.as_ptr(), source.as_ptr(), 0, std::ptr::null())
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
