@@ -198,9 +198,9 @@ struct StateQuery {
     wait_ms: Option<u64>,
 }
 
-/// `GET /v1/state`: the filters' long poll. Answers at once when the state's version differs
-/// from `version`; otherwise waits for a change, up to `wait_ms`, and answers with the state as it
-/// then is. The policy document rides along only when its generation differs from the caller's.
+/// `GET /v1/state`: the filters' long poll. Answers at once when the state's version is newer
+/// than `version`; otherwise waits for a newer one, up to `wait_ms`, and answers with the state as
+/// it then is. The policy document rides along only when its generation differs from the caller's.
 async fn get_state(State(api): State<LiveApi>, query: Result<Query<StateQuery>, QueryRejection>) -> Response {
     let Query(query) = match query {
         Ok(q) => q,
@@ -213,7 +213,9 @@ async fn get_state(State(api): State<LiveApi>, query: Result<Query<StateQuery>, 
     // Subscribe before looking, so a change between the look and the wait still wakes us.
     let mut changed = api.live.subscribe();
     let mut snapshot = api.live.snapshot();
-    if snapshot.version == known && !wait.is_zero() {
+    // `<=`, not `==`: a caller ahead of this enforcer (its data directory was lost) would ignore
+    // an older answer and ask again at once; waiting keeps that from becoming a busy loop.
+    if snapshot.version <= known && !wait.is_zero() {
         let mut shutdown = api.shutdown.clone();
         // The version only grows; the snapshot is replaced before the version is announced.
         tokio::select! {

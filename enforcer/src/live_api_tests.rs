@@ -182,6 +182,12 @@ async fn the_long_poll_answers_at_once_on_a_new_version_and_wakes_on_a_revoke() 
     assert_eq!((b["version"].as_u64(), b["policy_generation"].as_u64()), (Some(3), Some(2)));
     assert_eq!(b["policy"]["version"], "v2");
 
+    // A caller ahead of the enforcer waits too, rather than polling in a loop.
+    let t = Instant::now();
+    let (_, b) = s.call("GET", "/v1/state?version=99&policy_generation=2&wait_ms=200", None).await;
+    assert!(t.elapsed().as_millis() >= 190, "{:?}", t.elapsed());
+    assert_eq!(b["version"], 3);
+
     let (status, b) = s.call("GET", "/v1/state?verison=1", None).await;
     assert_eq!(status, 400, "{b}");
 }
