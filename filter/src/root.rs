@@ -116,6 +116,9 @@ impl Context for Root {
         let is_poll = self.shared.live.borrow().as_ref().is_some_and(|l| l.poll_in_flight == Some(token_id));
         if is_poll {
             self.on_state_answer(body_size);
+            // Re-arm at once rather than on the next tick: a change right after this answer
+            // must not wait a tick to be heard.
+            self.follow_live_state();
             return;
         }
         let cap = self.shared.enforcer.borrow().max_buffered_events;
