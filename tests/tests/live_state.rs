@@ -14,9 +14,7 @@ use serde_json::{Value, json};
 const WORKERS: u32 = 4;
 
 fn stack() -> Stack {
-    let mut opts = StackOptions::default();
-    opts.concurrency = WORKERS;
-    Stack::start_with(opts)
+    Stack::start_with(StackOptions { concurrency: WORKERS, ..StackOptions::default() })
 }
 
 fn crm(stack: &Stack, token: &str) -> Response {
@@ -291,9 +289,7 @@ fn fake_enforcer(addr: std::net::SocketAddr) {
 
 #[test]
 fn a_policy_the_filter_cannot_compile_is_refused_and_the_last_good_one_kept() {
-    let mut opts = StackOptions::default().without_enforcer();
-    opts.concurrency = WORKERS;
-    let stack = Stack::start_with(opts);
+    let stack = Stack::start_with(StackOptions { concurrency: WORKERS, ..StackOptions::default().without_enforcer() });
     fake_enforcer(stack.enforcer());
     let fake = stack.token("triage-bot", Some("alice"), Some("s-fake"));
     let fine = stack.token("triage-bot", Some("alice"), Some("s-fine"));
