@@ -87,6 +87,13 @@ envoy-config: istio-config
 istio-config:
 	$(PYTHON) scripts/embed-istio-config.py policies/examples/demo.json istio/base/wasmplugin.yaml istio/components/traffic-extension/trafficextension.yaml
 
+# The production-shaped and compose Envoy configs embed the demo policy too; their enforcer settings are explicit.
+envoy-config: envoy-config-deploy
+.PHONY: envoy-config-deploy
+envoy-config-deploy:
+	$(PYTHON) scripts/embed-policy.py envoy-config/production.yaml policies/examples/demo.json '{"cluster": "interlock_enforcer", "authority": "interlock-enforcer", "flush_interval_ms": 200, "max_buffered_events": 10000, "max_batch": 500, "timeout_ms": 2000}'
+	$(PYTHON) scripts/embed-policy.py envoy-config/compose-envoy.yaml policies/examples/demo.json '{"cluster": "interlock_enforcer", "authority": "interlock-enforcer"}'
+
 ## compose: the demo stack under docker compose (needs docker): builds the filter, then the images
 compose: build
 	docker-compose -f envoy-config/docker-compose.yaml up --build
