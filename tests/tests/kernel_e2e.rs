@@ -1,0 +1,388 @@
+// Test code: a failed unwrap or an indexing panic is a failed test, with its message.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+//! Kernel enforcement end to end, on the real kernel: a client runs as a managed workload
+//! (`interlock exec`, its own fresh cgroup), keeps a connection open through real Envoy with the
+//! release filter, and calls `delete_repository` on it. The demo rule terminates the connection
+//! and quarantines the workload for 30 s: the test sees the connection reset (not just the 403),
+//! new connects from the workload refused while the host's still work, connects allowed again
+//! after `interlock release`, the receipt with its measured delay and refusal count, the chain
+//! verify, and a tampered copy fail naming the line. Every cgroup, program and pin it creates is
+//! removed at the end, and checked gone.
+//!
+//! Needs root and BPF (CAP_BPF, CAP_NET_ADMIN, CAP_SYS_ADMIN for cgroups and bpffs); elsewhere
+//! each test prints `SKIPPED: <reason>` and passes.
+//!
+//! Run alone: `cargo test -p interlock-tests --test kernel_e2e -- --nocapture` (after
+//! `make build`); the delay measurement prints its median.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use interlock_tests::{Request, Stack, StackOptions, interlock_bin};
+use serde_json::{Value, json};
+
+const PROBE: &str = env!("CARGO_BIN_EXE_conn-probe");
+const EPERM: i32 = 1;
+
+/// Why kernel tests cannot run here, if they cannot.
+fn skip_reason() -> Option<String> {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let uid = status.lines().find_map(|l| l.strip_prefix("Uid:")).and_then(|v| v.split_whitespace().nth(1).map(str::to_owned));
+    if uid.as_deref() != Some("0") {
+        return Some("not root (kernel enforcement needs CAP_BPF, CAP_NET_ADMIN, CAP_SYS_ADMIN)".to_owned());
+    }
+    if cgroup2_mount().is_none() {
+        return Some("no cgroup v2 mount".to_owned());
+    }
+    // Does BPF work? Ask the real enforcer to start with kernel enforcement required.
+    let scratch = Scratch::new("probe");
+    // The enforcer sets the kernel side up before it listens; a port that is taken makes it
+    // exit right after, with the kernel line already printed.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let out = Command::new(interlock_bin())
+        .args(["serve", "--kernel", "on", "--cleanup-on-exit", "--listen"])
+        .arg(taken.local_addr().unwrap().to_string())
+        .arg("--data-dir")
+        .arg(scratch.data_dir())
+        .arg("--cgroup-root")
+        .arg(&scratch.root)
+        .arg("--bpf-pin-dir")
+        .arg(&scratch.pins)
+        .stdin(Stdio::null())
+        .output();
+    let text = out.map(|o| String::from_utf8_lossy(&o.stderr).into_owned()).unwrap_or_else(|e| e.to_string());
+    drop(scratch);
+    if text.contains("kernel enforcement required") || !text.contains("kernel enforcement ON") {
+        return Some(format!("BPF unavailable: {}", text.lines().last().unwrap_or("").trim()));
+    }
+    None
+}
+
+fn cgroup2_mount() -> Option<PathBuf> {
+    let mounts = std::fs::read_to_string("/proc/self/mounts").ok()?;
+    mounts.lines().find_map(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        (f.get(2) == Some(&"cgroup2")).then(|| PathBuf::from(f[1]))
+    })
+}
+
+macro_rules! skip_unless_kernel {
+    () => {
+        if let Some(reason) = skip_reason() {
+            eprintln!("SKIPPED: {}: {reason}", module_path!());
+            println!("SKIPPED: {reason}");
+            return;
+        }
+    };
+}
+
+/// A cgroup root and a bpffs pin directory of this test's own; removes both (and checks).
+struct Scratch {
+    root: PathBuf,
+    pins: PathBuf,
+    data: PathBuf,
+}
+
+impl Scratch {
+    fn new(name: &str) -> Scratch {
+        let unique = format!("interlock-test-{}-{name}", std::process::id());
+        Scratch {
+            root: cgroup2_mount().unwrap().join(&unique),
+            pins: Path::new("/sys/fs/bpf").join(&unique),
+            data: std::env::temp_dir().join(unique),
+        }
+    }
+
+    fn data_dir(&self) -> &Path {
+        &self.data
+    }
+
+    fn enforcer_args(&self) -> Vec<String> {
+        vec![
+            "--kernel".into(),
+            "on".into(),
+            "--cgroup-root".into(),
+            self.root.display().to_string(),
+            "--bpf-pin-dir".into(),
+            self.pins.display().to_string(),
+            "--cleanup-on-exit".into(),
+        ]
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if let Ok(entries) = std::fs::read_dir(&self.root) {
+            for e in entries.flatten() {
+                if e.file_type().is_ok_and(|t| t.is_dir()) {
+                    let _ = std::fs::remove_dir(e.path());
+                }
+            }
+        }
+        let _ = std::fs::remove_dir(&self.root);
+        let _ = std::fs::remove_dir_all(&self.data);
+        // Pins are removed by the enforcer (--cleanup-on-exit); a leftover is a bug, but the host
+        // must not keep it either.
+        if self.pins.exists() {
+            let _ = std::fs::remove_dir_all(&self.pins);
+        }
+    }
+}
+
+/// The probe, running as a workload.
+struct Probe {
+    child: Child,
+    stdin: ChildStdin,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Probe {
+    fn start(root: &Path, workload: &str, addr: std::net::SocketAddr) -> Probe {
+        let mut child = Command::new(interlock_bin())
+            .args(["exec", "--workload", workload, "--cgroup-root"])
+            .arg(root)
+            .arg("--")
+            .arg(PROBE)
+            .arg(addr.to_string())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdin = child.stdin.take().unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Probe { child, stdin, lines }
+    }
+
+    fn ask(&mut self, command: &str) -> String {
+        writeln!(self.stdin, "{command}").unwrap();
+        self.stdin.flush().unwrap();
+        self.lines.recv_timeout(Duration::from_secs(20)).unwrap_or_else(|e| panic!("probe gave no answer to {command:?}: {e}"))
+    }
+
+    fn send(&mut self, req: &Request) -> (u16, Value) {
+        let hex: String = req.to_bytes().iter().map(|b| format!("{b:02x}")).collect();
+        let answer = self.ask(&format!("send {hex}"));
+        let parts: Vec<&str> = answer.splitn(3, ' ').collect();
+        assert_eq!(parts[0], "status", "{answer}");
+        let body: Vec<u8> =
+            (0..parts[2].len() / 2).map(|i| u8::from_str_radix(&parts[2][2 * i..2 * i + 2], 16).unwrap()).collect();
+        (parts[1].parse().unwrap(), serde_json::from_slice(&body).unwrap_or(Value::Null))
+    }
+}
+
+impl Drop for Probe {
+    fn drop(&mut self) {
+        let _ = writeln!(self.stdin, "exit");
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn keep_alive(req: Request) -> Request {
+    req.header("connection", "keep-alive")
+}
+
+fn delete_repository(token: &str, id: u64) -> Request {
+    keep_alive(
+        Request::post("/mcp")
+            .bearer(token)
+            .header("accept", "application/json, text/event-stream")
+            .json(&json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+                          "params": {"name": "delete_repository", "arguments": {"name": "core"}}})),
+    )
+}
+
+fn interlock(stack: &Stack, args: &[&str]) -> std::process::Output {
+    let mut all = vec!["--enforcer", Box::leak(stack.enforcer_url().into_boxed_str()) as &str];
+    all.extend_from_slice(args);
+    stack.interlock(&all)
+}
+
+/// The decision's records (`interlock audit show`), once `want` of them are there.
+fn wait_records(stack: &Stack, decision_id: &str, want: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let out = interlock(stack, &["audit", "show", decision_id, "--json"]);
+        if out.status.success() {
+            let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+            let records: Vec<Value> = v["records"].as_array().unwrap().iter().map(|r| r["record"].clone()).collect();
+            if want(&records) {
+                return records;
+            }
+        }
+        assert!(Instant::now() < deadline, "no matching audit records for {decision_id}: {}", String::from_utf8_lossy(&out.stdout));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn kernel_stack(scratch: &Scratch) -> Stack {
+    Stack::start_with(StackOptions { enforcer_args: scratch.enforcer_args(), ..StackOptions::default() })
+}
+
+#[test]
+fn a_denied_call_cuts_the_live_connection_and_quarantines_the_workload() {
+    skip_unless_kernel!();
+    let scratch = Scratch::new("e2e");
+    let mut stack = kernel_stack(&scratch);
+    let token = stack.token("triage-bot", Some("alice"), Some("kernel-e2e"));
+    let mut probe = Probe::start(&scratch.root, "agent-1", stack.listener());
+
+    assert_eq!(probe.ask("open"), "ok");
+    // A plain deny (no kernel action) answers 403 and leaves the connection alone.
+    let (status, _) = probe.send(&keep_alive(Request::get("/api/admin/users").bearer(&token)));
+    assert_eq!(status, 403);
+    assert_eq!(probe.ask("wait_closed 500"), "open", "a plain 403 must not close the connection");
+
+    // delete_repository: 403, then the kernel resets the very connection that carried it.
+    let (status, body) = probe.send(&delete_repository(&token, 7));
+    assert_eq!(status, 403, "{body}");
+    let decision_id = body["error"]["data"]["decision_id"].as_str().unwrap().to_owned();
+    let closed = probe.ask("wait_closed 10000");
+    assert!(closed.starts_with("reset"), "the connection must be reset by the kernel, got {closed:?}");
+
+    // New connects from the workload to the listener are refused (EPERM from the BPF program)...
+    for _ in 0..3 {
+        let c = probe.ask("connect");
+        assert!(c.starts_with(&format!("err {EPERM} ")), "quarantined workload connected: {c}");
+    }
+    // ... while the host's own processes still connect.
+    assert!(std::net::TcpStream::connect(stack.listener()).is_ok(), "the host must never be quarantined");
+
+    // The receipt: enforced, socket destroyed, the workload quarantined, the delay measured.
+    let records = wait_records(&stack, &decision_id, |r| r.iter().any(|x| x["kind"] == "receipt"));
+    let receipt = records.iter().find(|r| r["kind"] == "receipt").unwrap();
+    eprintln!("receipt: {receipt:#}");
+    assert_eq!(receipt["outcome"], "enforced", "{receipt:#}");
+    assert_eq!(receipt["rule"], "deny-delete-repository");
+    assert!(receipt["sockets_destroyed"].as_u64().unwrap() >= 1, "{receipt:#}");
+    assert_eq!(receipt["caller"]["workload"], "agent-1");
+    assert_eq!(receipt["quarantine"]["block"], "destination");
+    assert_eq!(receipt["quarantine"]["destinations"], json!([stack.listener().to_string()]));
+    let delay = receipt["decision_to_kernel_ms"].as_f64().unwrap();
+    assert!((0.0..5_000.0).contains(&delay), "implausible delay {delay} ms");
+    assert!(receipt["maps_written"].as_array().unwrap().iter().any(|m| m["map"] == "il_quarantine"));
+    // Later, the refused connects as counted by the BPF map, referencing the decision.
+    let records = wait_records(&stack, &decision_id, |r| {
+        r.iter().any(|x| x["kind"] == "observation" && x["refused_connects"].as_u64() >= Some(3))
+    });
+    assert!(records.iter().any(|x| x["kind"] == "observation"));
+
+    // Released: connects work again, and the connection can carry calls.
+    let out = interlock(&stack, &["release", "--workload", "agent-1"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(probe.ask("connect"), "ok");
+    assert_eq!(probe.ask("open"), "ok");
+
+    // The chain verifies; a tampered copy fails, naming the line.
+    let data = stack.enforcer_data_dir();
+    let out = Command::new(interlock_bin()).args(["audit", "verify", "--data-dir"]).arg(&data).output().unwrap();
+    assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let log = std::fs::read_to_string(data.join("audit.jsonl")).unwrap();
+    let receipt_line = log.lines().position(|l| l.contains("\"kind\":\"receipt\"")).unwrap() + 1;
+    let tampered = log.replacen("\"sockets_destroyed\":1", "\"sockets_destroyed\":0", 1);
+    assert_ne!(tampered, log);
+    let copy = scratch.data_dir().join("tampered.jsonl");
+    std::fs::create_dir_all(scratch.data_dir()).unwrap();
+    std::fs::write(&copy, tampered).unwrap();
+    let out = Command::new(interlock_bin()).args(["audit", "verify", "--file"]).arg(&copy).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains(&format!("line {receipt_line}")), "{text}");
+
+    // Clean-up: the enforcer detaches and unpins everything on exit.
+    drop(probe);
+    stack.stop(interlock_tests::Which::Enforcer);
+    assert!(!scratch.pins.exists(), "pins left behind in {}", scratch.pins.display());
+    drop(stack);
+    drop(scratch);
+}
+
+#[test]
+fn a_caller_outside_the_managed_root_loses_the_connection_and_nothing_is_quarantined() {
+    skip_unless_kernel!();
+    let scratch = Scratch::new("outsider");
+    let mut stack = kernel_stack(&scratch);
+    let token = stack.token("triage-bot", Some("bob"), Some("kernel-outsider"));
+    // This test process is the caller: it is in the host's cgroup, never managed.
+    let mut stream = interlock_tests::http::connect(stack.listener()).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let resp = interlock_tests::http::exchange_on(
+        stream.try_clone().unwrap(),
+        &[&delete_repository(&token, 1).to_bytes()],
+        Duration::ZERO,
+    )
+    .unwrap();
+    assert_eq!(resp.status, 403);
+    let decision_id = resp.json()["error"]["data"]["decision_id"].as_str().unwrap().to_owned();
+    let mut buf = [0u8; 64];
+    let read = std::io::Read::read(&mut stream, &mut buf);
+    assert!(read.is_err() || read.is_ok_and(|n| n == 0), "the connection must be cut");
+    let records = wait_records(&stack, &decision_id, |r| r.iter().any(|x| x["kind"] == "receipt"));
+    let receipt = &records[0];
+    assert_eq!(receipt["caller"]["managed"], false, "{receipt:#}");
+    assert!(receipt.get("quarantine").is_none(), "{receipt:#}");
+    assert!(receipt["plan"]["notes"].to_string().contains("nothing quarantined"), "{receipt:#}");
+    assert!(receipt["sockets_destroyed"].as_u64().unwrap() >= 1, "{receipt:#}");
+    // New connections are not refused.
+    assert!(std::net::TcpStream::connect(stack.listener()).is_ok());
+    stack.stop(interlock_tests::Which::Enforcer);
+    assert!(!scratch.pins.exists());
+}
+
+/// Decision-to-kernel delay over 50 decisions through real Envoy, each cutting a managed
+/// workload's connection and quarantining it (then released for the next one).
+#[test]
+fn decision_to_kernel_delay_median() {
+    skip_unless_kernel!();
+    let scratch = Scratch::new("delay");
+    let mut stack = kernel_stack(&scratch);
+    let token = stack.token("triage-bot", Some("carol"), None);
+    let mut probe = Probe::start(&scratch.root, "agent-delay", stack.listener());
+    let mut delays = Vec::new();
+    let mut in_enforcer = Vec::new();
+    for i in 0..50 {
+        assert_eq!(probe.ask("open"), "ok", "decision {i}");
+        let (status, body) = probe.send(&delete_repository(&token, i));
+        assert_eq!(status, 403);
+        let id = body["error"]["data"]["decision_id"].as_str().unwrap().to_owned();
+        assert!(probe.ask("wait_closed 10000").starts_with("reset"));
+        let records = wait_records(&stack, &id, |r| r.iter().any(|x| x["kind"] == "receipt"));
+        let receipt = records.iter().find(|r| r["kind"] == "receipt").unwrap();
+        assert_eq!(receipt["outcome"], "enforced", "{receipt:#}");
+        delays.push(receipt["decision_to_kernel_ms"].as_f64().unwrap());
+        in_enforcer.push(receipt["received_to_kernel_us"].as_u64().unwrap());
+        assert!(interlock(&stack, &["release", "--workload", "agent-delay"]).status.success());
+    }
+    delays.sort_by(f64::total_cmp);
+    in_enforcer.sort_unstable();
+    let median = (delays[24] + delays[25]) / 2.0;
+    println!(
+        "decision-to-kernel delay over {} decisions: median {median:.3} ms, min {:.3} ms, max {:.3} ms \
+         (of which enforcer receive-to-kernel: median {} us)",
+        delays.len(),
+        delays[0],
+        delays[49],
+        in_enforcer[25]
+    );
+    eprintln!("decision-to-kernel median {median:.3} ms; enforcer receive-to-kernel median {} us", in_enforcer[25]);
+    drop(probe);
+    stack.stop(interlock_tests::Which::Enforcer);
+    assert!(!scratch.pins.exists());
+}
