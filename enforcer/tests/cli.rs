@@ -43,6 +43,8 @@ impl Server {
         let mut child = Command::new(BIN)
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
+            // These tests are about the API: never touch the host's BPF or cgroups.
+            .env("INTERLOCK_KERNEL", "off")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

@@ -58,6 +58,8 @@ fn spawn_serve(data_dir: &Path, extra: &[&str]) -> (Child, mpsc::Receiver<String
     let mut child = Command::new(BIN)
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(data_dir)
+        // These tests are about the API: never touch the host's BPF or cgroups.
+        .env("INTERLOCK_KERNEL", "off")
         .args(extra)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
