@@ -221,11 +221,13 @@ fn broken_policies() -> Vec<Broken> {
             mentions: "effect",
         },
         Broken {
-            name: "reserved rate_limits section",
+            // rate_limits is enforced since the engine's rate-limit commit; llm_tool_rules is
+            // still reserved, and refused rather than half enforced.
+            name: "reserved llm_tool_rules section",
             text: edit(&|p| {
-                p["rate_limits"] = json!([{"per": "session", "requests": 20, "seconds": 10}]);
+                p["llm_tool_rules"] = json!([{"id": "no-shell-tools"}]);
             }),
-            path: "$.rate_limits",
+            path: "$.llm_tool_rules",
             mentions: "not supported",
         },
     ]
