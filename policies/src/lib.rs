@@ -8,6 +8,7 @@
 pub mod builtin;
 pub mod corpus;
 pub mod decision;
+pub mod detect;
 pub mod engine;
 pub mod error;
 pub mod eval;

@@ -1,0 +1,185 @@
+//! Scanning a parsed JSON value: every string value and every object key, as decoded text.
+//!
+//! Parsing (see [`crate::json::parse_strict`]) already decoded the escapes, so `"\u0041KIA…"`
+//! arrives here as `AKIA…`. The strings are joined with a NUL separator into one haystack and
+//! scanned once (one keyword pass and one regex pass per rule for the whole document, not per
+//! string); no pattern matches across a NUL, so a value split over two strings is not joined.
+//! Findings are reported per string, as an RFC 6901 JSON pointer and a byte range inside the
+//! decoded string, which is what a redactor needs to rewrite the value and re-serialize valid
+//! JSON.
+//!
+//! Numbers are not scanned: a card number sent as a JSON number is found by the raw-bytes scan
+//! of the body ([`super::Detector::scan_bytes`]), which callers run as well when they hold the
+//! bytes.
+
+use std::ops::Range;
+
+use serde_json::Value;
+
+use super::{ClassCount, DataClass, Detector, Encoding, Finding, ScanError, summarize};
+
+/// One finding inside a JSON document.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JsonFinding {
+    pub class: DataClass,
+    pub encoding: Encoding,
+    /// RFC 6901 pointer to the string (for a key: to the member whose key it is). The pointer is
+    /// made of the document's keys: fine for redaction, not for events (keys can carry data too).
+    pub pointer: String,
+    /// The finding is in an object key, not in a value.
+    pub in_key: bool,
+    /// Byte range inside the decoded string.
+    pub range: Range<usize>,
+}
+
+/// The findings of one JSON scan, in document order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct JsonFindings {
+    items: Vec<JsonFinding>,
+}
+
+impl JsonFindings {
+    pub fn iter(&self) -> std::slice::Iter<'_, JsonFinding> {
+        self.items.iter()
+    }
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+    pub fn count(&self, class: DataClass) -> usize {
+        self.items.iter().filter(|f| f.class == class).count()
+    }
+    /// Class and count per class found: what an event may carry.
+    pub fn summary(&self) -> Vec<ClassCount> {
+        summarize(self.items.iter().map(|f| f.class))
+    }
+    pub fn into_vec(self) -> Vec<JsonFinding> {
+        self.items
+    }
+}
+
+/// A step of the path from the root to a string.
+#[derive(Debug, Clone, Copy)]
+enum Step<'a> {
+    Key(&'a str),
+    Index(usize),
+}
+
+/// Visits every key and string of `value` in document order (each key right before its value),
+/// with the path to it. Iterative: the parser bounds the depth, but nothing here needs the stack.
+fn walk<'a>(value: &'a Value, visit: &mut dyn FnMut(&'a str, bool, &[Step<'a>])) {
+    enum Frame<'a> {
+        Enter(&'a Value, Option<Step<'a>>),
+        Key(&'a str),
+        Leave,
+    }
+    let mut path: Vec<Step<'a>> = Vec::new();
+    let mut stack = vec![Frame::Enter(value, None)];
+    while let Some(frame) = stack.pop() {
+        match frame {
+            Frame::Leave => {
+                path.pop();
+            }
+            Frame::Key(k) => {
+                path.push(Step::Key(k));
+                visit(k, true, &path);
+                path.pop();
+            }
+            Frame::Enter(v, step) => {
+                if let Some(s) = step {
+                    path.push(s);
+                    stack.push(Frame::Leave);
+                }
+                match v {
+                    Value::String(s) => visit(s, false, &path),
+                    Value::Array(items) => {
+                        for (i, item) in items.iter().enumerate().rev() {
+                            stack.push(Frame::Enter(item, Some(Step::Index(i))));
+                        }
+                    }
+                    Value::Object(map) => {
+                        let members: Vec<_> = map.iter().collect();
+                        for (k, item) in members.into_iter().rev() {
+                            stack.push(Frame::Enter(item, Some(Step::Key(k))));
+                            stack.push(Frame::Key(k));
+                        }
+                    }
+                    Value::Null | Value::Bool(_) | Value::Number(_) => {}
+                }
+            }
+        }
+    }
+}
+
+fn pointer(path: &[Step<'_>]) -> String {
+    let mut out = String::new();
+    for step in path {
+        out.push('/');
+        match step {
+            Step::Key(k) => out.push_str(&k.replace('~', "~0").replace('/', "~1")),
+            Step::Index(i) => out.push_str(&i.to_string()),
+        }
+    }
+    out
+}
+
+pub(super) fn scan_value(detector: &Detector, value: &Value) -> Result<JsonFindings, ScanError> {
+    // The cap applies to the strings themselves (the separators are ours), checked before
+    // anything is copied.
+    let mut total = 0usize;
+    walk(value, &mut |s, _, _| total = total.saturating_add(s.len()));
+    detector.check_len(total)?;
+    // Pass 1: the haystack and where each string starts in it.
+    let mut haystack: Vec<u8> = Vec::with_capacity(total);
+    let mut starts: Vec<usize> = Vec::new();
+    walk(value, &mut |s, _, _| {
+        starts.push(haystack.len());
+        haystack.extend_from_slice(s.as_bytes());
+        haystack.push(0);
+    });
+    let mut found: Vec<Finding> = Vec::new();
+    detector.scan_layer(&haystack, true, &mut found);
+    if found.is_empty() {
+        return Ok(JsonFindings::default());
+    }
+    // Which string each finding is in (by start offset), with the range made relative.
+    let mut located: Vec<(usize, Finding)> = found
+        .into_iter()
+        .map(|f| {
+            let idx = starts.partition_point(|&s| s <= f.range.start).saturating_sub(1);
+            let base = starts.get(idx).copied().unwrap_or(0);
+            let end_of_string = starts.get(idx + 1).map_or(haystack.len(), |&n| n.saturating_sub(1));
+            let range = f.range.start - base..f.range.end.min(end_of_string).saturating_sub(base);
+            (idx, Finding { range, ..f })
+        })
+        .collect();
+    located.sort_by_key(|(idx, f)| (*idx, f.range.start));
+    // Pass 2: the pointers of the strings that have findings.
+    let mut items = Vec::with_capacity(located.len());
+    let mut next = located.iter().peekable();
+    let mut index = 0usize;
+    walk(value, &mut |_, in_key, path| {
+        while let Some((idx, f)) = next.peek() {
+            if *idx != index {
+                break;
+            }
+            items.push(JsonFinding {
+                class: f.class,
+                encoding: f.encoding,
+                pointer: pointer(path),
+                in_key,
+                range: f.range.clone(),
+            });
+            next.next();
+        }
+        index += 1;
+    });
+    Ok(JsonFindings { items })
+}
+
+
+#[cfg(test)]
+#[path = "json_tests.rs"]
+mod tests;

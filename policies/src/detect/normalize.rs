@@ -1,0 +1,232 @@
+//! The view detectors match on: one linear pass that undoes the cheap obfuscations.
+//!
+//! - **JSON string escapes** (RFC 8259 §7): `\"`, `\\`, `\/`, `\b`, `\f`, `\n`, `\r`, `\t` and
+//!   `\uXXXX`, with UTF-16 surrogate pairs joined. A lone surrogate or a malformed escape is left
+//!   as it is. Decoding is applied everywhere in the input, not only inside JSON strings: in a
+//!   non-JSON body a stray backslash sequence only changes what we look at, never what is sent.
+//!   One level only: `\\u0041` decodes to the six characters `\u0041`, as a JSON parser would.
+//! - **Fullwidth ASCII**, U+FF01–U+FF5E, to U+0021–U+007E, and the ideographic space U+3000 to a
+//!   space: the part of NFKC that turns `ＡＫＩＡ…` back into `AKIA…`. Other compatibility
+//!   mappings (ligatures, superscripts, homoglyphs from other scripts) are out of scope.
+//! - **Zero-width characters** removed: U+200B ZERO WIDTH SPACE, U+200C ZWNJ, U+200D ZWJ, U+2060
+//!   WORD JOINER, U+FEFF ZERO WIDTH NO-BREAK SPACE (BOM).
+//!
+//! Escape decoding runs first, so `\uff21` and `\u200b` are mapped or dropped too. Input that is
+//! not UTF-8 is copied byte for byte. The output is never longer than the input (every mapping
+//! shrinks or keeps the length), so the pass is O(n) time and O(n) memory: the text and one `u32`
+//! origin offset per output byte, and nothing at all when the input has no backslash and none of
+//! the lead bytes `E2`, `E3`, `EF` these characters start with (the common case).
+
+use std::borrow::Cow;
+use std::ops::Range;
+
+/// The normalized text and, when it differs from the input, where each byte came from.
+#[derive(Debug)]
+pub struct Normalized<'a> {
+    text: Cow<'a, [u8]>,
+    /// `origin[i]` is the input offset of the character that produced output byte `i`;
+    /// `origin[text.len()]` is the input length. `None` when the text is the input.
+    origin: Option<Vec<u32>>,
+}
+
+impl Normalized<'_> {
+    pub fn text(&self) -> &[u8] {
+        &self.text
+    }
+
+    /// The input range that produced `range` of the text: from the first contributing
+    /// character to the start of the character after the last one (so invisible characters
+    /// removed from the inside of a match, or right after it, are covered).
+    pub fn original_range(&self, range: Range<usize>) -> Range<usize> {
+        match &self.origin {
+            None => range,
+            Some(origin) => {
+                let at = |i: usize| origin.get(i).map_or(usize::MAX, |&o| o as usize);
+                let start = at(range.start);
+                let end = at(range.end);
+                if start == usize::MAX || end == usize::MAX {
+                    // Out-of-range offsets cannot come from our detectors; keep the range
+                    // conservative rather than panic.
+                    let len = origin.last().map_or(0, |&o| o as usize);
+                    return 0..len;
+                }
+                start..end
+            }
+        }
+    }
+}
+
+/// Whether `input` needs the slow path at all.
+fn needs_work(input: &[u8]) -> bool {
+    input.iter().any(|&b| matches!(b, b'\\' | 0xE2 | 0xE3 | 0xEF))
+}
+
+/// Normalizes `input` (see the module documentation). Inputs of 4 GiB or more are returned
+/// unchanged: every caller caps its input far below that.
+pub fn normalize(input: &[u8]) -> Normalized<'_> {
+    if !needs_work(input) || u32::try_from(input.len()).is_err() {
+        return Normalized { text: Cow::Borrowed(input), origin: None };
+    }
+    let mut text = Vec::with_capacity(input.len());
+    let mut origin: Vec<u32> = Vec::with_capacity(input.len().saturating_add(1));
+    let mut i = 0usize;
+    while let Some(&b) = input.get(i) {
+        // `i` < input.len() < u32::MAX, checked above.
+        let at = u32::try_from(i).unwrap_or(u32::MAX);
+        let (ch, used) = if b == b'\\' {
+            match json_escape(input, i) {
+                Some((c, used)) => (Some(c), used),
+                None => (None, 1),
+            }
+        } else if b >= 0x80 {
+            match utf8_char(input, i) {
+                Some((c, used)) => (Some(c), used),
+                None => (None, 1),
+            }
+        } else {
+            (None, 1)
+        };
+        match ch {
+            None => {
+                // Copy the byte(s) as they are.
+                if let Some(bytes) = input.get(i..i.saturating_add(used)) {
+                    text.extend_from_slice(bytes);
+                    origin.extend(std::iter::repeat_n(at, bytes.len()));
+                }
+            }
+            Some(c) => {
+                if let Some(mapped) = map_char(c) {
+                    let mut buf = [0u8; 4];
+                    let enc = mapped.encode_utf8(&mut buf);
+                    text.extend_from_slice(enc.as_bytes());
+                    origin.extend(std::iter::repeat_n(at, enc.len()));
+                }
+            }
+        }
+        i = i.saturating_add(used.max(1));
+    }
+    origin.push(u32::try_from(input.len()).unwrap_or(u32::MAX));
+    Normalized { text: Cow::Owned(text), origin: Some(origin) }
+}
+
+/// The character after fullwidth folding, or `None` for a zero-width character (dropped).
+fn map_char(c: char) -> Option<char> {
+    match c {
+        '\u{200B}'..='\u{200D}' | '\u{2060}' | '\u{FEFF}' => None,
+        '\u{3000}' => Some(' '),
+        '\u{FF01}'..='\u{FF5E}' => char::from_u32(u32::from(c) - 0xFF01 + 0x21),
+        _ => Some(c),
+    }
+}
+
+/// Decodes one UTF-8 character at `i` (a non-ASCII lead byte), or `None` if invalid there.
+fn utf8_char(input: &[u8], i: usize) -> Option<(char, usize)> {
+    let lead = *input.get(i)?;
+    let len = match lead {
+        0xC2..=0xDF => 2,
+        0xE0..=0xEF => 3,
+        0xF0..=0xF4 => 4,
+        _ => return None,
+    };
+    let bytes = input.get(i..i.checked_add(len)?)?;
+    let s = std::str::from_utf8(bytes).ok()?;
+    s.chars().next().map(|c| (c, len))
+}
+
+/// Decodes one JSON escape at `i` (which holds a backslash): the character and the bytes used.
+fn json_escape(input: &[u8], i: usize) -> Option<(char, usize)> {
+    let c = match *input.get(i.checked_add(1)?)? {
+        b'"' => '"',
+        b'\\' => '\\',
+        b'/' => '/',
+        b'b' => '\u{8}',
+        b'f' => '\u{C}',
+        b'n' => '\n',
+        b'r' => '\r',
+        b't' => '\t',
+        b'u' => {
+            let hi = hex4(input, i.checked_add(2)?)?;
+            if (0xD800..0xDC00).contains(&hi) {
+                // A high surrogate must be followed by `\u` and a low surrogate.
+                let j = i.checked_add(6)?;
+                if input.get(j) != Some(&b'\\') || input.get(j.checked_add(1)?) != Some(&b'u') {
+                    return None;
+                }
+                let lo = hex4(input, j.checked_add(2)?)?;
+                if !(0xDC00..0xE000).contains(&lo) {
+                    return None;
+                }
+                let cp = 0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00);
+                return char::from_u32(cp).map(|c| (c, 12));
+            }
+            return char::from_u32(hi).map(|c| (c, 6));
+        }
+        _ => return None,
+    };
+    Some((c, 2))
+}
+
+fn hex4(input: &[u8], at: usize) -> Option<u32> {
+    let digits = input.get(at..at.checked_add(4)?)?;
+    digits.iter().try_fold(0u32, |acc, &d| Some(acc * 16 + char::from(d).to_digit(16)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn norm(s: &str) -> String {
+        String::from_utf8(normalize(s.as_bytes()).text().to_vec()).unwrap()
+    }
+
+    #[test]
+    fn table() {
+        let cases: &[(&str, &str, &str)] = &[
+            ("plain ascii is untouched", "AKIA key", "AKIA key"),
+            ("json newline escape", r"a\nb", "a\nb"),
+            ("escaped slash", r"https:\/\/x", "https://x"),
+            ("unicode escape", r"\u0041KIA", "AKIA"),
+            ("surrogate pair", r"\ud83d\ude00", "\u{1F600}"),
+            ("lone surrogate kept", r"\ud83dx", r"\ud83dx"),
+            ("bad escape kept", r"\q\u12", r"\q\u12"),
+            ("one level only", r"\\u0041", r"\u0041"),
+            ("fullwidth", "ＡＫＩＡ１２", "AKIA12"),
+            ("ideographic space", "a\u{3000}b", "a b"),
+            ("zero width removed", "A\u{200B}K\u{200C}I\u{200D}A\u{2060}\u{FEFF}", "AKIA"),
+            ("escaped zero width removed", r"A\u200bKIA", "AKIA"),
+            ("escaped fullwidth mapped", r"\uff21KIA", "AKIA"),
+            ("other non-ascii kept", "café — ok", "café — ok"),
+        ];
+        for (name, input, want) in cases {
+            assert_eq!(norm(input), *want, "{name}");
+        }
+    }
+
+    #[test]
+    fn invalid_utf8_is_copied() {
+        let input = b"\xEF\xBC abc \xE2\x80";
+        assert_eq!(normalize(input).text(), input);
+    }
+
+    #[test]
+    fn ranges_map_back_to_input() {
+        let input = "x A\u{200B}KIA y";
+        let n = normalize(input.as_bytes());
+        let text = n.text();
+        let start = text.windows(4).position(|w| w == b"AKIA").unwrap();
+        let r = n.original_range(start..start + 4);
+        assert_eq!(&input[r], "A\u{200B}KIA");
+
+        let input = r#"{"k":"\u0041KIA"}"#;
+        let n = normalize(input.as_bytes());
+        let start = n.text().windows(4).position(|w| w == b"AKIA").unwrap();
+        assert_eq!(&input[n.original_range(start..start + 4)], r"\u0041KIA");
+    }
+
+    #[test]
+    fn never_longer_than_input() {
+        for input in ["\\u0041", "ＡＡ", "\u{200B}", "\\n", "\\ud83d\\ude00"] {
+            assert!(normalize(input.as_bytes()).text().len() <= input.len(), "{input}");
+        }
+    }
+}
