@@ -60,9 +60,12 @@ lint:
 	cargo clippy --workspace --all-targets -- -D warnings
 	cargo clippy --target wasm32-wasip1 -p interlock-filter -- -D warnings
 
-## bench: criterion benchmarks of the engine
-bench:
-	cargo bench -p interlock-policies --bench engine
+## bench: Interlock in real Envoy beside bare Envoy, a minimal wasm filter, RBAC, Lua, ext_authz, buffer; engine and detector criterion benches -> BENCHMARKS.md
+# scripts/bench.py runs it all (about 15 minutes; BENCH_ROUNDS, BENCH_SECONDS) and writes bench/results.json.
+bench: $(ENVOY_STAMP) build
+	command -v wrk >/dev/null || (apt-get update && apt-get install -y wrk)
+	cargo build --release --target wasm32-wasip1 -p interlock-bench-minimal-filter && cargo build --release -p interlock-bench-ext-authz
+	$(VENV)/bin/python scripts/bench.py
 
 ## schema: regenerate policies/schema.json from the policy types
 schema:
