@@ -325,8 +325,6 @@ def check_core_semantics(doc: dict) -> list[str]:
                 port = c.get(probe, {}).get("httpGet", {}).get("port")
                 if isinstance(port, str) and port not in ports:
                     errors.append(f"$.spec.template.spec.containers[{i}].{probe}.httpGet.port: no container port named {port!r}")
-        if pod.get("hostNetwork") and pod.get("dnsPolicy") not in (None, "ClusterFirstWithHostNet", "Default"):
-            pass
     if kind == "Service":
         for i, p in enumerate(doc.get("spec", {}).get("ports", [])):
             if len(doc["spec"]["ports"]) > 1 and "name" not in p:
