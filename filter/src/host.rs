@@ -178,3 +178,8 @@ pub fn get(cluster: &str, authority: &str, path: &str, timeout: Duration) -> Res
 pub fn http_call_body(size: usize) -> Option<Vec<u8>> {
     hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, size).ok().flatten()
 }
+
+/// Makes `context_id` the context the next host calls act for (their callbacks go to it).
+pub fn set_effective_context(context_id: u32) -> Result<()> {
+    hostcalls::set_effective_context(context_id).map_err(st("set_effective_context"))
+}

@@ -27,11 +27,42 @@ pub struct Stream {
     /// A decision that let the request through, recorded at `on_log`.
     passed: Option<(String, Evaluation)>,
     body_size: usize,
+    context_id: u32,
+    /// An event asking the enforcer to act, posted at `on_log`: once the local reply has been
+    /// written, so the agent receives its 403 before the kernel cuts the connection.
+    urgent: Option<String>,
 }
 
 impl Stream {
-    pub fn new(shared: Rc<Shared>) -> Self {
-        Self { shared, snapshot: None, pending: None, passed: None, body_size: 0 }
+    pub fn new(shared: Rc<Shared>, context_id: u32) -> Self {
+        Self { shared, snapshot: None, pending: None, passed: None, body_size: 0, context_id, urgent: None }
+    }
+
+    /// Posts an event that asks the enforcer to act (kernel enforcement, revocation) at once
+    /// rather than with the next batch, from the root context so the answer outlives this stream.
+    /// On any failure it goes to the batch queue instead.
+    fn post_urgent(&self, line: String) -> Result<(), String> {
+        let enforcer = self.shared.enforcer.borrow().clone();
+        let root = self.shared.root_context_id.get();
+        if root == 0 || host::set_effective_context(root).is_err() {
+            return Err(line);
+        }
+        let posted = host::post(
+            &enforcer.cluster,
+            &enforcer.authority,
+            "/v1/events",
+            "application/x-ndjson",
+            line.as_bytes(),
+            std::time::Duration::from_millis(enforcer.timeout_ms),
+        );
+        let _ = host::set_effective_context(self.context_id);
+        match posted {
+            Ok(token) => {
+                self.shared.events.borrow_mut().urgent.insert(token, vec![line]);
+                Ok(())
+            }
+            Err(_) => Err(line),
+        }
     }
 
     fn request_view(&self, engine: &Engine, end_of_stream: bool) -> Result<HttpRequest, host::HostError> {
@@ -147,14 +178,14 @@ impl Stream {
         }
     }
 
-    fn record(&self, id: &str, eval: &Evaluation) {
+    fn record(&mut self, id: &str, eval: &Evaluation) {
         let Some(engine) = self.snapshot.as_ref().map(|s| &s.engine) else { return };
         let d = &eval.decision;
         let outcome = match (d.mode, d.action) {
-            (Mode::Shadow, a) => match a {
-                interlock_policies::Action::Allow => "shadow_allow",
-                interlock_policies::Action::Deny => "shadow_deny",
-            },
+            (Mode::Shadow, interlock_policies::Action::Allow) => "shadow_allow",
+            (Mode::Shadow, interlock_policies::Action::Deny) => "shadow_deny",
+            (Mode::Shadow, interlock_policies::Action::Redact) => "shadow_redact",
+            (Mode::Shadow, interlock_policies::Action::Audit) => "shadow_audit",
             (Mode::Enforce, a) => a.as_str(),
         };
         let upstream = if d.blocks() { None } else { host::property_str(&["upstream", "address"]).filter(|s| !s.is_empty()) };
@@ -172,11 +203,15 @@ impl Stream {
         );
         let mut metrics = self.shared.metrics.borrow_mut();
         metrics.count_decision(outcome, &d.rule);
+        let urgent = d.blocks() && (d.kernel.is_some() || d.revoke.is_some());
         match serde_json::to_string(&event) {
+            Ok(line) if urgent => self.urgent = Some(line),
             Ok(line) => {
-                let cap = self.shared.enforcer.borrow().max_buffered_events;
-                let dropped = self.shared.events.borrow_mut().push(line, cap);
-                metrics.add(state::EVENTS_DROPPED, dropped);
+                {
+                    let cap = self.shared.enforcer.borrow().max_buffered_events;
+                    let dropped = self.shared.events.borrow_mut().push(line, cap);
+                    metrics.add(state::EVENTS_DROPPED, dropped);
+                }
             }
             Err(_) => metrics.add(state::EVENTS_DROPPED, 1),
         }
@@ -277,6 +312,11 @@ impl HttpContext for Stream {
     }
 
     fn on_log(&mut self) {
+        if let Some(Err(line)) = self.urgent.take().map(|line| self.post_urgent(line)) {
+            let cap = self.shared.enforcer.borrow().max_buffered_events;
+            let dropped = self.shared.events.borrow_mut().push(line, cap);
+            self.shared.metrics.borrow_mut().add(state::EVENTS_DROPPED, dropped);
+        }
         if let Some((id, eval)) = self.passed.take() {
             self.record(&id, &eval);
         }

@@ -22,6 +22,9 @@ pub struct Shared {
     pub metrics: RefCell<Metrics>,
     pub ids: RefCell<IdGen>,
     pub worker: RefCell<String>,
+    /// The root context's id: streams make it the effective context to post urgent events, so
+    /// the answer reaches the root even after the stream is gone.
+    pub root_context_id: std::cell::Cell<u32>,
 }
 
 impl Shared {
@@ -34,6 +37,7 @@ impl Shared {
             metrics: RefCell::new(Metrics::default()),
             ids: RefCell::new(IdGen::seeded()),
             worker: RefCell::new(String::new()),
+            root_context_id: std::cell::Cell::new(0),
         })
     }
 }
@@ -45,6 +49,8 @@ pub struct EventQueue {
     pending: VecDeque<String>,
     /// The batch posted and not yet answered: (call token, events).
     pub in_flight: Option<(u32, Vec<String>)>,
+    /// Events posted at once, outside the batch (kernel or revocation actions), by call token.
+    pub urgent: HashMap<u32, Vec<String>>,
 }
 
 impl EventQueue {

@@ -25,6 +25,16 @@ pub const MALFORMED_BODY: &str = "malformed-body";
 pub const INVALID_JSONRPC: &str = "invalid-jsonrpc";
 /// `Mcp-Method` / `Mcp-Name` headers disagree with the body (400).
 pub const HEADER_BODY_MISMATCH: &str = "header-body-mismatch";
+/// A governed body that could not be fully inspected, under `on_uninspectable` (403 or audit).
+pub const UNINSPECTABLE: &str = "uninspectable";
+/// An LLM request that is not a valid request of its provider's API (400).
+pub const INVALID_LLM_REQUEST: &str = "invalid-llm-request";
+/// A tool call (from a model) whose tool name is not a valid tool name (403).
+pub const INVALID_TOOL_CALL: &str = "invalid-tool-call";
+/// An MCP tool definition that changed since it was pinned (a rug pull).
+pub const TOOL_DEFINITION_CHANGED: &str = "tool-definition-changed";
+/// An MCP tool description with injection markers, credential lures, invisible or bidi characters.
+pub const SUSPICIOUS_TOOL_DEFINITION: &str = "suspicious-tool-definition";
 /// A revoked user, session, trace or agent (403).
 pub const REVOKED: &str = "revoked";
 /// The shared rate-limit table stayed contended through every retry (429, fail closed).
@@ -50,6 +60,11 @@ pub const ALL: &[&str] = &[
     HEADER_BODY_MISMATCH,
     REVOKED,
     RATE_LIMIT_CONTENTION,
+    UNINSPECTABLE,
+    INVALID_LLM_REQUEST,
+    INVALID_TOOL_CALL,
+    TOOL_DEFINITION_CHANGED,
+    SUSPICIOUS_TOOL_DEFINITION,
     DEFAULT_DENY,
     DEFAULT_ALLOW,
 ];

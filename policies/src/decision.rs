@@ -10,8 +10,13 @@ use crate::schema::{KernelAction, Mode, Protocol, RevokeAction};
 pub enum Action {
     /// Forwarded upstream.
     Allow,
-    /// Answered locally with `status` (401, 403, 400, 413, 415).
+    /// Answered locally with `status` (401, 403, 400, 413, 415, 429).
     Deny,
+    /// Forwarded with sensitive values replaced (`rule` is the data rule).
+    Redact,
+    /// Forwarded and recorded: sensitive data seen, or a body that could not be inspected, under
+    /// a policy that audits rather than refuses.
+    Audit,
 }
 
 impl Action {
@@ -20,6 +25,8 @@ impl Action {
         match self {
             Self::Allow => "allow",
             Self::Deny => "deny",
+            Self::Redact => "redact",
+            Self::Audit => "audit",
         }
     }
 }
@@ -73,7 +80,7 @@ impl Decision {
 impl Decision {
     /// True when the host must answer locally instead of forwarding.
     pub fn blocks(&self) -> bool {
-        self.action != Action::Allow && self.mode == Mode::Enforce
+        self.action == Action::Deny && self.mode == Mode::Enforce
     }
 }
 
@@ -129,6 +136,9 @@ pub struct Facts {
     /// True when the body was a JSON-RPC message (the reply is then a JSON-RPC error).
     #[serde(default)]
     pub jsonrpc: bool,
+    /// Sensitive-data classes found, with counts (never the values).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub data_classes: Vec<crate::detect::ClassCount>,
 }
 
 /// A decision with its facts.
@@ -136,6 +146,9 @@ pub struct Facts {
 pub struct Evaluation {
     pub decision: Decision,
     pub facts: Facts,
+    /// The body to forward instead of the original (redaction), when the decision rewrote it.
+    #[serde(skip)]
+    pub rewrite: Option<Vec<u8>>,
 }
 
 impl Evaluation {

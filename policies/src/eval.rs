@@ -287,14 +287,14 @@ impl Engine {
                     deferred: Some(refusal),
                 })
             }
-            _ => HeadersVerdict::Decided(Evaluation { decision: refusal, facts }),
+            _ => HeadersVerdict::Decided(Evaluation { decision: refusal, facts, rewrite: None }),
         }
     }
 
     /// The verdict for a governed body that exceeded [`PendingBody::max_body_bytes`].
     pub fn body_too_large(&self, pending: PendingBody) -> Evaluation {
         if let Some(decision) = pending.deferred {
-            return Evaluation { decision, facts: pending.facts };
+            return Evaluation { decision, facts: pending.facts, rewrite: None };
         }
         let max = pending.max_body_bytes;
         self.refusal(pending.facts, 413, builtin::BODY_TOO_LARGE, format!("body exceeds the inspection limit of {max} bytes"))
@@ -310,7 +310,7 @@ impl Engine {
                 .ok()
                 .and_then(|v| jsonrpc::parse_messages(&v, max_batch).ok())
                 .and_then(|(m, batch)| if batch { None } else { m.into_iter().next().and_then(|m| m.id) });
-            return Evaluation { decision, facts };
+            return Evaluation { decision, facts, rewrite: None };
         }
         if body.len() > max_body_bytes {
             return self.refusal(facts, 413, builtin::BODY_TOO_LARGE, format!("body exceeds the inspection limit of {max_body_bytes} bytes"));
@@ -325,9 +325,12 @@ impl Engine {
         let line = Line::new(&method, &host, &segments);
 
         if !matches!(protocol, Protocol::Mcp | Protocol::A2a) {
-            // Parsed strictly; LLM-specific inspection arrives with deep inspection.
             let outcome = self.outcome(http_matches.iter().copied());
-            return self.finish(facts, &line, outcome);
+            let eval = self.finish(facts, &line, outcome);
+            if eval.decision.blocks() {
+                return eval;
+            }
+            return eval;
         }
 
         let max_batch = usize::try_from(self.inspection.max_batch).unwrap_or(32);
@@ -400,6 +403,27 @@ impl Engine {
         self.finish(facts, &line, outcome)
     }
 
+    /// A tool call judged with the MCP tool rules of the caller's scopes alone.
+    pub(crate) fn tool_call_decision(&self, facts: &Facts, tool: &str, arguments: Option<&Value>) -> Decision {
+        let segments: Vec<String> = facts.path.as_deref().unwrap_or("/").split('/').filter(|s| !s.is_empty()).map(str::to_owned).collect();
+        let line = Line::new(&facts.method, &facts.authority, &segments);
+        let call = Call { protocol: Protocol::Mcp, method: "tools/call", canonical: None, tool: Some(tool.to_owned()), arguments };
+        let mut candidates = Vec::new();
+        for scope in self.scopes(facts.agent.as_deref()) {
+            call_candidates(&scope.allow, &call, false, &mut candidates);
+            call_candidates(&scope.deny, &call, true, &mut candidates);
+        }
+        let mut outcome = Outcome::default();
+        for i in candidates {
+            if let Some(rule) = self.rules.get(i).filter(|r| self.rule_matches(r, &line, Some(&call))) {
+                outcome.add(rule, i);
+            }
+        }
+        let mut facts = facts.clone();
+        facts.route = None;
+        self.finish(facts, &line, outcome).decision
+    }
+
     /// Both phases at once, as a host that already has the whole request would call them.
     pub fn evaluate(&self, req: &HttpRequest, body: Option<&[u8]>) -> Evaluation {
         match self.on_request_headers(req) {
@@ -464,7 +488,7 @@ impl Engine {
     pub fn rate_limited(&self, eval: Evaluation, check: &LimitCheck, retry_after_ms: u64) -> Evaluation {
         let retry = u32::try_from(retry_after_ms.div_ceil(1000).max(1)).unwrap_or(u32::MAX);
         let reason = format!("rate limit {:?} exceeded: {} requests per {} s", check.limit, check.spec.capacity, check.spec.refill_ms / 1000);
-        let Evaluation { decision, facts } = eval;
+        let Evaluation { decision, facts, rewrite } = eval;
         let decision = match check.mode {
             Mode::Enforce => Decision { retry_after_secs: Some(retry), ..Decision::refusal(429, &check.limit, reason) },
             Mode::Shadow if decision.mode == Mode::Enforce => Decision {
@@ -476,7 +500,9 @@ impl Engine {
             },
             Mode::Shadow => decision,
         };
-        Evaluation { decision, facts }
+        // A refused request forwards nothing, so a rewrite of its body no longer applies.
+        let rewrite = if decision.blocks() { None } else { rewrite };
+        Evaluation { decision, facts, rewrite }
     }
 
     /// The verdict when the shared bucket table stayed contended through every retry: refuse
@@ -486,6 +512,7 @@ impl Engine {
         Evaluation {
             decision: Decision { retry_after_secs: Some(1), ..Decision::refusal(429, builtin::RATE_LIMIT_CONTENTION, reason) },
             facts: eval.facts,
+            rewrite: None,
         }
     }
 
@@ -587,7 +614,7 @@ impl Engine {
                 },
             )
         };
-        Evaluation { decision, facts }
+        Evaluation { decision, facts, rewrite: None }
     }
 
     /// Records the deciding rule's path template as the route, unless a governed route did.
@@ -609,6 +636,7 @@ impl Engine {
         Evaluation {
             decision: Decision::refusal(status, rule, reason),
             facts,
+            rewrite: None,
         }
     }
 }

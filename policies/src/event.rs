@@ -133,7 +133,7 @@ impl DecisionEvent {
                 protocol: f.protocol,
                 calls: f.calls.clone(),
             },
-            data_classes: Vec::new(),
+            data_classes: f.data_classes.iter().map(|c| DataClassCount { class: c.class.as_str().to_owned(), count: c.count }).collect(),
             kernel: d.kernel.clone(),
             revoke: d.revoke.clone(),
             downstream: host.downstream,
