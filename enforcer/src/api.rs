@@ -78,6 +78,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/events", get(get_events).post(post_events).layer(DefaultBodyLimit::max(MAX_BATCH_BYTES)))
         .merge(live_api::router(state.live.clone(), state.store.clone(), state.shutdown.clone()))
         .merge(crate::kernel_api::router(state.kernel.clone(), state.store.clone(), state.data_dir.clone()))
+        .merge(crate::discover_api::router(&state.store, state.live.clone()))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)

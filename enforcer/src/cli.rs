@@ -112,6 +112,8 @@ enum Command {
     },
     #[command(flatten)]
     Kernel(crate::cli_kernel::KernelCommand),
+    #[command(flatten)]
+    Discover(crate::cli_discover::DiscoverCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -157,6 +159,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Serve { listen, data_dir, policy, kernel } => serve(listen, data_dir, policy, &kernel),
         Command::Kernel(command) => crate::cli_kernel::run(command, &cli.enforcer, runtime),
+        Command::Discover(command) => crate::cli_discover::run(command, &cli.enforcer, runtime),
         Command::Token { agent, user, session, ttl, key } => {
             let key_pem = match &key {
                 Some(path) => std::fs::read(path).with_context(|| format!("cannot read the key {}", path.display()))?,

@@ -14,22 +14,32 @@
 //!   [`live_api`] serves it and [`live_client`] is what the operator commands do with it;
 //! - [`kernel`]: the one module that touches BPF and sockets (quarantine, termination), with
 //!   [`enforce`] (decision to kernel, one worker), [`audit`] (hash-chained receipts) and
-//!   [`workload`] (the managed cgroup root, `interlock exec`).
+//!   [`workload`] (the managed cgroup root, `interlock exec`);
+//! - discover and govern: [`inventory`] (what agents really do, folded from the event log),
+//!   [`findings`] (shadow and zombie APIs against OpenAPI, unused grants), [`suggest`]
+//!   (least-privilege grants from behaviour), [`replay`] (a candidate policy over recorded
+//!   decisions), [`report`] (the evidence report); [`discover_api`] serves them.
 
 pub mod api;
 pub mod audit;
 pub mod batch;
 pub mod check;
 pub mod client;
+pub mod discover_api;
 pub mod enforce;
+pub mod findings;
 pub mod format;
+pub mod inventory;
 pub mod kernel;
 pub mod kernel_api;
 pub mod live_api;
 pub mod live_client;
 pub mod policy_store;
+pub mod replay;
+pub mod report;
 pub mod revocations;
 pub mod state;
 pub mod store;
+pub mod suggest;
 pub mod token;
 pub mod workload;

@@ -1,6 +1,7 @@
 //! `interlock`: the enforcer daemon (`interlock serve`) and the operator commands.
 
 mod cli;
+mod cli_discover;
 mod cli_kernel;
 
 use std::process::ExitCode;
