@@ -17,11 +17,13 @@ pub mod glob;
 pub mod json;
 pub mod json_schema;
 pub mod jsonrpc;
+pub mod llm;
 pub mod path;
 pub mod ratelimit;
 pub mod request;
 pub mod revocation;
 pub mod schema;
+pub mod sse;
 pub mod template;
 pub mod traceparent;
 
