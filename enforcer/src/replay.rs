@@ -14,7 +14,8 @@
 //!
 //! Some decisions depended on what cannot be reconstructed at all and are skipped, counted by
 //! reason: refusals of the input's form (malformed or uninspectable bodies, duplicate headers),
-//! and live state (revocations, rate limits). Replay evaluates the candidate without live state.
+//! refusals on sensitive data (a body's or a response's: the data is not recorded), and live
+//! state (revocations, rate limits). Replay evaluates the candidate without live state.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -182,6 +183,9 @@ impl Replay {
         if e.rule == builtin::REVOKED || e.rule == builtin::RATE_LIMIT_CONTENTION || e.status == 429 {
             return self.skip("revocation or rate limit: live state is not replayed");
         }
+        if !e.data_classes.is_empty() && (e.status != 0 || e.action == Action::Deny) {
+            return self.skip("decided on sensitive data in a body (or a response), which is not recorded");
+        }
         let Some((req, body)) = reconstruct(e) else {
             return self.skip("no canonical path recorded");
         };
@@ -204,7 +208,9 @@ impl Replay {
         let change = match (before_blocked, after_blocked) {
             (false, true) => Change::NewlyDenied,
             (true, false) => Change::NewlyAllowed,
-            _ if before_rule != after_rule => Change::RuleChanged,
+            // An inexact replay that keeps the outcome says nothing reliable about which rule
+            // would decide (a data or argument rule may, on the real body).
+            _ if before_rule != after_rule && !inexact => Change::RuleChanged,
             _ => {
                 self.report.unchanged = self.report.unchanged.saturating_add(1);
                 return;

@@ -317,6 +317,8 @@ pub fn chart_svg(t: &Timeline) -> String {
     let plot_h = H - TOP - BOTTOM;
     let n = u64::try_from(buckets.len()).unwrap_or(1).max(1);
     let slot = (plot_w / n).max(2);
+    // A few buckets (a short window) stay bars, not walls.
+    let slot = slot.min(48);
     let bar_w = slot.saturating_sub(slot / 5).max(1);
     let y = |v: u64| TOP + plot_h - v.saturating_mul(plot_h) / max;
     let mut s = format!(
@@ -457,12 +459,13 @@ pub fn render_html(r: &Report) -> String {
                     u.counts.denied.to_string(),
                     u.counts.shadow.to_string(),
                     map_text(&u.agents),
+                    map_text(&u.data_classes),
                     map_text(&u.decisions),
                 ]);
             }
         }
     }
-    b.push_str(&table("mcp", &["server", "kind", "name", "#calls", "#allowed", "#refused", "#shadow", "agents", "decisions"], &rows, "no MCP server seen"));
+    b.push_str(&table("mcp", &["server", "kind", "name", "#calls", "#allowed", "#refused", "#shadow", "agents", "data classes", "decisions"], &rows, "no MCP server seen"));
     b.push_str("<h3>LLM providers</h3>\n");
     let rows: Vec<Vec<String>> = inv
         .llm_providers

@@ -119,7 +119,7 @@ pub fn suggest(inv: &Inventory, agent: &str, opts: &SuggestOptions) -> Result<Su
             } else if refused_rules.keys().any(|r| builtin::ALL.contains(&r.as_str())) {
                 "refused by the proxy's own checks (identity, malformed or uninspectable input, revocation, rate limit): a grant would not change that".to_owned()
             } else {
-                "refused by a deny rule: deny wins over any grant".to_owned()
+                "refused by a deny or data rule (on the request, or on its response): a grant would not change that".to_owned()
             };
             left_out.push(LeftOut { call: c.label(), denied: c.counts.denied, rules: refused_rules, why });
         }

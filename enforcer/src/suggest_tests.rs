@@ -46,7 +46,7 @@ fn the_draft_compiles_and_allows_exactly_what_was_done() {
     // The refused calls are left out, each with why.
     let left: Vec<(&str, &str)> = s.left_out.iter().map(|l| (l.call.as_str(), l.why.as_str())).collect();
     assert_eq!(left.len(), 2);
-    assert!(left.iter().any(|(c, w)| c.contains("delete_repository") && w.contains("deny rule")));
+    assert!(left.iter().any(|(c, w)| c.contains("delete_repository") && w.contains("deny or data rule")));
     assert!(left.iter().any(|(c, w)| c.starts_with("DELETE") && w.contains("nothing granted it")));
 
     // Merged into the policy, replaying what the agent did changes nothing...
