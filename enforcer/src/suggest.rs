@@ -213,7 +213,7 @@ pub fn suggest(inv: &Inventory, agent: &str, opts: &SuggestOptions) -> Result<Su
         iso8601(entry.last_unix_ms)
     );
     if !left_out.is_empty() {
-        description.push_str(" Not granted (refused when seen): ");
+        description.push_str(" Refused when seen, and not widened by this draft: ");
         description.push_str(&left_out.iter().map(|l| format!("{} x{}", l.call, l.denied)).collect::<Vec<_>>().join("; "));
         description.push('.');
     }
