@@ -179,7 +179,31 @@ pub fn http_call_body(size: usize) -> Option<Vec<u8>> {
     hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, size).ok().flatten()
 }
 
-/// Makes `context_id` the context the next host calls act for (their callbacks go to it).
-pub fn set_effective_context(context_id: u32) -> Result<()> {
-    hostcalls::set_effective_context(context_id).map_err(st("set_effective_context"))
+/// A response header's value, `None` when absent.
+pub fn response_header(name: &str) -> Option<String> {
+    hostcalls::get_map_value(MapType::HttpResponseHeaders, name).ok().flatten()
+}
+
+pub fn remove_response_header(name: &str) -> Result<()> {
+    hostcalls::remove_map_value(MapType::HttpResponseHeaders, name).map_err(st("remove_map_value"))
+}
+
+/// The buffered response body, `[0, size)`.
+pub fn response_body(size: usize) -> Result<Option<Vec<u8>>> {
+    hostcalls::get_buffer(BufferType::HttpResponseBody, 0, size).map_err(st("get_buffer(response_body)"))
+}
+
+/// Replaces `[0, size)` of the response body buffer with `value` (any length).
+pub fn set_response_body(size: usize, value: &[u8]) -> Result<()> {
+    hostcalls::set_buffer(BufferType::HttpResponseBody, 0, size, value).map_err(st("set_buffer(response_body)"))
+}
+
+/// Resets the response (used when a response must be refused after its headers left).
+pub fn reset_response() -> Result<()> {
+    hostcalls::reset_http_response().map_err(st("reset_http_response"))
+}
+
+/// Replaces `[0, size)` of the request body buffer with `value` (any length).
+pub fn set_request_body(size: usize, value: &[u8]) -> Result<()> {
+    hostcalls::set_buffer(BufferType::HttpRequestBody, 0, size, value).map_err(st("set_buffer(request_body)"))
 }

@@ -8,6 +8,7 @@
 use std::rc::Rc;
 
 use interlock_policies::event::HostFacts;
+use interlock_policies::inspect::{ResponsePlan, ResponseStream, StreamStep, stream_error_frame};
 use interlock_policies::ratelimit::{BucketTable, Outcome};
 use interlock_policies::schema::Mode;
 use interlock_policies::{DecisionEvent, Engine, Evaluation, HeadersVerdict, HttpRequest, PendingBody, VerifiedIdentity};
@@ -27,42 +28,27 @@ pub struct Stream {
     /// A decision that let the request through, recorded at `on_log`.
     passed: Option<(String, Evaluation)>,
     body_size: usize,
-    context_id: u32,
-    /// An event asking the enforcer to act, posted at `on_log`: once the local reply has been
-    /// written, so the agent receives its 403 before the kernel cuts the connection.
+    /// An event asking the enforcer to act, sent at `on_log` (once the local reply is out) ahead
+    /// of the batch, on the root's next tick.
     urgent: Option<String>,
+    /// How the response is inspected.
+    response: Inspecting,
+}
+
+/// Response inspection state.
+enum Inspecting {
+    None,
+    /// Whole body held until the end (`headers_held`: its headers have not left yet).
+    Buffer { max_bytes: usize, headers_held: bool },
+    /// Frame by frame.
+    Stream(Box<ResponseStream>),
+    /// Refused mid-stream: nothing more of the upstream's body goes out.
+    Cut,
 }
 
 impl Stream {
-    pub fn new(shared: Rc<Shared>, context_id: u32) -> Self {
-        Self { shared, snapshot: None, pending: None, passed: None, body_size: 0, context_id, urgent: None }
-    }
-
-    /// Posts an event that asks the enforcer to act (kernel enforcement, revocation) at once
-    /// rather than with the next batch, from the root context so the answer outlives this stream.
-    /// On any failure it goes to the batch queue instead.
-    fn post_urgent(&self, line: String) -> Result<(), String> {
-        let enforcer = self.shared.enforcer.borrow().clone();
-        let root = self.shared.root_context_id.get();
-        if root == 0 || host::set_effective_context(root).is_err() {
-            return Err(line);
-        }
-        let posted = host::post(
-            &enforcer.cluster,
-            &enforcer.authority,
-            "/v1/events",
-            "application/x-ndjson",
-            line.as_bytes(),
-            std::time::Duration::from_millis(enforcer.timeout_ms),
-        );
-        let _ = host::set_effective_context(self.context_id);
-        match posted {
-            Ok(token) => {
-                self.shared.events.borrow_mut().urgent.insert(token, vec![line]);
-                Ok(())
-            }
-            Err(_) => Err(line),
-        }
+    pub fn new(shared: Rc<Shared>) -> Self {
+        Self { shared, snapshot: None, pending: None, passed: None, body_size: 0, urgent: None, response: Inspecting::None }
     }
 
     fn request_view(&self, engine: &Engine, end_of_stream: bool) -> Result<HttpRequest, host::HostError> {
@@ -220,6 +206,26 @@ impl Stream {
     }
 
     /// Fail closed when the host itself fails us.
+    /// Applies a decision about a response: replace it with the local reply when it blocks and
+    /// its headers have not left (else reset it), record anything that is not a clean pass.
+    fn judge_response(&mut self, eval: Evaluation, resume: Action) -> Action {
+        let id = self.shared.ids.borrow_mut().next_id(host::now_ms());
+        let d = &eval.decision;
+        if d.blocks() {
+            let headers_left = matches!(self.response, Inspecting::Buffer { headers_held: false, .. } | Inspecting::Stream(_));
+            let body = eval.reply_body(&id);
+            let headers = [("content-type", "application/json"), ("x-interlock-decision-id", id.as_str()), ("x-interlock-rule", d.rule.as_str())];
+            if headers_left || host::send_response(u32::from(d.status), &headers, body.as_bytes()).is_err() {
+                let _ = host::reset_response();
+            }
+            self.response = Inspecting::Cut;
+            self.record(&id, &eval);
+            return Action::Pause;
+        }
+        self.record(&id, &eval);
+        resume
+    }
+
     fn host_failure(&mut self, e: &host::HostError) -> Action {
         self.shared.metrics.borrow_mut().add(state::HOST_ERRORS, 1);
         host::log(LogLevel::Error, &format!("interlock: {e}; refusing the request"));
@@ -246,14 +252,18 @@ impl Stream {
             Ok(b) => b.unwrap_or_default(),
             Err(e) => return self.host_failure(&e),
         };
-        let eval = engine.on_request_body(pending, &body);
-        let resume = Action::Continue;
-        let action = self.apply(eval, resume);
-        if action == Action::Continue && !*self.shared.hold_headers.borrow() {
-            // Headers already went; the body simply continues.
-            return Action::Continue;
+        let mut eval = engine.on_request_body(pending, &body);
+        if let Some(rewrite) = eval.rewrite.take().filter(|_| !eval.decision.blocks()) {
+            // Redacted: the upstream gets the rewritten body. Its length changes, so the header
+            // goes (it can still change: the headers are held); without held headers a rewrite
+            // would not match the length already sent, so it is refused instead.
+            let held = *self.shared.hold_headers.borrow();
+            if !held || host::remove_request_header("content-length").is_err() || host::set_request_body(self.body_size, &rewrite).is_err() {
+                let refused = engine.uninspectable(eval.facts, interlock_policies::schema::Direction::Request, "cannot rewrite the request body");
+                return self.apply(refused, Action::Continue);
+            }
         }
-        action
+        self.apply(eval, Action::Continue)
     }
 }
 
@@ -303,19 +313,107 @@ impl HttpContext for Stream {
         Action::Continue
     }
 
-    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+    fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         // The caller can quote the decision id of an allowed call too (support, audits).
-        if let Some((id, _)) = &self.passed {
-            let _ = host::set_response_header("x-interlock-decision-id", id);
+        let Some((id, eval)) = &self.passed else { return Action::Continue };
+        let _ = host::set_response_header("x-interlock-decision-id", id);
+        if end_of_stream {
+            // No body: nothing to inspect.
+            return Action::Continue;
         }
-        Action::Continue
+        let Some(engine) = self.snapshot.as_ref().map(|s| Rc::clone(&s.engine)) else { return Action::Continue };
+        let status = host::response_header(":status").and_then(|s| s.parse().ok()).unwrap_or(0);
+        let plan = engine.response_plan(
+            &eval.facts,
+            status,
+            host::response_header("content-type").as_deref(),
+            host::response_header("content-encoding").as_deref(),
+        );
+        let facts = eval.facts.clone();
+        match plan {
+            ResponsePlan::Skip => Action::Continue,
+            ResponsePlan::Uninspectable(eval) => self.judge_response(*eval, Action::Continue),
+            ResponsePlan::Buffer { max_bytes } => {
+                // The body may be replaced or rewritten: its length is for Envoy to set.
+                let _ = host::remove_response_header("content-length");
+                let held = *self.shared.hold_headers.borrow();
+                self.response = Inspecting::Buffer { max_bytes, headers_held: held };
+                if held { Action::Pause } else { Action::Continue }
+            }
+            ResponsePlan::Stream => {
+                let _ = host::remove_response_header("content-length");
+                self.response = Inspecting::Stream(Box::new(engine.response_stream(&facts)));
+                Action::Continue
+            }
+        }
+    }
+
+    fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        let Some(engine) = self.snapshot.as_ref().map(|s| Rc::clone(&s.engine)) else { return Action::Continue };
+        let Some(facts) = self.passed.as_ref().map(|(_, e)| e.facts.clone()) else { return Action::Continue };
+        match &mut self.response {
+            Inspecting::None => Action::Continue,
+            Inspecting::Cut => {
+                let _ = host::set_response_body(body_size, b"");
+                Action::Continue
+            }
+            Inspecting::Buffer { max_bytes, .. } if body_size > *max_bytes => {
+                let eval = engine.uninspectable(facts, interlock_policies::schema::Direction::Response, "body over the inspection limit");
+                self.judge_response(eval, Action::Continue)
+            }
+            Inspecting::Buffer { .. } if !end_of_stream => Action::Pause,
+            Inspecting::Buffer { .. } => {
+                let body = match host::response_body(body_size) {
+                    Ok(b) => b.unwrap_or_default(),
+                    Err(e) => {
+                        let eval = engine.uninspectable(facts, interlock_policies::schema::Direction::Response, &e.to_string());
+                        return self.judge_response(eval, Action::Continue);
+                    }
+                };
+                match engine.on_response_body(&facts, &body) {
+                    None => Action::Continue,
+                    Some(eval) => {
+                        if eval.rewrite.as_ref().is_some_and(|r| host::set_response_body(body_size, r).is_err()) {
+                            let refused = engine.uninspectable(facts, interlock_policies::schema::Direction::Response, "cannot rewrite the body");
+                            return self.judge_response(refused, Action::Continue);
+                        }
+                        self.judge_response(eval, Action::Continue)
+                    }
+                }
+            }
+            Inspecting::Stream(stream) => {
+                let chunk = host::response_body(body_size).ok().flatten().unwrap_or_default();
+                match engine.feed_response_stream(stream, &facts, &chunk, end_of_stream) {
+                    StreamStep::Deliver(bytes) => {
+                        if bytes != chunk && host::set_response_body(body_size, &bytes).is_err() {
+                            let _ = host::reset_response();
+                        }
+                        Action::Continue
+                    }
+                    StreamStep::Block(eval) => {
+                        let id = self.shared.ids.borrow_mut().next_id(host::now_ms());
+                        if host::set_response_body(body_size, &stream_error_frame(&eval, &id)).is_err() {
+                            let _ = host::reset_response();
+                        }
+                        self.response = Inspecting::Cut;
+                        self.record(&id, &eval);
+                        Action::Continue
+                    }
+                }
+            }
+        }
     }
 
     fn on_log(&mut self) {
-        if let Some(Err(line)) = self.urgent.take().map(|line| self.post_urgent(line)) {
+        if let Some(line) = self.urgent.take() {
+            // First in line, and the root's next tick in a millisecond: a stream's own callout
+            // would answer to this stream, which is about to be gone.
             let cap = self.shared.enforcer.borrow().max_buffered_events;
-            let dropped = self.shared.events.borrow_mut().push(line, cap);
+            let dropped = self.shared.events.borrow_mut().push_front(line, cap);
             self.shared.metrics.borrow_mut().add(state::EVENTS_DROPPED, dropped);
+            if host::set_tick_period(std::time::Duration::from_millis(1)).is_ok() {
+                self.shared.fast_tick.set(true);
+            }
         }
         if let Some((id, eval)) = self.passed.take() {
             self.record(&id, &eval);

@@ -22,5 +22,5 @@ proxy_wasm::main! {{
     std::panic::set_hook(Box::new(|info| {
         host::log(LogLevel::Critical, &format!("interlock: panic, the VM will abort: {info}"));
     }));
-    proxy_wasm::set_root_context(|context_id| -> Box<dyn proxy_wasm::traits::RootContext> { Box::new(root::Root::new(context_id)) });
+    proxy_wasm::set_root_context(|_| -> Box<dyn proxy_wasm::traits::RootContext> { Box::new(root::Root::default()) });
 }}

@@ -20,12 +20,13 @@ pub struct Root {
     failures: u64,
 }
 
-impl Root {
-    pub fn new(context_id: u32) -> Self {
-        let shared = Shared::new();
-        shared.root_context_id.set(context_id);
-        Self { shared, failures: 0 }
+impl Default for Root {
+    fn default() -> Self {
+        Self { shared: Shared::new(), failures: 0 }
     }
+}
+
+impl Root {
 
     fn warn_failure(&mut self, what: &str) {
         self.failures = self.failures.saturating_add(1);
@@ -124,17 +125,11 @@ impl Context for Root {
         let cap = self.shared.enforcer.borrow().max_buffered_events;
         let mut events = self.shared.events.borrow_mut();
         let mut metrics = self.shared.metrics.borrow_mut();
-        let batch = match events.urgent.remove(&token_id) {
-            Some(batch) => batch,
-            None => {
-                let Some((token, batch)) = events.in_flight.take() else { return };
-                if token != token_id {
-                    events.in_flight = Some((token, batch));
-                    return;
-                }
-                batch
-            }
-        };
+        let Some((token, batch)) = events.in_flight.take() else { return };
+        if token != token_id {
+            events.in_flight = Some((token, batch));
+            return;
+        }
         match host::http_call_status() {
             Some(s) if (200..300).contains(&s) => {
                 metrics.add(state::EVENTS_SENT, batch.len() as u64);
@@ -187,12 +182,16 @@ impl RootContext for Root {
     }
 
     fn on_tick(&mut self) {
+        if self.shared.fast_tick.replace(false) {
+            let period = Duration::from_millis(self.shared.enforcer.borrow().flush_interval_ms);
+            let _ = host::set_tick_period(period);
+        }
         self.flush();
         self.follow_live_state();
     }
 
-    fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
-        Some(Box::new(Stream::new(Rc::clone(&self.shared), context_id)))
+    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+        Some(Box::new(Stream::new(Rc::clone(&self.shared))))
     }
 
     fn get_type(&self) -> Option<ContextType> {

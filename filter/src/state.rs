@@ -22,9 +22,8 @@ pub struct Shared {
     pub metrics: RefCell<Metrics>,
     pub ids: RefCell<IdGen>,
     pub worker: RefCell<String>,
-    /// The root context's id: streams make it the effective context to post urgent events, so
-    /// the answer reaches the root even after the stream is gone.
-    pub root_context_id: std::cell::Cell<u32>,
+    /// The tick was shortened to send an urgent event; the next tick restores it.
+    pub fast_tick: std::cell::Cell<bool>,
 }
 
 impl Shared {
@@ -37,7 +36,7 @@ impl Shared {
             metrics: RefCell::new(Metrics::default()),
             ids: RefCell::new(IdGen::seeded()),
             worker: RefCell::new(String::new()),
-            root_context_id: std::cell::Cell::new(0),
+            fast_tick: std::cell::Cell::new(false),
         })
     }
 }
@@ -49,8 +48,6 @@ pub struct EventQueue {
     pending: VecDeque<String>,
     /// The batch posted and not yet answered: (call token, events).
     pub in_flight: Option<(u32, Vec<String>)>,
-    /// Events posted at once, outside the batch (kernel or revocation actions), by call token.
-    pub urgent: HashMap<u32, Vec<String>>,
 }
 
 impl EventQueue {
@@ -58,6 +55,21 @@ impl EventQueue {
     pub fn push(&mut self, event: String, cap: usize) -> u64 {
         self.pending.push_back(event);
         self.trim(cap)
+    }
+
+    /// Queues an event ahead of the others (it asks the enforcer to act).
+    pub fn push_front(&mut self, event: String, cap: usize) -> u64 {
+        self.pending.push_front(event);
+        self.trim_back(cap)
+    }
+
+    fn trim_back(&mut self, cap: usize) -> u64 {
+        let mut dropped = 0;
+        while self.pending.len() > cap {
+            self.pending.pop_back();
+            dropped += 1;
+        }
+        dropped
     }
 
     /// Puts an unanswered batch back at the front, oldest first; returns how many were dropped.

@@ -239,13 +239,12 @@ mod native {
             version: format!("bench-{rules}"),
             identity: Default::default(),
             inspection: Default::default(),
-            governed: vec![GovernedRoute { id: "mcp".into(), path: "/mcp".into(), hosts: None, protocol: Protocol::Mcp }],
+            governed: vec![GovernedRoute { id: "mcp".into(), path: "/mcp".into(), hosts: None, protocol: Protocol::Mcp, tools: None }],
             default_action: Default::default(),
             agents,
             rules: doc_rules,
             rate_limits: Vec::new(),
-            data_rules: None,
-            llm_tool_rules: None,
+            data_rules: Vec::new(),
         };
         serde_json::to_string(&doc).expect("a policy document serializes")
     }

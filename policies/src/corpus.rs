@@ -99,6 +99,9 @@ pub struct EnvoyExpect {
     pub rule: Option<String>,
     /// Why Envoy differs.
     pub why: String,
+    /// The request reached the upstream before the refusal (a response the filter replaced).
+    #[serde(default)]
+    pub reaches_upstream: bool,
 }
 
 fn default_authority() -> String {

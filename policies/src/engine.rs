@@ -7,13 +7,14 @@
 use std::collections::{BTreeMap, HashMap};
 
 use crate::builtin;
+use crate::detect::{Category, DataClass, Detector};
 use crate::error::PolicyError;
 use crate::glob;
 use crate::jsonrpc;
 use crate::schema::{
     A2aMatch, ArgumentMatch, DefaultAction, Effect, GovernedRoute, HttpMatch, IdentityConfig, InspectionConfig,
-    JwtIdentity, KernelAction, LimitKey, McpMatch, Mode, PolicyDocument, Protocol, QuarantineBlock, RateLimit,
-    RevokeAction,
+    DataAction, DataRule, Direction, JwtIdentity, KernelAction, LimitKey, McpMatch, Mode, PolicyDocument, Protocol,
+    QuarantineBlock, RateLimit, RevokeAction, ToolsControl,
 };
 use crate::ratelimit::BucketSpec;
 use crate::template::{HostPattern, PathTemplate, PathTrie};
@@ -35,6 +36,9 @@ pub struct Engine {
     /// Rules scoped to one agent (its grants, and rules that name it).
     pub(crate) agents: HashMap<String, Scope>,
     pub(crate) rate_limits: Vec<CompiledLimit>,
+    pub(crate) data_rules: Vec<CompiledDataRule>,
+    /// Built once per policy when data rules exist (the regex tables are the costly part).
+    pub(crate) detector: Option<std::sync::Arc<Detector>>,
 }
 
 #[derive(Debug, Clone)]
@@ -43,6 +47,22 @@ pub(crate) struct CompiledRoute {
     pub template: PathTemplate,
     pub hosts: Option<Vec<HostPattern>>,
     pub protocol: Protocol,
+    pub tools: Option<ToolsControl>,
+}
+
+/// A compiled sensitive-data rule.
+#[derive(Debug, Clone)]
+pub(crate) struct CompiledDataRule {
+    pub id: String,
+    pub classes: Vec<DataClass>,
+    pub direction: Direction,
+    pub routes: Option<Vec<String>>,
+    pub agents: Option<Vec<String>>,
+    pub min_count: u32,
+    pub action: DataAction,
+    pub mode: Mode,
+    pub revoke: Option<RevokeAction>,
+    pub kernel: Option<KernelAction>,
 }
 
 #[derive(Debug, Clone)]
@@ -186,17 +206,6 @@ struct Compiler {
 
 impl Compiler {
     fn compile(mut self, doc: PolicyDocument) -> Result<Engine, PolicyError> {
-        for (field, value) in [("data_rules", &doc.data_rules), ("llm_tool_rules", &doc.llm_tool_rules)] {
-            if value.is_some() {
-                return Err(PolicyError::Unsupported {
-                    path: format!("$.{field}"),
-                    what: match field {
-                        "data_rules" => "sensitive-data rules arrive with deep inspection",
-                        _ => "LLM tool-call rules arrive with deep inspection",
-                    },
-                });
-            }
-        }
         check_label("$.version", &doc.version, 128)?;
         validate_identity(&doc.identity, &doc.agents)?;
         validate_inspection(&doc.inspection)?;
@@ -267,7 +276,26 @@ impl Compiler {
             rate_limits.push(compile_limit(&path, l, &doc.agents)?);
         }
 
+        let mut data_rules = Vec::new();
+        for (i, r) in doc.data_rules.iter().enumerate() {
+            let path = format!("$.data_rules[{i}]");
+            let taken = self.first_use.contains_key(&r.id)
+                || rate_limits.iter().any(|l: &CompiledLimit| l.id == r.id)
+                || data_rules.iter().any(|d: &CompiledDataRule| d.id == r.id);
+            if taken {
+                return Err(PolicyError::invalid(format!("{path}.id"), &r.id, "ids are unique across rules, limits and data rules"));
+            }
+            data_rules.push(compile_data_rule(&path, r, &doc.agents, &route_ids)?);
+        }
+        let detector = if data_rules.is_empty() {
+            None
+        } else {
+            Some(std::sync::Arc::new(Detector::new().map_err(|e| PolicyError::invalid("$.data_rules", "detector", e.to_string()))?))
+        };
+
         Ok(Engine {
+            data_rules,
+            detector,
             rate_limits,
             version: doc.version,
             identity: doc.identity,
@@ -384,7 +412,26 @@ fn compile_route(path: &str, r: &GovernedRoute) -> Result<CompiledRoute, PolicyE
     check_label(&format!("{path}.id"), &r.id, 128)?;
     let template = PathTemplate::parse(&r.path).map_err(|e| PolicyError::invalid(format!("{path}.path"), &r.path, e.0))?;
     let hosts = compile_hosts(&format!("{path}.hosts"), r.hosts.as_ref())?;
-    Ok(CompiledRoute { id: r.id.clone(), template, hosts, protocol: r.protocol })
+    if r.tools.is_some() {
+        // Tool pinning and hiding need shared state and response rewriting that this engine
+        // version does not ship yet: refuse rather than half-enforce.
+        return Err(PolicyError::Unsupported { path: format!("{path}.tools"), what: "MCP tool-definition controls" });
+    }
+    if r.tools.is_some() && r.protocol != Protocol::Mcp {
+        return Err(PolicyError::invalid(format!("{path}.tools"), &r.id, "tool controls apply to `mcp` routes"));
+    }
+    if let Some(t) = &r.tools {
+        for (name, pin) in &t.pins {
+            let ok = pin.strip_prefix("sha256:").is_some_and(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()));
+            if !ok || !jsonrpc::is_valid_tool_name(name) {
+                return Err(PolicyError::invalid(format!("{path}.tools.pins[{name:?}]"), pin, "a tool name and `sha256:<64 hex>`"));
+            }
+        }
+        if t.on_change == DataAction::Redact || t.on_change == DataAction::Allow {
+            return Err(PolicyError::invalid(format!("{path}.tools.on_change"), t.on_change, "`deny` or `audit`"));
+        }
+    }
+    Ok(CompiledRoute { id: r.id.clone(), template, hosts, protocol: r.protocol, tools: r.tools.clone() })
 }
 
 fn compile_hosts(path: &str, hosts: Option<&Vec<String>>) -> Result<Option<Vec<HostPattern>>, PolicyError> {
@@ -431,6 +478,78 @@ fn compile_rule(
         (None, None) => None,
     };
     Ok(CompiledRule { id: id.to_owned(), effect, mode, http, rpc, kernel: None, revoke: None })
+}
+
+fn compile_data_rule(
+    path: &str,
+    r: &DataRule,
+    agents: &BTreeMap<String, crate::schema::AgentPolicy>,
+    routes: &BTreeMap<String, String>,
+) -> Result<CompiledDataRule, PolicyError> {
+    if r.id.is_empty() || r.id.len() > 128 || !r.id.chars().all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c)) {
+        return Err(PolicyError::invalid(format!("{path}.id"), &r.id, "rule ids are 1..=128 of [A-Za-z0-9-_.:]"));
+    }
+    if builtin::ALL.contains(&r.id.as_str()) {
+        return Err(PolicyError::invalid(format!("{path}.id"), &r.id, "reserved for a built-in rule"));
+    }
+    non_empty(&format!("{path}.classes"), &r.classes)?;
+    let mut classes = Vec::new();
+    for (i, c) in r.classes.iter().enumerate() {
+        let family = match c.as_str() {
+            "*" => Some(None),
+            "secret.*" => Some(Some(Category::Secret)),
+            "pii.*" => Some(Some(Category::Pii)),
+            _ => None,
+        };
+        match (family, DataClass::from_name(c)) {
+            (Some(cat), _) => classes.extend(DataClass::ALL.into_iter().filter(|d| cat.is_none_or(|cat| d.category() == cat))),
+            (None, Some(d)) => classes.push(d),
+            (None, None) => {
+                let known: Vec<&str> = DataClass::ALL.iter().map(|d| d.as_str()).collect();
+                return Err(PolicyError::invalid(format!("{path}.classes[{i}]"), c, format!("not a data class; known: {}, or secret.*, pii.*, *", known.join(", "))));
+            }
+        }
+    }
+    classes.sort_unstable();
+    classes.dedup();
+    if let Some(list) = &r.routes {
+        non_empty(&format!("{path}.routes"), list)?;
+        for (j, id) in list.iter().enumerate() {
+            if !routes.contains_key(id) {
+                return Err(PolicyError::invalid(format!("{path}.routes[{j}]"), id, "not a governed route id"));
+            }
+        }
+    }
+    if let Some(list) = &r.agents {
+        non_empty(&format!("{path}.agents"), list)?;
+        for (j, a) in list.iter().enumerate() {
+            if !agents.contains_key(a) {
+                return Err(PolicyError::invalid(format!("{path}.agents[{j}]"), a, "not an agent declared under $.agents"));
+            }
+        }
+    }
+    if !(1..=100_000).contains(&r.min_count) {
+        return Err(PolicyError::invalid(format!("{path}.min_count"), r.min_count, "must be within 1..=100000"));
+    }
+    let effect = if r.action == DataAction::Deny { Effect::Deny } else { Effect::Allow };
+    if let Some(k) = &r.kernel {
+        validate_kernel(&format!("{path}.kernel"), effect, k)?;
+    }
+    if let Some(v) = &r.revoke {
+        validate_revoke(&format!("{path}.revoke"), effect, v)?;
+    }
+    Ok(CompiledDataRule {
+        id: r.id.clone(),
+        classes,
+        direction: r.direction,
+        routes: r.routes.clone(),
+        agents: r.agents.clone(),
+        min_count: r.min_count,
+        action: r.action,
+        mode: r.mode,
+        revoke: r.revoke.clone(),
+        kernel: r.kernel.clone(),
+    })
 }
 
 fn validate_revoke(path: &str, effect: Effect, r: &RevokeAction) -> Result<(), PolicyError> {

@@ -330,7 +330,25 @@ impl Engine {
             if eval.decision.blocks() {
                 return eval;
             }
-            return eval;
+            if let Some(provider) = match protocol {
+                Protocol::Openai => Some(crate::llm::Provider::OpenAi),
+                Protocol::Anthropic => Some(crate::llm::Provider::Anthropic),
+                _ => None,
+            } {
+                // Tools offered to the model, or forced on it, must be tools this agent may call.
+                let req = match crate::llm::parse_request(provider, &value) {
+                    Ok(r) => r,
+                    Err(e) => return self.refusal(eval.facts, 400, builtin::INVALID_LLM_REQUEST, format!("{e}")),
+                };
+                for tool in req.declared_tools.iter().chain(req.forced_tool.iter()) {
+                    let d = self.judge_tool_call(&eval.facts, tool, None);
+                    if d.blocks() {
+                        let reason = format!("tool {tool:?} offered to the model: {}", d.reason);
+                        return Evaluation { decision: Decision { reason, ..d }, facts: eval.facts, rewrite: None };
+                    }
+                }
+            }
+            return self.inspect_request_data(eval, &value);
         }
 
         let max_batch = usize::try_from(self.inspection.max_batch).unwrap_or(32);
@@ -400,7 +418,8 @@ impl Engine {
             first_allow = first_allow.or(Some(outcome));
         }
         let outcome = first_shadow.or(first_allow).unwrap_or_default();
-        self.finish(facts, &line, outcome)
+        let eval = self.finish(facts, &line, outcome);
+        self.inspect_request_data(eval, &value)
     }
 
     /// A tool call judged with the MCP tool rules of the caller's scopes alone.

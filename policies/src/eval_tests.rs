@@ -51,7 +51,6 @@ fn compile_errors_name_the_json_path_and_value() {
         ("unknown agent", serde_json::json!({"version": "v", "rules": [{"id": "r", "effect": "deny", "agents": ["ghost"], "http": {}}]}), "$.rules[0].agents[0]"),
         ("duplicate id", serde_json::json!({"version": "v", "agents": {"a": {"grants": [{"id": "r", "http": {}}]}}, "rules": [{"id": "r", "effect": "deny", "http": {}}]}), "$.agents[\"a\"].grants[0].id"),
         ("reserved id", serde_json::json!({"version": "v", "rules": [{"id": "default-deny", "effect": "deny", "http": {}}]}), "$.rules[0].id"),
-        ("reserved section", serde_json::json!({"version": "v", "data_rules": []}), "$.data_rules"),
         ("limit key twice", serde_json::json!({"version": "v", "rate_limits": [{"id": "l", "key": ["session", "session"], "requests": 1, "per_seconds": 1}]}), "$.rate_limits[0].key"),
         ("limit zero", serde_json::json!({"version": "v", "rate_limits": [{"id": "l", "key": ["session"], "requests": 0, "per_seconds": 1}]}), "$.rate_limits[0].requests"),
         ("revoke on allow", serde_json::json!({"version": "v", "rules": [{"id": "r", "effect": "allow", "http": {}, "revoke": {"principal": "session"}}]}), "$.rules[0].revoke"),

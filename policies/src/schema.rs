@@ -45,14 +45,110 @@ pub struct PolicyDocument {
     /// 429 with `retry-after`.
     #[serde(default)]
     pub rate_limits: Vec<RateLimit>,
-    /// Reserved for sensitive-data rules (secrets, PII) per direction. Not supported by this
-    /// engine version: a document that sets it is refused rather than half-enforced.
+    /// What to do when secrets or personal data are found in governed bodies, per direction.
+    /// Tool calls an LLM proposes need no rules of their own: they are judged by the same MCP tool
+    /// grants and denies as calls through an MCP server.
+    #[serde(default)]
+    pub data_rules: Vec<DataRule>,
+}
+
+/// A sensitive-data rule: when at least `min_count` values of `classes` are found in one body
+/// (request or response, as `direction` says) on the watched routes, apply `action`.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DataRule {
+    /// Rule id, unique across the document.
+    pub id: String,
+    /// Free text for people.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub data_rules: Option<serde_json::Value>,
-    /// Reserved for rules over tool calls proposed by an LLM. Not supported by this engine
-    /// version: a document that sets it is refused rather than half-enforced.
+    pub description: Option<String>,
+    /// Data classes (`secret.aws_access_key`, `pii.payment_card`, ...) or whole families
+    /// (`secret.*`, `pii.*`).
+    pub classes: Vec<String>,
+    /// `request`, `response` or `both` (default).
+    #[serde(default)]
+    pub direction: Direction,
+    /// Governed route ids watched; absent means every governed route.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub llm_tool_rules: Option<serde_json::Value>,
+    pub routes: Option<Vec<String>>,
+    /// Agents the rule applies to; absent means every agent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agents: Option<Vec<String>>,
+    /// Values of the listed classes that must be found in one body for the rule to fire
+    /// (1..=100000). Default 1.
+    #[serde(default = "default_one")]
+    pub min_count: u32,
+    /// `allow` (exempt these classes from the other rules), `audit` (record), `redact` (replace
+    /// the values, keeping JSON valid) or `deny` (403).
+    pub action: DataAction,
+    /// `enforce` (default) or `shadow`.
+    #[serde(default)]
+    pub mode: Mode,
+    /// With `deny`: also revoke the caller's user, session, trace or agent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoke: Option<RevokeAction>,
+    /// With `deny`: also terminate or quarantine in the kernel.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kernel: Option<KernelAction>,
+}
+
+/// Which bodies a data rule looks at.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    Request,
+    Response,
+    #[default]
+    Both,
+}
+
+/// What a data rule does, least to most severe.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DataAction {
+    /// Exempt the classes from the other data rules (for these agents and routes).
+    Allow,
+    /// Let the body through and record the classes found.
+    Audit,
+    /// Replace each value with `[REDACTED:<class>]`; JSON stays valid.
+    Redact,
+    /// Refuse with 403 (a response is replaced before any of it leaves).
+    #[default]
+    Deny,
+}
+
+/// What happens to a governed body that cannot be fully inspected (over the limit, encoded, an
+/// unknown content type, a response whose headers already left).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Uninspectable {
+    /// Refuse (413/415/400, or 403 for a response). Fail closed.
+    #[default]
+    Deny,
+    /// Let it through, recorded as `uninspectable` and counted. Never silent.
+    Audit,
+}
+
+/// MCP tool-definition controls of a governed `mcp` route.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ToolsControl {
+    /// Remove from `tools/list` answers the tools the caller may not call.
+    #[serde(default)]
+    pub hide_denied: bool,
+    /// Pin each tool's definition (a hash of name, description and input schema) the first time
+    /// this server lists it; a later change (a rug pull) gets `on_change`.
+    #[serde(default)]
+    pub pin: bool,
+    /// Pinned definitions: tool name to `sha256:<hex>` of its definition. Tools listed here are
+    /// pinned from the start (approved), not on first sight.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub pins: BTreeMap<String, String>,
+    /// What a changed definition, or a description with injection markers, credential lures,
+    /// invisible or bidi characters, gets: `deny` (default: the whole answer is refused, 403) or
+    /// `audit`.
+    #[serde(default)]
+    pub on_change: DataAction,
 }
 
 /// Where identity comes from. Identity is only ever taken from verified sources: claims that
@@ -126,6 +222,12 @@ pub struct InspectionConfig {
     /// Most elements in one JSON-RPC batch (1..=1024). Default 32.
     #[serde(default = "default_max_batch")]
     pub max_batch: u32,
+    /// Largest response body inspected on a governed route, in bytes (1..=16 MiB). Default 1 MiB.
+    #[serde(default = "default_max_body")]
+    pub max_response_bytes: u32,
+    /// What a governed body that cannot be fully inspected gets: `deny` (default) or `audit`.
+    #[serde(default)]
+    pub on_uninspectable: Uninspectable,
 }
 
 impl Default for InspectionConfig {
@@ -134,6 +236,8 @@ impl Default for InspectionConfig {
             max_body_bytes: default_max_body(),
             max_json_depth: default_max_depth(),
             max_batch: default_max_batch(),
+            max_response_bytes: default_max_body(),
+            on_uninspectable: Uninspectable::Deny,
         }
     }
 }
@@ -151,6 +255,9 @@ pub struct GovernedRoute {
     pub hosts: Option<Vec<String>>,
     /// How the body is parsed.
     pub protocol: Protocol,
+    /// MCP tool-definition controls (`mcp` routes only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tools: Option<ToolsControl>,
 }
 
 /// Body protocols the engine parses strictly.
@@ -478,6 +585,9 @@ fn default_max_body() -> u32 {
 }
 fn default_max_depth() -> u32 {
     32
+}
+fn default_one() -> u32 {
+    1
 }
 fn default_max_batch() -> u32 {
     32

@@ -221,14 +221,22 @@ fn broken_policies() -> Vec<Broken> {
             mentions: "effect",
         },
         Broken {
-            // rate_limits is enforced since the engine's rate-limit commit; llm_tool_rules is
-            // still reserved, and refused rather than half enforced.
-            name: "reserved llm_tool_rules section",
+            // MCP tool-definition controls are not shipped yet: refused rather than half
+            // enforced.
+            name: "not yet supported tool controls",
             text: edit(&|p| {
-                p["llm_tool_rules"] = json!([{"id": "no-shell-tools"}]);
+                p["governed"][0]["tools"] = json!({"pin": true});
             }),
-            path: "$.llm_tool_rules",
+            path: "$.governed[0].tools",
             mentions: "not supported",
+        },
+        Broken {
+            name: "unknown data class",
+            text: edit(&|p| {
+                p["data_rules"][0]["classes"] = json!(["secret.passwords"]);
+            }),
+            path: "$.data_rules[0].classes[0]",
+            mentions: "not a data class",
         },
     ]
 }
