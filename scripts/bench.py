@@ -725,6 +725,11 @@ def main() -> int:
             "envoy": subprocess.run([str(ENVOY), "--version"], capture_output=True, text=True).stdout.strip().split("version:")[-1].strip(),
             "wrk": subprocess.run(["wrk", "--version"], capture_output=True, text=True).stdout.splitlines()[0] if shutil.which("wrk") else "?",
             "loadavg_before": loadavg_before,
+            # The filter measured is the working tree's (make bench builds it): say which.
+            "git_head": subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip(),
+            "uncommitted_files_in_filter_policies": len(
+                subprocess.run(["git", "status", "--porcelain", "filter", "policies"], cwd=ROOT, capture_output=True, text=True).stdout.splitlines()
+            ),
             "loadavg_after": loadavg_after,
         },
         "settings": {
@@ -802,7 +807,8 @@ def render(results: dict) -> str:
         "",
         f"Machine: {m['cpus']} vCPUs ({m['cpu_model']}), Linux {m['kernel']}, Envoy {m['envoy'].split('/')[1] if '/' in m['envoy'] else m['envoy']}, "
         f"{m['wrk'].split(' Copyright')[0]}. Load average {' '.join(m['loadavg_before'])} before, {' '.join(m['loadavg_after'])} after: "
-        "other work shares this VM, so configurations alternate round-robin and drift hits all alike.",
+        "other work shares this VM, so configurations alternate round-robin and drift hits all alike. "
+        f"Code: {m.get('git_head', '?')}" + (f" plus uncommitted changes in {m['uncommitted_files_in_filter_policies']} files of filter/ and policies/ (built as found)" if m.get("uncommitted_files_in_filter_policies") else "") + ".",
         "",
         f"Method: Envoy pinned to core {st['envoy_core']} with `--concurrency {st['envoy_concurrency']}`, wrk (`-t1 -c{st['connections']}`) "
         f"pinned to core {st['loadgen_core']}, with the enforcer (`interlock serve`, receiving every decision event) and the "
