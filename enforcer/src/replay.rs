@@ -177,6 +177,9 @@ impl Replay {
             return;
         }
         self.report.events = self.report.events.saturating_add(1);
+        if e.phase == interlock_policies::event::Phase::Response {
+            return self.skip("a decision about a response: its request is replayed on its own");
+        }
         if UNREPLAYABLE_FORM.contains(&e.rule.as_str()) {
             return self.skip(&format!("{}: the request's form is not recorded", e.rule));
         }

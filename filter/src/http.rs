@@ -7,7 +7,7 @@
 
 use std::rc::Rc;
 
-use interlock_policies::event::HostFacts;
+use interlock_policies::event::{HostFacts, Phase};
 use interlock_policies::inspect::{ResponsePlan, ResponseStream, StreamStep, stream_error_frame};
 use interlock_policies::ratelimit::{BucketTable, Outcome};
 use interlock_policies::schema::Mode;
@@ -165,6 +165,9 @@ impl Stream {
     }
 
     fn record(&mut self, id: &str, eval: &Evaluation) {
+        // A decision about the response of a request that passed names that request's decision.
+        let request_decision_id = self.passed.as_ref().map(|(rid, _)| rid.clone()).filter(|rid| rid != id);
+        let phase = if request_decision_id.is_some() { Phase::Response } else { Phase::Request };
         let Some(engine) = self.snapshot.as_ref().map(|s| &s.engine) else { return };
         let d = &eval.decision;
         let outcome = match (d.mode, d.action) {
@@ -179,6 +182,8 @@ impl Stream {
             eval,
             engine.version(),
             HostFacts {
+                phase,
+                request_decision_id,
                 decision_id: id.to_owned(),
                 time_unix_ms: host::now_ms(),
                 downstream: host::property_str(&["source", "address"]),

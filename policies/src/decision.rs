@@ -139,6 +139,15 @@ pub struct Facts {
     /// Sensitive-data classes found, with counts (never the values).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub data_classes: Vec<crate::detect::ClassCount>,
+    /// The caller's `User-Agent` (printable, at most 256 characters), for inventory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_agent: Option<String>,
+    /// An MCP client's `clientInfo` from `initialize` (`name/version`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client: Option<String>,
+    /// The model an LLM request names.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
 }
 
 /// A decision with its facts.

@@ -154,6 +154,7 @@ impl Engine {
             return self.refuse(facts, 400, builtin::DUPLICATE_HEADER, format!("header {name:?} appears more than once"));
         }
         facts.trace = req.header_values("traceparent").next().and_then(traceparent::trace_id);
+        facts.user_agent = req.header_values("user-agent").next().map(|ua| ua.chars().filter(|c| !c.is_control()).take(256).collect());
 
         // Identity, from verified sources only.
         let id = &req.identity;
@@ -326,7 +327,7 @@ impl Engine {
 
         if !matches!(protocol, Protocol::Mcp | Protocol::A2a) {
             let outcome = self.outcome(http_matches.iter().copied());
-            let eval = self.finish(facts, &line, outcome);
+            let mut eval = self.finish(facts, &line, outcome);
             if eval.decision.blocks() {
                 return eval;
             }
@@ -340,6 +341,7 @@ impl Engine {
                     Ok(r) => r,
                     Err(e) => return self.refusal(eval.facts, 400, builtin::INVALID_LLM_REQUEST, format!("{e}")),
                 };
+                eval.facts.model = req.model.as_ref().map(|m| m.chars().filter(|c| !c.is_control()).take(128).collect());
                 for tool in req.declared_tools.iter().chain(req.forced_tool.iter()) {
                     let d = self.judge_tool_call(&eval.facts, tool, None);
                     if d.blocks() {
@@ -369,6 +371,14 @@ impl Engine {
                     None => return self.refusal(facts, 400, builtin::INVALID_JSONRPC, format!("{at}unknown A2A method {:?}", m.method)),
                 },
                 _ => {
+                    if m.method == "initialize" {
+                        let info = m.params.as_ref().and_then(|p| p.get("clientInfo"));
+                        let field = |k: &str| info.and_then(|i| i.get(k)).and_then(Value::as_str).map(|v| v.chars().filter(|c| !c.is_control()).take(64).collect::<String>());
+                        facts.client = field("name").map(|n| match field("version") {
+                            Some(v) => format!("{n}/{v}"),
+                            None => n,
+                        });
+                    }
                     if m.method == "tools/call" {
                         match jsonrpc::mcp_tool_name(m.params.as_ref()) {
                             Ok(t) => call.tool = Some(t),

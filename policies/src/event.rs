@@ -53,6 +53,12 @@ pub struct DecisionEvent {
     pub upstream: Option<String>,
     /// Which proxy worker decided (`<node id>/<vm instance>`).
     pub worker: String,
+    /// `request`, or `response` for a decision about the response of an allowed request.
+    #[serde(default)]
+    pub phase: Phase,
+    /// With `phase: response`: the decision id of the request it answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_decision_id: Option<String>,
 }
 
 /// Identity of the caller.
@@ -83,6 +89,26 @@ pub struct EventRequest {
     pub protocol: Option<Protocol>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub calls: Vec<RpcCall>,
+    /// The caller's `User-Agent`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_agent: Option<String>,
+    /// MCP `clientInfo` (`name/version`) of an `initialize`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client: Option<String>,
+    /// The model an LLM request names.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+}
+
+/// Which phase of a request a decision is about.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// The request (one per request).
+    #[default]
+    Request,
+    /// Its response (only when the response was refused, redacted or recorded).
+    Response,
 }
 
 /// A data class and how often it was seen.
@@ -95,6 +121,8 @@ pub struct DataClassCount {
 /// Host facts the engine cannot know.
 #[derive(Debug, Clone, Default)]
 pub struct HostFacts {
+    pub phase: Phase,
+    pub request_decision_id: Option<String>,
     pub decision_id: String,
     pub time_unix_ms: u64,
     pub downstream: Option<String>,
@@ -132,6 +160,9 @@ impl DecisionEvent {
                 governed: f.governed.clone(),
                 protocol: f.protocol,
                 calls: f.calls.clone(),
+                user_agent: f.user_agent.clone(),
+                client: f.client.clone(),
+                model: f.model.clone(),
             },
             data_classes: f.data_classes.iter().map(|c| DataClassCount { class: c.class.as_str().to_owned(), count: c.count }).collect(),
             kernel: d.kernel.clone(),
@@ -140,6 +171,8 @@ impl DecisionEvent {
             destination: host.destination,
             upstream: host.upstream,
             worker: host.worker,
+            phase: host.phase,
+            request_decision_id: host.request_decision_id,
         }
     }
 }

@@ -54,6 +54,11 @@ fn a_card_dump_is_refused_and_the_session_revoked() {
     let id = r.header("x-interlock-decision-id").unwrap().to_owned();
     let event = stack.wait_for_event(&id, Duration::from_secs(5));
     assert_eq!(event["revoke"]["principal"], "session");
+    // A decision about the response, naming the request's own decision (which let it through).
+    assert_eq!(event["phase"], "response");
+    let request_id = event["request_decision_id"].as_str().expect("the request's decision id").to_owned();
+    let request_event = stack.wait_for_event(&request_id, Duration::from_secs(5));
+    assert_eq!((request_event["rule"].as_str(), request_event["phase"].as_str()), (Some("billing-export"), Some("request")));
     let cards = event["data_classes"].as_array().unwrap().iter().find(|c| c["class"] == "pii.payment_card").expect("class recorded");
     assert_eq!(cards["count"], 50);
     assert!(!event.to_string().contains("4111"), "no card digits in the event");
@@ -106,7 +111,13 @@ fn a_forbidden_tool_call_proposed_by_the_model_is_blocked_streamed_and_not() {
         assert!(!text.contains("[DONE]") && !text.contains("message_stop"), "{name}: frames after the block leaked: {text}");
     }
     // A tool the agent may call streams through whole, its split name reassembled.
-    let r = chat(&stack, &token, "call get_issue", true);
+    let r = Request::post("/v1/chat/completions")
+        .bearer(&token)
+        .header("user-agent", "agent-sdk/1.2")
+        .json(&json!({"model": "mock-4", "stream": true, "messages": [{"role": "user", "content": "call get_issue"}]}))
+        .send(stack.listener());
+    let seen = stack.wait_for_event(r.header("x-interlock-decision-id").unwrap(), Duration::from_secs(5));
+    assert_eq!((seen["request"]["user_agent"].as_str(), seen["request"]["model"].as_str()), (Some("agent-sdk/1.2"), Some("mock-4")));
     assert!(r.text().contains("[DONE]") && r.text().contains("get_") && !r.text().contains("event: error"), "{}", r.text());
     let r = messages(&stack, &token, "call search_issues", false);
     assert_eq!(r.status, 200, "{}", r.text());
