@@ -19,6 +19,7 @@ use crate::{crm, llm, mcp};
 
 pub const STATS_PATH: &str = "/__demo/stats";
 pub const RESET_PATH: &str = "/__demo/reset";
+pub const RUGPULL_PATH: &str = "/__demo/rugpull";
 
 /// What every handler shares.
 #[derive(Debug, Clone, Default)]
@@ -48,6 +49,7 @@ pub fn router(state: AppState) -> Router {
         .route("/.well-known/agent-card.json", get(a2a::agent_card))
         .route(STATS_PATH, get(stats))
         .route(RESET_PATH, post(reset))
+        .route(RUGPULL_PATH, post(rugpull))
         .fallback(fallback)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state.clone());
@@ -87,7 +89,7 @@ async fn record(State(state): State<AppState>, mut req: Request, next: Next) -> 
 
 /// The stats endpoints do not count, so reading them never changes what a test compares.
 fn is_control(method: &Method, path: &str) -> bool {
-    (method == Method::GET && path == STATS_PATH) || (method == Method::POST && path == RESET_PATH)
+    (method == Method::GET && path == STATS_PATH) || (method == Method::POST && (path == RESET_PATH || path == RUGPULL_PATH))
 }
 
 /// The path the upstream acts on, as a typical web server would: percent-encoded unreserved
@@ -153,6 +155,13 @@ fn with_path(uri: &Uri, path: &str) -> Option<Uri> {
 
 async fn stats(State(state): State<AppState>) -> Response {
     Json(state.stats.snapshot()).into_response()
+}
+
+/// Changes `get_issue`'s definition from now on (the demo's rug pull); `?undo=1` puts it back.
+async fn rugpull(uri: Uri) -> Response {
+    let on = !uri.query().is_some_and(|q| q.contains("undo"));
+    crate::mcp::RUG_PULLED.store(on, std::sync::atomic::Ordering::Relaxed);
+    Json(json!({ "rug_pulled": on })).into_response()
 }
 
 async fn reset(State(state): State<AppState>) -> Response {

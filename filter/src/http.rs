@@ -375,7 +375,7 @@ impl HttpContext for Stream {
                         return self.judge_response(eval, Action::Continue);
                     }
                 };
-                match engine.on_response_body(&facts, &body) {
+                match engine.on_response_body(&facts, &body, &mut host::HostStore) {
                     None => Action::Continue,
                     Some(eval) => {
                         if eval.rewrite.as_ref().is_some_and(|r| host::set_response_body(body_size, r).is_err()) {

@@ -35,6 +35,8 @@ pub const INVALID_TOOL_CALL: &str = "invalid-tool-call";
 pub const TOOL_DEFINITION_CHANGED: &str = "tool-definition-changed";
 /// An MCP tool description with injection markers, credential lures, invisible or bidi characters.
 pub const SUSPICIOUS_TOOL_DEFINITION: &str = "suspicious-tool-definition";
+/// Tools removed from a `tools/list` answer because the caller may not call them.
+pub const HIDDEN_TOOLS: &str = "hide-denied-tools";
 /// A revoked user, session, trace or agent (403).
 pub const REVOKED: &str = "revoked";
 /// The shared rate-limit table stayed contended through every retry (429, fail closed).
@@ -65,6 +67,7 @@ pub const ALL: &[&str] = &[
     INVALID_TOOL_CALL,
     TOOL_DEFINITION_CHANGED,
     SUSPICIOUS_TOOL_DEFINITION,
+    HIDDEN_TOOLS,
     DEFAULT_DENY,
     DEFAULT_ALLOW,
 ];

@@ -412,11 +412,6 @@ fn compile_route(path: &str, r: &GovernedRoute) -> Result<CompiledRoute, PolicyE
     check_label(&format!("{path}.id"), &r.id, 128)?;
     let template = PathTemplate::parse(&r.path).map_err(|e| PolicyError::invalid(format!("{path}.path"), &r.path, e.0))?;
     let hosts = compile_hosts(&format!("{path}.hosts"), r.hosts.as_ref())?;
-    if r.tools.is_some() {
-        // Tool pinning and hiding need shared state and response rewriting that this engine
-        // version does not ship yet: refuse rather than half-enforce.
-        return Err(PolicyError::Unsupported { path: format!("{path}.tools"), what: "MCP tool-definition controls" });
-    }
     if r.tools.is_some() && r.protocol != Protocol::Mcp {
         return Err(PolicyError::invalid(format!("{path}.tools"), &r.id, "tool controls apply to `mcp` routes"));
     }

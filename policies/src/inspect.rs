@@ -204,7 +204,7 @@ impl Engine {
     /// Decides on a whole buffered governed response. `None` when there is nothing to record
     /// (the response passes as it is); otherwise a decision of its own: 403 replacing the
     /// response, a redaction (`rewrite`), or a record (audit, shadow).
-    pub fn on_response_body(&self, facts: &Facts, body: &[u8]) -> Option<Evaluation> {
+    pub fn on_response_body(&self, facts: &Facts, body: &[u8], store: &mut dyn crate::ratelimit::SharedStore) -> Option<Evaluation> {
         let depth = usize::try_from(self.inspection.max_json_depth).unwrap_or(32);
         let start = Evaluation {
             decision: Decision { action: Action::Allow, ..Decision::refusal(0, "response", "response inspected".into()) },
@@ -234,6 +234,12 @@ impl Engine {
                 Err(e) => return Some(self.uninspectable(start.facts, Direction::Response, &format!("{e}"))),
             }
         }
+        // A tools/list answer on a route with tool controls: pins, descriptions, hiding.
+        let control = facts.governed.as_ref().and_then(|id| self.governed.iter().find(|r| &r.id == id)).and_then(|r| r.tools.as_ref());
+        if let Some(control) = control.filter(|_| facts.calls.len() == 1 && facts.calls.iter().all(|c| c.method == "tools/list"))
+            && let Some(eval) = self.judge_tools_list(facts, &value, control, store) {
+                return Some(eval);
+            }
         let eval = if self.watches_data(facts, Direction::Response) { self.inspect_json(start, &value, Direction::Response) } else { start };
         let recorded = eval.decision.action != Action::Allow || eval.decision.mode == Mode::Shadow || eval.rewrite.is_some();
         recorded.then_some(eval)

@@ -1,4 +1,17 @@
 use super::*;
+use crate::ratelimit::{SharedStore, StoreError};
+
+/// Pins are not exercised here (tools_tests.rs does): a store with nothing in it.
+struct NoStore;
+
+impl SharedStore for NoStore {
+    fn get(&mut self, _key: &str) -> Result<Option<(Vec<u8>, u32)>, StoreError> {
+        Ok(None)
+    }
+    fn set(&mut self, _key: &str, _value: &[u8], _cas: Option<u32>) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
 use crate::request::{HttpRequest, VerifiedIdentity};
 
 const DEMO: &str = include_str!("../examples/demo.json");
@@ -83,13 +96,13 @@ fn a_card_dump_in_a_response_is_refused_and_revokes_the_session() {
     let records: Vec<Value> = (1..=5).map(|i| serde_json::json!({"id": i, "card_number": luhn_card("411111", i)})).collect();
     let text = serde_json::to_string(&records).unwrap();
     let response = serde_json::json!({"jsonrpc": "2.0", "id": 1, "result": {"content": [{"type": "text", "text": text}]}});
-    let eval = e.on_response_body(&facts, response.to_string().as_bytes()).expect("a decision");
+    let eval = e.on_response_body(&facts, response.to_string().as_bytes(), &mut NoStore).expect("a decision");
     assert_eq!((eval.decision.status, eval.decision.rule.as_str()), (403, "card-dump"));
     assert_eq!(eval.decision.revoke.as_ref().map(|r| r.principal), Some(crate::schema::Principal::Session));
     assert_eq!(eval.facts.data_classes.iter().find(|c| c.class == DataClass::PaymentCard).map(|c| c.count), Some(5));
     // Four cards: under the threshold, nothing to record.
     let four = serde_json::json!({"jsonrpc": "2.0", "id": 1, "result": {"content": [{"type": "text", "text": serde_json::to_string(&records[..4]).unwrap()}]}});
-    assert!(e.on_response_body(&facts, four.to_string().as_bytes()).is_none());
+    assert!(e.on_response_body(&facts, four.to_string().as_bytes(), &mut NoStore).is_none());
 }
 
 #[test]
@@ -107,7 +120,7 @@ fn redaction_keeps_json_valid_and_removes_the_values() {
     let facts = Facts { agent: Some("a".into()), governed: Some("api".into()), protocol: Some(Protocol::Json), ..Facts::default() };
     let card = luhn_card("555555", 42);
     let body = serde_json::json!({"name": "Ada", "card": card, "note": format!("cards: {card} and {card}\nend")});
-    let eval = e.on_response_body(&facts, body.to_string().as_bytes()).expect("redacted");
+    let eval = e.on_response_body(&facts, body.to_string().as_bytes(), &mut NoStore).expect("redacted");
     assert_eq!((eval.decision.action, eval.decision.rule.as_str()), (Action::Redact, "mask-cards"));
     let out: Value = serde_json::from_slice(eval.rewrite.as_deref().unwrap()).expect("still JSON");
     assert_eq!(out["name"], "Ada");
@@ -121,17 +134,17 @@ fn a_forbidden_tool_call_proposed_by_the_model_is_blocked_unstreamed() {
     let e = demo();
     let (req, body) = post("triage-bot", "s", "/v1/chat/completions", &serde_json::json!({"model": "m", "messages": [{"role": "user", "content": "call delete_repository"}]}));
     let facts = allowed_facts(&e, &req, &body);
-    let eval = e.on_response_body(&facts, include_str!("../tests/llm_fixtures/openai_delete_repository.json").as_bytes()).expect("blocked");
+    let eval = e.on_response_body(&facts, include_str!("../tests/llm_fixtures/openai_delete_repository.json").as_bytes(), &mut NoStore).expect("blocked");
     assert_eq!((eval.decision.status, eval.decision.rule.as_str()), (403, "deny-delete-repository"));
     let (req, body) = post("triage-bot", "s", "/v1/messages", &serde_json::json!({"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "call delete_repository"}]}));
     let facts = allowed_facts(&e, &req, &body);
-    let eval = e.on_response_body(&facts, include_str!("../tests/llm_fixtures/anthropic_delete_repository.json").as_bytes()).expect("blocked");
+    let eval = e.on_response_body(&facts, include_str!("../tests/llm_fixtures/anthropic_delete_repository.json").as_bytes(), &mut NoStore).expect("blocked");
     assert_eq!(eval.decision.rule, "deny-delete-repository");
     // An allowed proposal passes untouched.
     let ok = serde_json::json!({"choices": [{"index": 0, "finish_reason": "tool_calls", "message": {"role": "assistant", "content": null,
         "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "get_issue", "arguments": "{}"}}]}}]});
     let (req, body) = post("triage-bot", "s", "/v1/chat/completions", &serde_json::json!({"model": "m", "messages": []}));
-    assert!(e.on_response_body(&allowed_facts(&e, &req, &body), ok.to_string().as_bytes()).is_none());
+    assert!(e.on_response_body(&allowed_facts(&e, &req, &body), ok.to_string().as_bytes(), &mut NoStore).is_none());
 }
 
 /// Feeds a stream in chunks of `size`; returns what was delivered and the block, if any.
@@ -199,6 +212,6 @@ fn uninspectable_responses_are_a_verdict() {
         }
     }
     assert!(matches!(e.response_plan(&facts, 502, Some("text/html"), None), ResponsePlan::Skip), "an upstream error page is not an answer to judge");
-    let eval = e.on_response_body(&facts, b"{\"a\":1,\"a\":2}").expect("refused");
+    let eval = e.on_response_body(&facts, b"{\"a\":1,\"a\":2}", &mut NoStore).expect("refused");
     assert_eq!(eval.decision.rule, "uninspectable");
 }

@@ -26,6 +26,7 @@ pub mod revocation;
 pub mod schema;
 pub mod sse;
 pub mod template;
+pub mod tools;
 pub mod traceparent;
 
 pub use decision::{Action, Decision, Evaluation, Facts};

@@ -189,3 +189,26 @@ fn redacted_responses_still_parse_as_json() {
     assert_eq!(stack.wait_for_event(id, Duration::from_secs(5))["rule"], "triage-crm-lookup", "the request's own decision");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn tools_list_hides_what_the_caller_may_not_call_and_a_rug_pull_is_caught() {
+    let stack = Stack::start();
+    let token = stack.token("triage-bot", Some("alice"), Some("s-tools"));
+    let list = || {
+        Request::post("/mcp").bearer(&token).json(&json!({"jsonrpc": "2.0", "id": 3, "method": "tools/list"})).send(stack.listener())
+    };
+    let r = list();
+    assert_eq!(r.status, 200, "{}", r.text());
+    let names: Vec<String> = r.json()["result"]["tools"].as_array().unwrap().iter().filter_map(|t| t["name"].as_str().map(str::to_owned)).collect();
+    assert_eq!(names, ["search_issues", "get_issue", "create_comment", "read_file"], "triage-bot only sees the tools it may call");
+    // The server changes get_issue's definition under the agents' feet.
+    let pulled = Request::post("/__demo/rugpull").send(stack.upstream());
+    assert_eq!(pulled.status, 200);
+    let r = list();
+    assert_eq!((r.status, r.header("x-interlock-rule")), (403, Some("tool-definition-changed")), "{}", r.text());
+    assert_eq!(r.json()["error"]["data"]["rule"], "tool-definition-changed", "a JSON-RPC error with the request's id");
+    assert_eq!(r.json()["id"], 3);
+    let event = stack.wait_for_event_matching("the rug pull", |e| e["rule"] == "tool-definition-changed", Duration::from_secs(5));
+    assert!(event["reason"].as_str().unwrap().contains("get_issue"), "{event}");
+    let _ = Request::post("/__demo/rugpull?undo=1").send(stack.upstream());
+}
