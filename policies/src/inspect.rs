@@ -222,13 +222,8 @@ impl Engine {
         if let Some(provider) = llm_provider(facts) {
             match crate::llm::parse_response(provider, &value) {
                 Ok(resp) => {
-                    for call in &resp.tool_calls {
-                        let d = self.judge_tool_call(facts, &call.name, call.arguments.as_ref());
-                        if d.blocks() {
-                            let mut facts = start.facts.clone();
-                            facts.calls.push(crate::decision::RpcCall { method: "llm/tool_call".into(), tool: Some(call.name.clone()), has_id: true });
-                            return Some(Evaluation { decision: d, facts, rewrite: None });
-                        }
+                    if let Some(refused) = resp.tool_calls.into_iter().find_map(|call| self.refused_tool_note(&start.facts, crate::llm::AssemblerNote::ToolCallComplete(call))) {
+                        return Some(refused);
                     }
                 }
                 Err(e) => return Some(self.uninspectable(start.facts, Direction::Response, &format!("{e}"))),
@@ -341,26 +336,10 @@ impl Engine {
                     s.hold_from = Some(event.start);
                 }
                 for note in notes {
-                    match note {
-                        crate::llm::AssemblerNote::ToolNameComplete { name, .. } => {
-                            let d = self.judge_tool_call(facts, &name, None);
-                            if d.blocks() {
-                                let mut f = facts.clone();
-                                f.calls.push(crate::decision::RpcCall { method: "llm/tool_call".into(), tool: Some(name), has_id: true });
-                                return self.block_stream(s, Evaluation { decision: d, facts: f, rewrite: None });
-                            }
-                        }
-                        crate::llm::AssemblerNote::ToolCallComplete(call) => {
-                            // Arguments can matter too (a deny on an argument value).
-                            let d = self.judge_tool_call(facts, &call.name, call.arguments.as_ref());
-                            if d.blocks() {
-                                let mut f = facts.clone();
-                                f.calls.push(crate::decision::RpcCall { method: "llm/tool_call".into(), tool: Some(call.name), has_id: true });
-                                return self.block_stream(s, Evaluation { decision: d, facts: f, rewrite: None });
-                            }
-                        }
-                        crate::llm::AssemblerNote::Text(t) => texts.push(t),
-                        crate::llm::AssemblerNote::Done => {}
+                    if let crate::llm::AssemblerNote::Text(t) = &note {
+                        texts.push(t.clone());
+                    } else if let Some(refused) = self.refused_tool_note(facts, note) {
+                        return self.block_stream(s, refused);
                     }
                 }
                 if !assembler.pending_tool_call() {
@@ -403,16 +382,8 @@ impl Engine {
                 Err(e) => return self.block_stream(s, self.uninspectable(facts.clone(), Direction::Response, &format!("{e}"))),
             };
             for note in notes {
-                let (name, args) = match note {
-                    crate::llm::AssemblerNote::ToolNameComplete { name, .. } => (name, None),
-                    crate::llm::AssemblerNote::ToolCallComplete(call) => (call.name, call.arguments),
-                    _ => continue,
-                };
-                let d = self.judge_tool_call(facts, &name, args.as_ref());
-                if d.blocks() {
-                    let mut f = facts.clone();
-                    f.calls.push(crate::decision::RpcCall { method: "llm/tool_call".into(), tool: Some(name), has_id: true });
-                    return self.block_stream(s, Evaluation { decision: d, facts: f, rewrite: None });
+                if let Some(refused) = self.refused_tool_note(facts, note) {
+                    return self.block_stream(s, refused);
                 }
             }
             s.hold_from = None;
@@ -423,6 +394,22 @@ impl Engine {
         let out: Vec<u8> = s.pending.drain(..n).collect();
         s.base = s.base.saturating_add(n as u64);
         StreamStep::Deliver(out)
+    }
+
+    /// The refusal of a tool call the assembler completed (its name, or later its arguments, which
+    /// a deny on an argument value can need), if the agent may not make it.
+    fn refused_tool_note(&self, facts: &Facts, note: crate::llm::AssemblerNote) -> Option<Evaluation> {
+        let (name, args) = match note {
+            crate::llm::AssemblerNote::ToolNameComplete { name, .. } => (name, None),
+            crate::llm::AssemblerNote::ToolCallComplete(call) => (call.name, call.arguments),
+            _ => return None,
+        };
+        let decision = self.judge_tool_call(facts, &name, args.as_ref());
+        decision.blocks().then(|| {
+            let mut facts = facts.clone();
+            facts.calls.push(crate::decision::RpcCall { method: "llm/tool_call".into(), tool: Some(name), has_id: true });
+            Evaluation { decision, facts, rewrite: None }
+        })
     }
 
     fn block_stream(&self, s: &mut ResponseStream, eval: Evaluation) -> StreamStep {

@@ -199,6 +199,38 @@ fn decode(bytes: &[u8]) -> Vec<Entry> {
         .collect()
 }
 
+/// An in-memory [`SharedStore`] with Envoy's CAS semantics, for tests: every write bumps the key's
+/// token, and `interfere` makes another "worker" write a key just before the next writes.
+#[cfg(test)]
+#[derive(Default)]
+pub(crate) struct MapStore {
+    pub map: std::collections::HashMap<String, (Vec<u8>, u32)>,
+    pub interfere: u32,
+}
+
+#[cfg(test)]
+impl SharedStore for MapStore {
+    fn get(&mut self, key: &str) -> Result<Option<(Vec<u8>, u32)>, StoreError> {
+        Ok(self.map.get(key).cloned())
+    }
+    fn set(&mut self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), StoreError> {
+        if self.interfere > 0 {
+            self.interfere -= 1;
+            if let Some(e) = self.map.get_mut(key) {
+                e.1 += 1;
+            }
+        }
+        let current = self.map.get(key).map(|e| e.1);
+        if let (Some(want), Some(have)) = (cas, current)
+            && want != have
+        {
+            return Err(StoreError::CasMismatch);
+        }
+        self.map.insert(key.to_owned(), (value.to_vec(), current.unwrap_or(0) + 1));
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 #[path = "ratelimit_tests.rs"]
 mod tests;

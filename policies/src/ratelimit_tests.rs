@@ -1,36 +1,4 @@
-use std::collections::HashMap;
-
 use super::*;
-
-/// An in-memory store with Envoy's CAS semantics: every write bumps the key's CAS token.
-#[derive(Default)]
-struct MapStore {
-    map: HashMap<String, (Vec<u8>, u32)>,
-    /// Before the next `set` of this many calls, another "worker" writes the key first.
-    interfere: u32,
-}
-
-impl SharedStore for MapStore {
-    fn get(&mut self, key: &str) -> Result<Option<(Vec<u8>, u32)>, StoreError> {
-        Ok(self.map.get(key).cloned())
-    }
-    fn set(&mut self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), StoreError> {
-        if self.interfere > 0 {
-            self.interfere -= 1;
-            if let Some(e) = self.map.get_mut(key) {
-                e.1 += 1;
-            }
-        }
-        let current = self.map.get(key).map(|e| e.1);
-        if let (Some(want), Some(have)) = (cas, current)
-            && want != have {
-                return Err(StoreError::CasMismatch);
-            }
-        let next = current.unwrap_or(0) + 1;
-        self.map.insert(key.to_owned(), (value.to_vec(), next));
-        Ok(())
-    }
-}
 
 const DEMO: BucketSpec = BucketSpec { capacity: 20, refill_ms: 10_000 };
 

@@ -1,26 +1,8 @@
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use super::*;
-use crate::ratelimit::{SharedStore, StoreError};
+use crate::ratelimit::MapStore;
 use crate::schema::Protocol;
-
-#[derive(Default)]
-struct MapStore(HashMap<String, (Vec<u8>, u32)>);
-
-impl SharedStore for MapStore {
-    fn get(&mut self, key: &str) -> Result<Option<(Vec<u8>, u32)>, StoreError> {
-        Ok(self.0.get(key).cloned())
-    }
-    fn set(&mut self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), StoreError> {
-        let current = self.0.get(key).map(|e| e.1);
-        if let (Some(want), Some(have)) = (cas, current)
-            && want != have {
-                return Err(StoreError::CasMismatch);
-            }
-        self.0.insert(key.to_owned(), (value.to_vec(), current.unwrap_or(0) + 1));
-        Ok(())
-    }
-}
 
 fn engine(tools: serde_json::Value) -> Engine {
     Engine::from_json(
@@ -99,14 +81,14 @@ fn approved_pins_from_the_policy_and_hidden_tools() {
     assert_eq!(names, ["get_issue", "search_issues"], "the caller sees only what it may call");
     let eval = e.on_response_body(&facts(), &listing(&[("get_issue", "Read an issue, and more.")]), &mut store).expect("differs from the approved pin");
     assert_eq!((eval.decision.status, eval.decision.rule.as_str()), (403, "tool-definition-changed"));
-    assert!(store.0.is_empty(), "approved pins need no shared state");
+    assert!(store.map.is_empty(), "approved pins need no shared state");
 }
 
 #[test]
 fn the_pin_table_is_bounded() {
     let e = engine(serde_json::json!({"pin": true}));
     let mut store = MapStore::default();
-    store.0.insert("interlock.pin.count".into(), (MAX_PINS.to_string().into_bytes(), 1));
+    store.map.insert("interlock.pin.count".into(), (MAX_PINS.to_string().into_bytes(), 1));
     let eval = e.on_response_body(&facts(), &listing(&[("get_issue", "Read an issue.")]), &mut store).expect("full");
     assert!(eval.decision.reason.contains("pin table is full"), "{}", eval.decision.reason);
 }
