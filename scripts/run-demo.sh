@@ -5,7 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 ENVOY=${INTERLOCK_ENVOY:-.venv/bin/envoy}
-DATA=.interlock/demo
+# The enforcer's data directory is the CLI's default, so `interlock audit verify` and the like
+# need no flag.
+DATA=.interlock
 mkdir -p "$DATA"
 pids=()
 stop() {

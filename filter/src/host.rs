@@ -26,6 +26,11 @@ pub fn log(level: LogLevel, msg: &str) {
     let _ = hostcalls::log(level, msg);
 }
 
+/// Whether the host logs debug lines for this plugin.
+pub fn debug_enabled() -> bool {
+    matches!(hostcalls::get_log_level(), Ok(LogLevel::Debug | LogLevel::Trace))
+}
+
 /// Milliseconds since the Unix epoch from the host clock (0 if unavailable).
 pub fn now_ms() -> u64 {
     hostcalls::get_current_time()

@@ -72,7 +72,11 @@ impl Stream {
             jwt_user: claim(&jwt.user_claim),
             jwt_session: claim(&jwt.session_claim),
             // The verified peer certificate of this connection, never x-forwarded-client-cert.
-            peer_principal: host::property_str(&["connection", "uri_san_peer_certificate"]).filter(|s| !s.is_empty()),
+            peer_principal: if engine.uses_peer_identity() {
+                host::property_str(&["connection", "uri_san_peer_certificate"]).filter(|s| !s.is_empty())
+            } else {
+                None
+            },
         };
         Ok(req)
     }
@@ -125,17 +129,7 @@ impl Stream {
         };
         let id = self.shared.ids.borrow_mut().next_id(host::now_ms());
         let d = &eval.decision;
-        for (k, v) in [
-            ("interlock.decision_id", id.as_str()),
-            ("interlock.action", d.action.as_str()),
-            ("interlock.rule", d.rule.as_str()),
-            ("interlock.mode", if d.mode == Mode::Shadow { "shadow" } else { "enforce" }),
-            ("interlock.agent", eval.facts.agent.as_deref().unwrap_or("-")),
-        ] {
-            if host::set_filter_state(k, v).is_err() {
-                self.shared.metrics.borrow_mut().add(state::HOST_ERRORS, 1);
-            }
-        }
+        self.set_filter_state(&id, &eval);
         if d.blocks() {
             let body = eval.reply_body(&id);
             let status = u32::from(d.status);
@@ -187,7 +181,8 @@ impl Stream {
                 decision_id: id.to_owned(),
                 time_unix_ms: host::now_ms(),
                 downstream: host::property_str(&["source", "address"]),
-                destination: host::property_str(&["destination", "address"]),
+                // Only the enforcer's kernel actions need the 4-tuple's other half.
+                destination: d.kernel.as_ref().and_then(|_| host::property_str(&["destination", "address"])),
                 upstream,
                 worker: self.shared.worker.borrow().clone(),
             },
@@ -206,15 +201,37 @@ impl Stream {
             }
             Err(_) => metrics.add(state::EVENTS_DROPPED, 1),
         }
-        let level = if d.blocks() { LogLevel::Info } else { LogLevel::Debug };
-        host::log(level, &format!("interlock: decision {id}: {} {} by rule {:?} ({:?}): {}", d.action.as_str(), d.status, d.rule, d.mode, d.reason));
+        // Refusals are logged at info; the rest only when the host logs debug (formatting a line
+        // the host then drops costs microseconds per request).
+        if d.blocks() || self.shared.debug_logs.get() {
+            let level = if d.blocks() { LogLevel::Info } else { LogLevel::Debug };
+            host::log(level, &format!("interlock: decision {id}: {} {} by rule {:?} ({:?}): {}", d.action.as_str(), d.status, d.rule, d.mode, d.reason));
+        }
     }
 
     /// Fail closed when the host itself fails us.
+    /// The decision as filter state, for the access log (`%FILTER_STATE(wasm.interlock.rule)%`...);
+    /// a later decision about the response overwrites the request's.
+    fn set_filter_state(&self, id: &str, eval: &Evaluation) {
+        let d = &eval.decision;
+        for (k, v) in [
+            ("interlock.decision_id", id),
+            ("interlock.action", d.action.as_str()),
+            ("interlock.rule", d.rule.as_str()),
+            ("interlock.mode", if d.mode == Mode::Shadow { "shadow" } else { "enforce" }),
+            ("interlock.agent", eval.facts.agent.as_deref().unwrap_or("-")),
+        ] {
+            if host::set_filter_state(k, v).is_err() {
+                self.shared.metrics.borrow_mut().add(state::HOST_ERRORS, 1);
+            }
+        }
+    }
+
     /// Applies a decision about a response: replace it with the local reply when it blocks and
     /// its headers have not left (else reset it), record anything that is not a clean pass.
     fn judge_response(&mut self, eval: Evaluation, resume: Action) -> Action {
         let id = self.shared.ids.borrow_mut().next_id(host::now_ms());
+        self.set_filter_state(&id, &eval);
         let d = &eval.decision;
         if d.blocks() {
             let headers_left = matches!(self.response, Inspecting::Buffer { headers_held: false, .. } | Inspecting::Stream(_));
@@ -397,6 +414,7 @@ impl HttpContext for Stream {
                     }
                     StreamStep::Block(eval) => {
                         let id = self.shared.ids.borrow_mut().next_id(host::now_ms());
+                        self.set_filter_state(&id, &eval);
                         if host::set_response_body(body_size, &stream_error_frame(&eval, &id)).is_err() {
                             let _ = host::reset_response();
                         }

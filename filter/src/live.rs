@@ -52,6 +52,8 @@ pub struct Live {
     /// Host milliseconds before which no new poll starts (back-off after failures).
     pub next_poll_ms: u64,
     pub poll_failures: u32,
+    /// A first poll went out.
+    polled: bool,
 }
 
 /// The enforcer's answer to `GET /v1/state`.
@@ -75,14 +77,18 @@ impl Live {
             poll_in_flight: None,
             next_poll_ms: 0,
             poll_failures: 0,
+            polled: false,
         }
     }
 
     /// The path of the next long poll.
-    pub fn poll_path(&self, wait_ms: u64) -> String {
+    pub fn poll_path(&mut self, wait_ms: u64) -> String {
         let known = self.current.generation.max(self.rejected_generation);
-        // A fresh worker asks for an immediate answer; afterwards it waits for a change.
-        let wait = if self.current.version == 0 { 0 } else { wait_ms };
+        // A fresh worker's first poll asks for an immediate answer; every later one waits for a
+        // change (an enforcer with nothing yet stays at version 0: asking again at once would
+        // spin).
+        let wait = if self.polled { wait_ms } else { 0 };
+        self.polled = true;
         format!("/v1/state?version={}&policy_generation={known}&wait_ms={wait}", self.current.version)
     }
 

@@ -165,6 +165,7 @@ impl RootContext for Root {
                 *self.shared.hold_headers.borrow_mut() = loaded.hold_headers;
                 let node = host::property_str(&["node", "id"]).filter(|n| !n.is_empty()).unwrap_or_else(|| "envoy".into());
                 let tag = self.shared.ids.borrow_mut().tag();
+                self.shared.debug_logs.set(host::debug_enabled());
                 *self.shared.worker.borrow_mut() = format!("{node}/{tag}");
                 if let Err(e) = host::set_tick_period(period) {
                     host::log(LogLevel::Critical, &format!("interlock: cannot schedule event flushing: {e}"));

@@ -22,6 +22,8 @@ pub struct Shared {
     pub metrics: RefCell<Metrics>,
     pub ids: RefCell<IdGen>,
     pub worker: RefCell<String>,
+    /// Whether the host logs at debug level (read at configuration).
+    pub debug_logs: std::cell::Cell<bool>,
     /// The tick was shortened to send an urgent event; the next tick restores it.
     pub fast_tick: std::cell::Cell<bool>,
 }
@@ -37,6 +39,7 @@ impl Shared {
             ids: RefCell::new(IdGen::seeded()),
             worker: RefCell::new(String::new()),
             fast_tick: std::cell::Cell::new(false),
+            debug_logs: std::cell::Cell::new(false),
         })
     }
 }

@@ -166,6 +166,12 @@ impl Engine {
         &self.identity.jwt
     }
 
+    /// Whether any agent is identified by its mTLS peer certificate (else the filter need not read
+    /// the certificate at all).
+    pub fn uses_peer_identity(&self) -> bool {
+        !self.identity.mtls_agents.is_empty()
+    }
+
     /// Inspection limits.
     pub fn inspection(&self) -> &InspectionConfig {
         &self.inspection

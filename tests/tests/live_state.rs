@@ -302,3 +302,15 @@ fn a_policy_the_filter_cannot_compile_is_refused_and_the_last_good_one_kept() {
     assert!(stack.envoy_counter("wasmcustom.interlock.policy.rejected").unwrap_or(0) >= 1);
     assert!(stack.log(Which::Envoy).contains("policy generation 3 refused"), "the refusal is logged");
 }
+
+#[test]
+fn an_idle_filter_keeps_one_waiting_poll_per_worker_not_a_busy_loop() {
+    // A fresh enforcer has nothing to serve (version 0): the filter must wait, not ask again at
+    // once (that once spun at thousands of polls per second).
+    let stack = stack();
+    std::thread::sleep(Duration::from_millis(500));
+    let before = stack.envoy_counter("cluster.interlock_enforcer.upstream_rq_total").unwrap_or(0);
+    std::thread::sleep(Duration::from_secs(2));
+    let after = stack.envoy_counter("cluster.interlock_enforcer.upstream_rq_total").unwrap_or(0);
+    assert!(after - before <= u64::from(WORKERS), "{} requests to the enforcer in 2 idle seconds", after - before);
+}
