@@ -66,6 +66,9 @@ bench: $(ENVOY_STAMP) build
 	command -v wrk >/dev/null || (apt-get update && apt-get install -y wrk)
 	cargo build --release --target wasm32-wasip1 -p interlock-bench-minimal-filter && cargo build --release -p interlock-bench-ext-authz
 	$(VENV)/bin/python scripts/bench.py
+	cargo build --release --target wasm32-wasip1 -p interlock-bench-wasm-inspect
+	node scripts/wasm-inspect.mjs target/wasm32-wasip1/release/interlock-bench-wasm-inspect.wasm 2>/dev/null | tee bench/wasm-inspect.txt
+	cargo run --release -q -p interlock-bench-wasm-inspect | tee -a bench/wasm-inspect.txt
 
 ## schema: regenerate policies/schema.json from the policy types
 schema:
