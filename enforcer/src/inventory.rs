@@ -676,6 +676,13 @@ impl Inventory {
             }
         }
 
+        // A decision about a response that let it through (a redaction, tools hidden, an audit)
+        // is not another call: the request's own event counted it. A refused response still
+        // counts, as the refusal the agent met.
+        if e.phase == interlock_policies::event::Phase::Response && !o.blocked {
+            return;
+        }
+
         // What was called.
         let req = &e.request;
         let authority = req.authority.clone();

@@ -33,6 +33,9 @@ pub struct Stream {
     urgent: Option<String>,
     /// How the response is inspected.
     response: Inspecting,
+    /// The request headers already went upstream (the body is still held): they can no longer
+    /// be changed.
+    headers_sent: bool,
 }
 
 /// Response inspection state.
@@ -48,7 +51,7 @@ enum Inspecting {
 
 impl Stream {
     pub fn new(shared: Rc<Shared>) -> Self {
-        Self { shared, snapshot: None, pending: None, passed: None, body_size: 0, urgent: None, response: Inspecting::None }
+        Self { shared, snapshot: None, pending: None, passed: None, body_size: 0, urgent: None, response: Inspecting::None, headers_sent: false }
     }
 
     fn request_view(&self, engine: &Engine, end_of_stream: bool) -> Result<HttpRequest, host::HostError> {
@@ -151,8 +154,12 @@ impl Stream {
             Action::Pause
         } else {
             // The upstream learns the decision id (for its own logs); client copies of our
-            // headers were removed when the request arrived.
-            let _ = host::set_request_header("x-interlock-decision-id", &id);
+            // headers were removed when the request arrived. Only while the headers are still
+            // ours to change: once they went upstream (Istio mode) the host refuses the call, and
+            // the SDK turns that refusal into a panic that would kill this worker's VM.
+            if !self.headers_sent {
+                let _ = host::set_request_header("x-interlock-decision-id", &id);
+            }
             self.passed = Some((id, eval));
             resume
         }
@@ -317,7 +324,12 @@ impl HttpContext for Stream {
             HeadersVerdict::Decided(eval) => self.apply(eval, Action::Continue),
             HeadersVerdict::NeedBody(pending) => {
                 self.pending = Some(pending);
-                if *self.shared.hold_headers.borrow() { Action::Pause } else { Action::Continue }
+                if *self.shared.hold_headers.borrow() {
+                    Action::Pause
+                } else {
+                    self.headers_sent = true;
+                    Action::Continue
+                }
             }
         }
     }

@@ -221,14 +221,13 @@ fn broken_policies() -> Vec<Broken> {
             mentions: "effect",
         },
         Broken {
-            // MCP tool-definition controls are not shipped yet: refused rather than half
-            // enforced.
-            name: "not yet supported tool controls",
+            // Tool-definition controls only mean something on an MCP route.
+            name: "tool controls on an A2A route",
             text: edit(&|p| {
-                p["governed"][0]["tools"] = json!({"pin": true});
+                p["governed"][1]["tools"] = json!({"pin": true});
             }),
-            path: "$.governed[0].tools",
-            mentions: "not supported",
+            path: "$.governed[1].tools",
+            mentions: "mcp",
         },
         Broken {
             name: "unknown data class",

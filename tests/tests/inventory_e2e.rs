@@ -680,10 +680,11 @@ fn discover_and_govern_the_demo() {
     assert!(said.contains("report.html"), "{said}");
     let report: Value =
         serde_json::from_slice(&std::fs::read(out_dir.join("report.json")).unwrap()).unwrap();
-    // One decision per request sent, plus card-dump's decision on export_customers' response.
+    // One decision per request sent, plus two decisions about responses: card-dump's refusal
+    // of export_customers' answer, and the tools hidden from triage-bot's tools/list.
     assert_eq!(
         report["inventory"]["events"].as_u64(),
-        Some(script.sent.len() as u64 + 1)
+        Some(script.sent.len() as u64 + 2)
     );
     assert_eq!(report["shadow_rules"][0]["rule"], "shadow-read-config");
     assert_eq!(report["shadow_rules"][0]["would_deny"], 1);
