@@ -120,10 +120,11 @@ pub fn load(bytes: Option<&[u8]>) -> Result<Loaded, ConfigError> {
     let bytes = bytes.filter(|b| !b.is_empty()).ok_or(ConfigError::Missing)?;
     // Strict first: serde would silently keep the last of two duplicate keys, inside the policy
     // as anywhere else.
-    interlock_policies::json::parse_strict(bytes, 64)
+    // One strict parse; the typed configuration and the policy are read from that value, so a
+    // large policy is parsed once (wasm memory keeps its peak for good).
+    let value = interlock_policies::json::parse_strict(bytes, 64)
         .map_err(|e| ConfigError::Malformed { path: "$".into(), reason: e.to_string() })?;
-    let de = &mut serde_json::Deserializer::from_slice(bytes);
-    let cfg: PluginConfig = serde_path_to_error::deserialize(de).map_err(|e| ConfigError::Malformed {
+    let cfg: PluginConfig = serde_path_to_error::deserialize(value).map_err(|e| ConfigError::Malformed {
         path: format!("$.{}", e.path()),
         reason: e.inner().to_string(),
     })?;
@@ -136,9 +137,8 @@ pub fn load(bytes: Option<&[u8]>) -> Result<Loaded, ConfigError> {
     check("max_batch", e.max_batch as u64, 1, 5_000, "1..=5000")?;
     check("timeout_ms", e.timeout_ms, 100, 60_000, "100..=60000")?;
     check("state_wait_ms", e.state_wait_ms, 1_000, 55_000, "1000..=55000")?;
-    // The policy is re-serialized and compiled by the same path `interlock check` uses, so the
-    // filter never runs a document the CLI would refuse (duplicate keys included).
-    let text = serde_json::to_string(&cfg.policy).map_err(|e| ConfigError::Malformed { path: "$.policy".into(), reason: e.to_string() })?;
-    let engine = Engine::from_json(&text)?;
+    // Compiled by the same validation `interlock check` uses (duplicate keys were refused by the
+    // strict parse above, which covers the policy too).
+    let engine = Engine::from_value(cfg.policy)?;
     Ok(Loaded { engine, enforcer: cfg.enforcer, hold_headers: cfg.hold_headers })
 }

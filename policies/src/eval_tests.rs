@@ -60,6 +60,9 @@ fn compile_errors_name_the_json_path_and_value() {
     ] {
         let err = Engine::from_json(&policy.to_string()).err().unwrap_or_else(|| panic!("{name}: accepted"));
         assert_eq!(err.path(), path, "{name}: {err}");
+        // The filter compiles from an already parsed value: the same refusal, the same path.
+        let from_value = Engine::from_value(policy.clone()).err().unwrap_or_else(|| panic!("{name}: accepted from a value"));
+        assert_eq!(from_value.path(), path, "{name} (from a value): {from_value}");
     }
 }
 
