@@ -109,6 +109,9 @@ async fn revoke_list_and_lift() {
     assert_eq!(status, 200, "replacing is 200");
     assert_eq!(again["expires_unix_ms"].as_u64().unwrap() - again["created_unix_ms"].as_u64().unwrap(), 60_000);
     assert!(again.get("reason").is_none());
+    // The list is ordered by creation time in milliseconds (ties by random id): create the next
+    // one in a later millisecond so the expected order is the only one.
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     s.call("POST", "/v1/revocations", Some(r#"{"kind":"session","value":"s-1"}"#)).await;
 
     let (_, list) = s.call("GET", "/v1/revocations", None).await;
