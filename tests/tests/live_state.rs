@@ -229,11 +229,19 @@ fn the_per_session_limit_admits_exactly_20_across_workers() {
         ids.push(r.header("x-interlock-decision-id").unwrap().to_owned());
         statuses.push(r.status);
     }
-    // The bucket refills one token per 500 ms: keep the burst well inside that.
-    assert!(start.elapsed() < Duration::from_millis(450), "burst took {:?}; too slow to count exactly", start.elapsed());
+    // The bucket refills one token per 500 ms. A burst inside that admits exactly 20; on a
+    // loaded machine a slower burst may earn the tokens refilled meanwhile, and no more.
+    let took = start.elapsed();
     let admitted = statuses.iter().filter(|s| **s == 200).count();
-    assert_eq!(admitted, 20, "statuses: {statuses:?}");
-    assert!(statuses[20..].iter().all(|s| *s == 429), "the 21st and later are 429: {statuses:?}");
+    assert!(statuses[..20].iter().all(|s| *s == 200), "the first 20 pass: {statuses:?}");
+    if took < Duration::from_millis(450) {
+        assert_eq!(admitted, 20, "statuses: {statuses:?}");
+        assert!(statuses[20..].iter().all(|s| *s == 429), "the 21st and later are 429: {statuses:?}");
+    } else {
+        let refilled = usize::try_from(took.as_millis() / 500).unwrap();
+        assert!(admitted <= 20 + refilled, "{admitted} admitted in {took:?}: {statuses:?}");
+        eprintln!("slow burst ({took:?}): checked the bound only");
+    }
     let workers = workers_of(&stack, &ids);
     assert!(workers.len() >= 2, "the burst should spread over workers: {workers:?}");
     // Another session is not affected.
