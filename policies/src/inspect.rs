@@ -250,6 +250,14 @@ impl Engine {
     }
 }
 
+/// Bytes of later text a frame's text waits for before it is delivered, when a `redact` rule
+/// watches a streamed model answer: a value that starts in a frame and ends in a later one is
+/// then seen whole while every frame it touches is still held, and is replaced in each of them.
+/// It covers every bounded pattern (the longest, an Anthropic key, is 108 bytes), IBANs, cards,
+/// SSNs and addresses of up to 128 bytes; a longer value split across frames (a JWT, a PEM block)
+/// may have started to leave, and then the stream is stopped instead.
+pub const REDACT_HOLD_BYTES: u64 = 128;
+
 /// The state of one streamed governed response (`text/event-stream`): frames are parsed as they
 /// arrive; a frame is delivered only once judged, and the frames of a tool call whose name is not
 /// yet complete are held back, so no fragment of a forbidden call reaches the agent.
@@ -266,6 +274,246 @@ pub struct ResponseStream {
     judged_to: u64,
     found: Vec<DataClass>,
     blocked: bool,
+    /// In-frame redaction of a model's streamed answer, when a `redact` rule watches it.
+    redaction: Option<StreamRedaction>,
+    /// The last data decision that let the stream go on (a redaction, an audit), to record.
+    outcome: Option<Evaluation>,
+}
+
+impl ResponseStream {
+    /// The data decision to record for a stream that was not stopped: the last redaction (or
+    /// audit) with the classes and counts found, never the values. `None` when nothing was found
+    /// that a rule acts on.
+    pub fn outcome(&self) -> Option<&Evaluation> {
+        self.outcome.as_ref()
+    }
+}
+
+/// A JSON lexer's state, enough to tell whether a byte of a call's arguments lies inside a
+/// string literal.
+#[derive(Debug, Clone, Copy, Default)]
+struct JsonLex {
+    in_string: bool,
+    /// 0: none; `AFTER_BACKSLASH`; 1..=4: hex digits of a `\u` escape still to come.
+    escape: u8,
+}
+
+const AFTER_BACKSLASH: u8 = 10;
+
+impl JsonLex {
+    fn step(&mut self, b: u8) {
+        if !self.in_string {
+            self.in_string = b == b'"';
+        } else if self.escape == AFTER_BACKSLASH {
+            self.escape = if b == b'u' { 4 } else { 0 };
+        } else if self.escape > 0 {
+            self.escape -= 1;
+        } else if b == b'\\' {
+            self.escape = AFTER_BACKSLASH;
+        } else if b == b'"' {
+            self.in_string = false;
+        }
+    }
+
+    fn clean_in_string(self) -> bool {
+        self.in_string && self.escape == 0
+    }
+}
+
+/// One string of a held frame that went into the stream's text.
+#[derive(Debug)]
+struct Segment {
+    pointer: String,
+    kind: crate::llm::TextKind,
+    text: String,
+    /// Offset of the string's first byte in the stream's text.
+    at: u64,
+    /// Arguments: the lexer's state before the fragment.
+    lex: JsonLex,
+}
+
+impl Segment {
+    fn end(&self) -> u64 {
+        self.at.saturating_add(self.text.len() as u64)
+    }
+}
+
+/// A replacement inside one segment: `range` of its text becomes the class's marker (or nothing,
+/// for the later parts of a value split across strings).
+#[derive(Debug, Clone)]
+struct Edit {
+    segment: usize,
+    range: std::ops::Range<usize>,
+    marker: Option<DataClass>,
+}
+
+/// A judged frame not yet delivered that carries text, or is to be rewritten.
+#[derive(Debug)]
+struct HeldFrame {
+    start: u64,
+    end: u64,
+    event: Option<String>,
+    id: Option<String>,
+    data: String,
+    segments: Vec<Segment>,
+    edits: Vec<Edit>,
+    /// The whole frame rewritten (a snapshot event redacted as a whole).
+    replacement: Option<Vec<u8>>,
+}
+
+#[derive(Debug, Default)]
+struct StreamRedaction {
+    frames: std::collections::VecDeque<HeldFrame>,
+    /// Bytes of text given to the scanner so far.
+    text_end: u64,
+    lex: std::collections::BTreeMap<(usize, usize), JsonLex>,
+    /// Findings in held text not (yet) redacted, in text offsets.
+    held: Vec<(DataClass, std::ops::Range<u64>)>,
+    /// Text ranges replaced so far, by class.
+    redacted: Vec<(DataClass, std::ops::Range<u64>)>,
+    /// Redacted values that reached the end of the text seen: a later frame may continue them.
+    open: Vec<(DataClass, std::ops::Range<u64>)>,
+    /// Classes of which a value left unredacted.
+    left: Vec<DataClass>,
+}
+
+impl StreamRedaction {
+    /// Text offset of the first byte still held.
+    fn held_text_from(&self) -> u64 {
+        self.frames.iter().flat_map(|f| f.segments.iter().map(|s| s.at)).min().unwrap_or(self.text_end)
+    }
+
+    /// Replaces the text range of a value of `class`, in every held string it touches; `false`
+    /// when that cannot be done (part of it left already, or it is not inside a string literal
+    /// of a call's arguments).
+    fn redact(&mut self, class: DataClass, range: std::ops::Range<u64>, marker: bool) -> bool {
+        // Only what is not already replaced for this class.
+        let mut start = range.start;
+        let mut first = marker;
+        for (c, r) in &self.redacted {
+            if *c == class && r.start <= start && start < r.end {
+                start = r.end;
+                first = false;
+            }
+        }
+        if start >= range.end {
+            return true;
+        }
+        if start < self.held_text_from() {
+            return false;
+        }
+        let mut edits: Vec<(usize, Edit)> = Vec::new();
+        for (fi, frame) in self.frames.iter().enumerate() {
+            for (si, seg) in frame.segments.iter().enumerate() {
+                let (a, b) = (start.max(seg.at), range.end.min(seg.end()));
+                if a >= b {
+                    continue;
+                }
+                let (Ok(la), Ok(lb)) = (usize::try_from(a - seg.at), usize::try_from(b - seg.at)) else { return false };
+                if !seg.text.is_char_boundary(la) || !seg.text.is_char_boundary(lb) {
+                    return false;
+                }
+                if let crate::llm::TextKind::Arguments { .. } = seg.kind {
+                    let mut lex = seg.lex;
+                    let bytes = seg.text.as_bytes();
+                    bytes.get(..la).unwrap_or_default().iter().for_each(|&c| lex.step(c));
+                    if !lex.clean_in_string() {
+                        return false;
+                    }
+                    for &c in bytes.get(la..lb).unwrap_or_default() {
+                        lex.step(c);
+                        if !lex.in_string {
+                            return false;
+                        }
+                    }
+                    if lex.escape != 0 {
+                        return false;
+                    }
+                }
+                edits.push((fi, Edit { segment: si, range: la..lb, marker: first.then_some(class) }));
+                first = false;
+            }
+        }
+        for (fi, edit) in edits {
+            if let Some(frame) = self.frames.get_mut(fi) {
+                frame.edits.push(edit);
+            }
+        }
+        self.redacted.push((class, start..range.end));
+        true
+    }
+
+    /// The held text from `from` to the end.
+    fn text_from(&self, from: u64) -> Vec<u8> {
+        let mut out = Vec::new();
+        for seg in self.frames.iter().flat_map(|f| f.segments.iter()) {
+            if seg.end() <= from {
+                continue;
+            }
+            let skip = usize::try_from(from.saturating_sub(seg.at)).unwrap_or(usize::MAX);
+            out.extend_from_slice(seg.text.as_bytes().get(skip..).unwrap_or_default());
+        }
+        out
+    }
+
+    /// Stream offset from which frames wait for more text: the first frame whose text is within
+    /// [`REDACT_HOLD_BYTES`] of the end, or holds the start of a value that may go on.
+    fn hold_from(&self) -> Option<u64> {
+        let limit = self.text_end.saturating_sub(REDACT_HOLD_BYTES);
+        self.frames
+            .iter()
+            .find(|f| f.segments.iter().any(|s| s.end() > limit || self.open.iter().any(|(_, r)| s.end() > r.start)))
+            .map(|f| f.start)
+    }
+}
+
+/// The bytes of a frame with its edits applied (`None` when it has none).
+fn render_frame(frame: &HeldFrame) -> Result<Option<Vec<u8>>, String> {
+    if let Some(r) = &frame.replacement {
+        return Ok(Some(r.clone()));
+    }
+    if frame.edits.is_empty() {
+        return Ok(None);
+    }
+    let mut value = crate::json::parse_strict(frame.data.as_bytes(), crate::llm::MAX_JSON_DEPTH).map_err(|e| e.to_string())?;
+    for (si, seg) in frame.segments.iter().enumerate() {
+        let mut edits: Vec<&Edit> = frame.edits.iter().filter(|e| e.segment == si).collect();
+        if edits.is_empty() {
+            continue;
+        }
+        edits.sort_by_key(|e| e.range.start);
+        let mut text = String::with_capacity(seg.text.len());
+        let mut at = 0;
+        for e in edits {
+            let from = e.range.start.max(at);
+            text.push_str(seg.text.get(at..from).ok_or("edit off a character boundary")?);
+            if let Some(class) = e.marker {
+                text.push_str(&format!("[REDACTED:{}]", class.as_str()));
+            }
+            at = at.max(e.range.end);
+        }
+        text.push_str(seg.text.get(at..).ok_or("edit off a character boundary")?);
+        match value.pointer_mut(&seg.pointer) {
+            Some(Value::String(s)) if *s == seg.text => *s = text,
+            _ => return Err("the redacted string is not where the frame had it".into()),
+        }
+    }
+    Ok(Some(sse_frame(frame.event.as_deref(), frame.id.as_deref(), &value.to_string())))
+}
+
+fn sse_frame(event: Option<&str>, id: Option<&str>, data: &str) -> Vec<u8> {
+    let mut out = String::new();
+    if let Some(e) = event {
+        out.push_str(&format!("event: {e}\n"));
+    }
+    if let Some(i) = id {
+        out.push_str(&format!("id: {i}\n"));
+    }
+    for line in data.split('\n') {
+        out.push_str(&format!("data: {line}\n"));
+    }
+    out.push('\n');
+    out.into_bytes()
 }
 
 /// What to do with the bytes of a streamed response so far.
@@ -292,20 +540,66 @@ pub fn stream_error_frame(eval: &Evaluation, decision_id: &str) -> Vec<u8> {
     format!("event: error\ndata: {body}\n\n").into_bytes()
 }
 
+/// What the data rules make of a stream's findings so far.
+enum StreamVerdict {
+    Pass,
+    Redact(DataJudgement),
+    Stop(Box<Evaluation>),
+}
+
 impl Engine {
     /// Starts inspecting a streamed response to a request with these facts.
     pub fn response_stream(&self, facts: &Facts) -> ResponseStream {
+        let assembler = llm_provider(facts).map(crate::llm::ToolCallAssembler::new);
+        let scanner = self.watches_data(facts, Direction::Response).then(crate::detect::StreamScanner::default);
+        let redacts = self.data_rules_for(facts, Direction::Response).any(|(_, r)| r.action == DataAction::Redact && r.mode == Mode::Enforce);
         ResponseStream {
             parser: crate::sse::SseParser::new(),
-            assembler: llm_provider(facts).map(crate::llm::ToolCallAssembler::new),
-            scanner: self.watches_data(facts, Direction::Response).then(crate::detect::StreamScanner::default),
+            redaction: (assembler.is_some() && scanner.is_some() && redacts).then(StreamRedaction::default),
+            assembler,
+            scanner,
             pending: Vec::new(),
             base: 0,
             hold_from: None,
             judged_to: 0,
             found: Vec::new(),
             blocked: false,
+            outcome: None,
         }
+    }
+
+    /// The data rules' verdict with these class counts.
+    fn stream_verdict(&self, facts: &Facts, counts: Vec<ClassCount>, can_redact: bool) -> StreamVerdict {
+        let mut f = facts.clone();
+        f.data_classes = counts;
+        let j = self.judge_data(&f, Direction::Response, &f.data_classes);
+        let action = j.enforced.and_then(|i| self.data_rules.get(i)).map(|r| r.action);
+        let start = Evaluation { decision: Decision { action: Action::Allow, ..Decision::refusal(0, "response", String::new()) }, facts: f, rewrite: None };
+        match action {
+            Some(DataAction::Redact) if can_redact => StreamVerdict::Redact(j),
+            // Without in-frame redaction a value cannot be taken back: redact stops the stream.
+            Some(DataAction::Deny | DataAction::Redact) => {
+                let eval = self.apply_data(start, &j);
+                let eval = if eval.decision.blocks() { eval } else { Evaluation { decision: Decision { action: Action::Deny, status: 403, ..eval.decision }, ..eval } };
+                StreamVerdict::Stop(Box::new(eval))
+            }
+            _ => StreamVerdict::Pass,
+        }
+    }
+
+    /// The stream's decision to record once it has been redacted (or audited).
+    fn stream_outcome(&self, facts: &Facts, counts: Vec<ClassCount>, j: &DataJudgement) -> Evaluation {
+        let mut f = facts.clone();
+        f.data_classes = counts;
+        let start = Evaluation { decision: Decision { action: Action::Allow, ..Decision::refusal(0, "response", "response inspected".into()) }, facts: f, rewrite: None };
+        self.apply_data(start, j)
+    }
+
+    /// A stream stopped because a value of a class to redact cannot be redacted in its frame.
+    fn unredactable(&self, facts: &Facts, counts: Vec<ClassCount>, j: &DataJudgement) -> Evaluation {
+        let eval = self.stream_outcome(facts, counts, j);
+        let reason = format!("{}; a value split across frames already partly delivered cannot be redacted", eval.decision.reason);
+        Evaluation { decision: Decision { action: Action::Deny, status: 403, reason, ..eval.decision }, ..eval }
     }
 
     /// Feeds the next chunk of a streamed response (`end` on the last); says what may go out.
@@ -324,57 +618,10 @@ impl Engine {
                 Err(e) => return self.block_stream(s, self.uninspectable(facts.clone(), Direction::Response, &format!("event stream: {e}"))),
             }
         }
-        for event in &events {
-            let mut texts: Vec<String> = Vec::new();
-            if let Some(assembler) = s.assembler.as_mut() {
-                let was_pending = assembler.pending_tool_call();
-                let notes = match assembler.feed(event) {
-                    Ok(n) => n,
-                    Err(e) => return self.block_stream(s, self.uninspectable(facts.clone(), Direction::Response, &format!("{e}"))),
-                };
-                if !was_pending && assembler.pending_tool_call() {
-                    s.hold_from = Some(event.start);
-                }
-                for note in notes {
-                    if let crate::llm::AssemblerNote::Text(t) = &note {
-                        texts.push(t.clone());
-                    } else if let Some(refused) = self.refused_tool_note(facts, note) {
-                        return self.block_stream(s, refused);
-                    }
-                }
-                if !assembler.pending_tool_call() {
-                    s.hold_from = None;
-                }
-            } else {
-                texts.push(event.data.clone());
+        for event in events {
+            if let Err(step) = self.judge_stream_event(s, facts, event) {
+                return step;
             }
-            if let (Some(scanner), Some(detector)) = (s.scanner.as_mut(), self.detector.as_ref()) {
-                let mut findings = Vec::new();
-                for t in &texts {
-                    match scanner.push(detector, t.as_bytes()) {
-                        Ok(f) => findings.extend(f),
-                        Err(e) => return self.block_stream(s, self.uninspectable(facts.clone(), Direction::Response, &format!("{e}"))),
-                    }
-                }
-                match scanner.flush(detector) {
-                    Ok(f) => findings.extend(f),
-                    Err(e) => return self.block_stream(s, self.uninspectable(facts.clone(), Direction::Response, &format!("{e}"))),
-                }
-                if !findings.is_empty() {
-                    s.found.extend(findings.iter().map(|f| f.class));
-                    let mut f = facts.clone();
-                    f.data_classes = crate::detect::summarize(s.found.iter().copied());
-                    let j = self.judge_data(&f, Direction::Response, &f.data_classes);
-                    // In a stream a value cannot be taken back: redact stops the stream too.
-                    let stops = j.enforced.and_then(|i| self.data_rules.get(i)).is_some_and(|r| matches!(r.action, DataAction::Deny | DataAction::Redact));
-                    if stops {
-                        let eval = self.apply_data(Evaluation { decision: Decision { action: Action::Allow, ..Decision::refusal(0, "response", String::new()) }, facts: f, rewrite: None }, &j);
-                        let eval = if eval.decision.blocks() { eval } else { Evaluation { decision: Decision { action: Action::Deny, status: 403, ..eval.decision }, ..eval } };
-                        return self.block_stream(s, eval);
-                    }
-                }
-            }
-            s.judged_to = event.end;
         }
         if end {
             let notes = match s.assembler.as_mut().map(crate::llm::ToolCallAssembler::finish).transpose() {
@@ -387,15 +634,227 @@ impl Engine {
                 }
             }
             s.hold_from = None;
+            if let Some(r) = s.redaction.as_mut() {
+                r.open.clear();
+            }
         }
-        let release_to = s.hold_from.map_or(s.judged_to, |h| h.min(s.judged_to));
+        let mut release_to = s.hold_from.map_or(s.judged_to, |h| h.min(s.judged_to));
+        if !end && let Some(h) = s.redaction.as_ref().and_then(StreamRedaction::hold_from) {
+            release_to = release_to.min(h);
+        }
         let release_to = if end && s.hold_from.is_none() { s.base.saturating_add(s.pending.len() as u64) } else { release_to };
-        let n = usize::try_from(release_to.saturating_sub(s.base)).unwrap_or(0).min(s.pending.len());
-        let out: Vec<u8> = s.pending.drain(..n).collect();
-        s.base = s.base.saturating_add(n as u64);
-        StreamStep::Deliver(out)
+        match self.release(s, release_to) {
+            Ok(out) => StreamStep::Deliver(out),
+            Err(e) => self.block_stream(s, self.uninspectable(facts.clone(), Direction::Response, &e)),
+        }
     }
 
+    /// Judges one complete event: its tool calls, and the data in its text.
+    fn judge_stream_event(&self, s: &mut ResponseStream, facts: &Facts, event: crate::sse::SseEvent) -> Result<(), StreamStep> {
+        let mut texts: Vec<crate::llm::TextSpan> = Vec::new();
+        let mut snapshot = false;
+        if let Some(assembler) = s.assembler.as_mut() {
+            let was_pending = assembler.pending_tool_call();
+            let notes = match assembler.feed(&event) {
+                Ok(n) => n,
+                Err(e) => return Err(self.block_stream(s, self.uninspectable(facts.clone(), Direction::Response, &format!("{e}")))),
+            };
+            if !was_pending && assembler.pending_tool_call() {
+                s.hold_from = Some(event.start);
+            }
+            for note in notes {
+                match note {
+                    crate::llm::AssemblerNote::Text(t) => texts.push(t),
+                    crate::llm::AssemblerNote::Snapshot => snapshot = true,
+                    note => {
+                        if let Some(refused) = self.refused_tool_note(facts, note) {
+                            return Err(self.block_stream(s, refused));
+                        }
+                    }
+                }
+            }
+            if !assembler.pending_tool_call() {
+                s.hold_from = None;
+            }
+        } else {
+            texts.push(crate::llm::TextSpan { text: event.data.clone(), pointer: String::new(), kind: crate::llm::TextKind::Content });
+        }
+        let (Some(scanner), Some(detector)) = (s.scanner.as_mut(), self.detector.as_ref()) else {
+            s.judged_to = event.end;
+            return Ok(());
+        };
+        let mut findings = Vec::new();
+        let event_end = event.end;
+        let mut frame = HeldFrame { start: event.start, end: event.end, event: event.event, id: event.id, data: event.data, segments: Vec::new(), edits: Vec::new(), replacement: None };
+        for t in texts {
+            match scanner.push(detector, t.text.as_bytes()) {
+                Ok(f) => findings.extend(f),
+                Err(e) => return Err(self.block_stream(s, self.uninspectable(facts.clone(), Direction::Response, &format!("{e}")))),
+            }
+            if let Some(r) = s.redaction.as_mut() {
+                let mut lex = JsonLex::default();
+                if let crate::llm::TextKind::Arguments { choice, index } = t.kind {
+                    let state = r.lex.entry((choice, index)).or_default();
+                    lex = *state;
+                    t.text.bytes().for_each(|b| state.step(b));
+                }
+                frame.segments.push(Segment { pointer: t.pointer, kind: t.kind, at: r.text_end, text: t.text, lex });
+                r.text_end = r.text_end.saturating_add(frame.segments.last().map_or(0, |x| x.text.len() as u64));
+            }
+        }
+        match scanner.flush(detector) {
+            Ok(f) => findings.extend(f),
+            Err(e) => return Err(self.block_stream(s, self.uninspectable(facts.clone(), Direction::Response, &format!("{e}")))),
+        }
+        let (frame_event, frame_id, frame_data) = if s.redaction.is_some() { (None, None, String::new()) } else { (frame.event.take(), frame.id.take(), std::mem::take(&mut frame.data)) };
+        if let Some(r) = s.redaction.as_mut() {
+            r.frames.push_back(frame);
+            // Redacted values the last frames may have continued: replace the rest of them too.
+            let open = std::mem::take(&mut r.open);
+            for (class, range) in open {
+                if r.text_end <= range.end {
+                    r.open.push((class, range));
+                    continue;
+                }
+                let text = r.text_from(range.start);
+                let longer = match detector.scan_bytes(&text) {
+                    Ok(found) => found.iter().filter(|f| f.class == class && f.range.start == 0).map(|f| range.start.saturating_add(f.range.end as u64)).max().unwrap_or(range.end),
+                    Err(_) => range.end,
+                };
+                if longer > range.end && !r.redact(class, range.end..longer, false) {
+                    let counts = crate::detect::summarize(s.found.iter().copied());
+                    let j = DataJudgement { redact: vec![class], ..DataJudgement::default() };
+                    return Err(self.block_stream(s, self.unredactable(facts, counts, &j)));
+                }
+                // A value can go on after a character that ends it for now ("a@b.example" and
+                // ".net"): it stays open until the hold's worth of text followed it.
+                if r.text_end < longer.saturating_add(REDACT_HOLD_BYTES) {
+                    r.open.push((class, range.start..longer.max(range.end)));
+                }
+            }
+        }
+        if !findings.is_empty() {
+            s.found.extend(findings.iter().map(|f| f.class));
+            let counts = crate::detect::summarize(s.found.iter().copied());
+            match self.stream_verdict(facts, counts.clone(), s.redaction.is_some()) {
+                StreamVerdict::Stop(eval) => return Err(self.block_stream(s, *eval)),
+                StreamVerdict::Pass => {
+                    if let Some(r) = s.redaction.as_mut() {
+                        r.held.extend(findings.iter().map(|f| (f.class, f.range.clone())));
+                    }
+                }
+                StreamVerdict::Redact(j) => {
+                    let Some(r) = s.redaction.as_mut() else {
+                        return Err(self.block_stream(s, self.unredactable(facts, counts, &j)));
+                    };
+                    let mut all: Vec<(DataClass, std::ops::Range<u64>)> = std::mem::take(&mut r.held);
+                    all.extend(findings.iter().map(|f| (f.class, f.range.clone())));
+                    let mut ok = !r.left.iter().any(|c| j.redact.contains(c));
+                    for (class, range) in all {
+                        if !j.redact.contains(&class) {
+                            r.held.push((class, range));
+                            continue;
+                        }
+                        ok = ok && r.redact(class, range.clone(), true);
+                        if r.text_end < range.end.saturating_add(REDACT_HOLD_BYTES) {
+                            r.open.push((class, range));
+                        }
+                    }
+                    if !ok {
+                        return Err(self.block_stream(s, self.unredactable(facts, counts, &j)));
+                    }
+                    s.outcome = Some(self.stream_outcome(facts, counts, &j));
+                }
+            }
+        }
+        if snapshot {
+            let (event_name, id, data) = match s.redaction.as_ref().and_then(|r| r.frames.back()) {
+                Some(f) => (f.event.clone(), f.id.clone(), f.data.clone()),
+                None => (frame_event, frame_id, frame_data),
+            };
+            let replacement = self.judge_snapshot(s, facts, event_name.as_deref(), id.as_deref(), &data)?;
+            if let Some(f) = s.redaction.as_mut().and_then(|r| r.frames.back_mut()) {
+                f.replacement = replacement;
+            }
+        }
+        s.judged_to = event_end;
+        Ok(())
+    }
+
+    /// Judges an event whose data repeats or sums up content (see [`crate::llm::AssemblerNote::
+    /// Snapshot`]) on its own: its counts weigh as much as the stream's, not on top of them, and
+    /// a redaction rewrites the whole frame. Returns the frame's replacement, if any.
+    fn judge_snapshot(&self, s: &mut ResponseStream, facts: &Facts, event: Option<&str>, id: Option<&str>, data: &str) -> Result<Option<Vec<u8>>, StreamStep> {
+        let Some(detector) = self.detector.as_ref() else { return Ok(None) };
+        let value = match crate::json::parse_strict(data.as_bytes(), crate::llm::MAX_JSON_DEPTH) {
+            Ok(v) => v,
+            Err(e) => return Err(self.block_stream(s, self.uninspectable(facts.clone(), Direction::Response, &format!("event data: {e}")))),
+        };
+        let findings = match detector.scan_json(&value) {
+            Ok(f) => f,
+            Err(e) => return Err(self.block_stream(s, self.uninspectable(facts.clone(), Direction::Response, &format!("{e}")))),
+        };
+        if findings.is_empty() {
+            return Ok(None);
+        }
+        let stream = crate::detect::summarize(s.found.iter().copied());
+        let mut counts = findings.summary();
+        for c in &mut counts {
+            if let Some(x) = stream.iter().find(|x| x.class == c.class) {
+                c.count = c.count.max(x.count);
+            }
+        }
+        counts.extend(stream.iter().filter(|x| !counts.iter().any(|c| c.class == x.class)).copied().collect::<Vec<_>>());
+        counts.sort_by_key(|c| c.class);
+        match self.stream_verdict(facts, counts.clone(), s.redaction.is_some()) {
+            StreamVerdict::Pass => Ok(None),
+            StreamVerdict::Stop(eval) => Err(self.block_stream(s, *eval)),
+            StreamVerdict::Redact(j) => match redact(&value, &findings, &j.redact) {
+                Some(v) => {
+                    s.outcome = Some(self.stream_outcome(facts, counts, &j));
+                    Ok((v != value).then(|| sse_frame(event, id, &v.to_string())))
+                }
+                None => {
+                    let eval = Evaluation {
+                        decision: Decision::refusal(403, "response", "sensitive value in an object key cannot be redacted".into()),
+                        ..self.stream_outcome(facts, counts, &j)
+                    };
+                    Err(self.block_stream(s, eval))
+                }
+            },
+        }
+    }
+
+    /// Takes the pending bytes up to `release_to` (a frame boundary), with held frames rewritten
+    /// where they were redacted.
+    fn release(&self, s: &mut ResponseStream, release_to: u64) -> Result<Vec<u8>, String> {
+        let n = usize::try_from(release_to.saturating_sub(s.base)).unwrap_or(0).min(s.pending.len());
+        let raw: Vec<u8> = s.pending.drain(..n).collect();
+        let from = s.base;
+        s.base = s.base.saturating_add(n as u64);
+        let Some(r) = s.redaction.as_mut() else { return Ok(raw) };
+        let local = |x: u64| usize::try_from(x.saturating_sub(from)).unwrap_or(usize::MAX);
+        let mut out = Vec::with_capacity(raw.len());
+        let mut at = 0usize;
+        while r.frames.front().is_some_and(|f| f.end <= s.base) {
+            let Some(frame) = r.frames.pop_front() else { break };
+            let (a, b) = (local(frame.start), local(frame.end));
+            out.extend_from_slice(raw.get(at..a).ok_or("a held frame is not on a frame boundary")?);
+            match render_frame(&frame)? {
+                Some(bytes) => out.extend_from_slice(&bytes),
+                None => out.extend_from_slice(raw.get(a..b).ok_or("a held frame is not on a frame boundary")?),
+            }
+            at = b;
+        }
+        out.extend_from_slice(raw.get(at..).ok_or("a held frame is not on a frame boundary")?);
+        // What was found and not redacted in the frames just delivered has left.
+        let held_from = r.held_text_from();
+        let (gone, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut r.held).into_iter().partition(|(_, range)| range.start < held_from);
+        r.held = kept;
+        r.left.extend(gone.into_iter().map(|(c, _)| c));
+        r.redacted.retain(|(_, range)| range.end >= held_from);
+        Ok(out)
+    }
     /// The refusal of a tool call the assembler completed (its name, or later its arguments, which
     /// a deny on an argument value can need), if the agent may not make it.
     fn refused_tool_note(&self, facts: &Facts, note: crate::llm::AssemblerNote) -> Option<Evaluation> {

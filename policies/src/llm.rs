@@ -6,9 +6,10 @@
 //! - OpenAI Chat Completions (`messages`, `tools[].function.name`, legacy `functions`,
 //!   `tool_choice`, legacy `function_call`; streamed `chat.completion.chunk`s with
 //!   `delta.tool_calls[]` fragments keyed by `index`, then `data: [DONE]`).
-//! - OpenAI Responses, requests and non-streamed responses (`input`, `tools[].name`,
-//!   `output[]` items of type `function_call`). Its streamed form (`response.*` events) is not
-//!   assembled: [`ToolCallAssembler`] refuses such a stream rather than pass it unread.
+//! - OpenAI Responses (`input`, `tools[].name`, `output[]` items of type `function_call`), plain
+//!   and streamed (`response.output_item.added` naming a call, `response.function_call_arguments.
+//!   delta` fragments keyed by `output_index`, `response.output_text.delta`, and the `*.done` and
+//!   `response.completed` events that repeat the whole output).
 //! - Anthropic Messages (`tools[].name`, `tool_choice`, `system`, `content[]` blocks; streamed
 //!   `content_block_start` / `input_json_delta` / `content_block_stop` / `message_stop`).
 //!
@@ -50,7 +51,7 @@ const MAX_QUOTED: usize = 64;
 /// Which API the traffic speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Provider {
-    /// OpenAI Chat Completions (and, for requests and plain responses, the Responses API).
+    /// OpenAI Chat Completions and the Responses API (told apart by the body or first event).
     OpenAi,
     /// Anthropic Messages.
     Anthropic,
@@ -641,31 +642,35 @@ fn openai_responses_response(
     for (index, item) in opt_array(map, "output", root)?.iter().enumerate() {
         let path = output_path.index(index);
         let item = object(item, &path)?;
-        let (key, id_key) = match req_str(item, "type", &path)? {
-            "message" => {
-                openai_content(member(item, "content"), &path.key("content"), &mut response.texts)?;
-                continue;
-            }
-            "function_call" => ("arguments", "call_id"),
-            "custom_tool_call" => ("input", "call_id"),
-            // Reasoning, and built-in tool calls the provider already ran (web_search_call,
-            // mcp_call, ...): nothing for the agent to execute.
-            _ => continue,
-        };
-        let name = req_tool_name(item, "name", &path)?;
-        let raw = opt_str(item, key, &path)?.unwrap_or_default();
-        check_arguments_len(raw)?;
-        let call = ProposedToolCall {
-            choice: 0,
-            index,
-            id: opt_str(item, id_key, &path)?.map(str::to_owned),
-            name,
-            arguments: parse_arguments(raw),
-            raw_arguments: raw.to_owned(),
-        };
-        push_call(&mut response.tool_calls, call)?;
+        if req_str(item, "type", &path)? == "message" {
+            openai_content(member(item, "content"), &path.key("content"), &mut response.texts)?;
+        } else if let Some(call) = responses_item_call(item, &path, index)? {
+            push_call(&mut response.tool_calls, call)?;
+        }
     }
     Ok(())
+}
+
+/// The tool call a Responses API output item proposes, if it is one (`function_call`,
+/// `custom_tool_call`). Messages, reasoning, and built-in tool calls the provider already ran
+/// (web_search_call, mcp_call, ...) give nothing for the agent to execute.
+fn responses_item_call(item: &Map<String, Value>, path: &Path<'_>, index: usize) -> Result<Option<ProposedToolCall>, LlmError> {
+    let key = match req_str(item, "type", path)? {
+        "function_call" => "arguments",
+        "custom_tool_call" => "input",
+        _ => return Ok(None),
+    };
+    let name = req_tool_name(item, "name", path)?;
+    let raw = opt_str(item, key, path)?.unwrap_or_default();
+    check_arguments_len(raw)?;
+    Ok(Some(ProposedToolCall {
+        choice: 0,
+        index,
+        id: opt_str(item, "call_id", path)?.map(str::to_owned),
+        name,
+        arguments: parse_arguments(raw),
+        raw_arguments: raw.to_owned(),
+    }))
 }
 
 /// Anthropic content block types that propose a tool call.
@@ -723,11 +728,42 @@ pub enum AssemblerNote {
     /// The call's arguments are complete (its block stopped, its choice finished, or the stream
     /// ended).
     ToolCallComplete(ProposedToolCall),
-    /// A text delta (content or refusal), for scanning.
-    Text(String),
+    /// A string the event carries, for scanning (a content or refusal delta, a fragment of a
+    /// call's arguments), and where it sits in the event's data, so a value in it can be redacted
+    /// within the frame.
+    Text(TextSpan),
+    /// The event repeats or sums up content rather than adding to it (the Responses API's
+    /// `*.done` events and `response.completed`): its data is to be scanned as a whole, on its
+    /// own, and not appended to the stream's text.
+    Snapshot,
     /// The provider's end-of-stream marker (`data: [DONE]`, `message_stop`). Any event after it is
     /// an error.
     Done,
+}
+
+/// A string value inside one event's data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TextSpan {
+    /// The decoded string.
+    pub text: String,
+    /// RFC 6901 pointer to the string in the event's data JSON.
+    pub pointer: String,
+    pub kind: TextKind,
+}
+
+/// What a [`TextSpan`] holds, which decides how a value in it can be replaced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TextKind {
+    /// Text shown as is (a content, refusal or free-form tool input delta): any part of it can be
+    /// replaced.
+    Content,
+    /// A fragment of the JSON text of a call's arguments (keyed like the call): a part can be
+    /// replaced by text only inside a JSON string literal of the arguments.
+    Arguments { choice: usize, index: usize },
+}
+
+fn span(text: &str, pointer: String, kind: TextKind) -> AssemblerNote {
+    AssemblerNote::Text(TextSpan { text: text.to_owned(), pointer, kind })
 }
 
 #[derive(Debug, Default)]
@@ -781,11 +817,14 @@ pub struct ToolCallAssembler {
     /// OpenAI choices that sent a `finish_reason`.
     finished_choices: BTreeSet<usize>,
     done: bool,
+    /// OpenAI: whether the stream is the Responses API's (`response.*` events), set by the first
+    /// event; the two forms never mix in one stream.
+    responses: Option<bool>,
 }
 
 impl ToolCallAssembler {
     pub fn new(provider: Provider) -> Self {
-        ToolCallAssembler { provider, calls: BTreeMap::new(), finished_choices: BTreeSet::new(), done: false }
+        ToolCallAssembler { provider, calls: BTreeMap::new(), finished_choices: BTreeSet::new(), done: false, responses: None }
     }
 
     /// True while a tool call has started whose name is not yet complete.
@@ -801,6 +840,10 @@ impl ToolCallAssembler {
     /// Reads one event; returns what it completes, in order.
     pub fn feed(&mut self, event: &SseEvent) -> Result<Vec<AssemblerNote>, LlmError> {
         if self.done {
+            // Some servers end a Responses stream with the Chat Completions marker as well.
+            if self.responses == Some(true) && event.data.starts_with("[DONE]") {
+                return Ok(Vec::new());
+            }
             return Err(LlmError::InvalidStream {
                 path: "event".to_owned(),
                 reason: "event after the end of the stream",
@@ -883,6 +926,18 @@ impl ToolCallAssembler {
         let Some(chunk) = Self::parse_data(event)? else { return Ok(()) };
         let root = Path::Root("");
         let chunk = object(&chunk, &Path::Root("chunk"))?;
+        let responses = member(chunk, "choices").is_none()
+            && opt_str(chunk, "type", &root).ok().flatten().is_some_and(|t| t.starts_with("response.") || t == "error");
+        match (self.responses, responses) {
+            (None, r) => self.responses = Some(r),
+            (Some(a), b) if a != b => {
+                return Err(LlmError::InvalidStream { path: "type".to_owned(), reason: "Chat Completions chunks and Responses events mixed" });
+            }
+            _ => {}
+        }
+        if responses {
+            return self.feed_responses(event, chunk, notes);
+        }
         let Some(choices) = member(chunk, "choices") else {
             if member(chunk, "error").is_some() {
                 // An error object in the stream: no tool call in it; the client raises.
@@ -908,7 +963,7 @@ impl ToolCallAssembler {
                     if let Some(text) = opt_str(delta, key, &delta_path)?
                         && !text.is_empty()
                     {
-                        notes.push(AssemblerNote::Text(text.to_owned()));
+                        notes.push(span(text, format!("/choices/{position}/delta/{key}"), TextKind::Content));
                     }
                 }
                 let calls_path = delta_path.key("tool_calls");
@@ -926,13 +981,15 @@ impl ToolCallAssembler {
                         None => None,
                     };
                     let id = opt_str(entry, "id", &entry_path)?;
-                    self.openai_fragment((choice_index, index), id, function, &entry_path.key("function"), &mut extended, notes)?;
+                    let pointer = format!("/choices/{position}/delta/tool_calls/{j}/function/arguments");
+                    self.openai_fragment((choice_index, index), (id, function), &entry_path.key("function"), &pointer, &mut extended, notes)?;
                 }
                 // The legacy single function call streams like tool call 0.
                 if let Some(call) = member(delta, "function_call") {
                     let call_path = delta_path.key("function_call");
                     let call = object(call, &call_path)?;
-                    self.openai_fragment((choice_index, 0), None, Some(call), &call_path, &mut extended, notes)?;
+                    let pointer = format!("/choices/{position}/delta/function_call/arguments");
+                    self.openai_fragment((choice_index, 0), (None, Some(call)), &call_path, &pointer, &mut extended, notes)?;
                 }
             }
             if opt_str(choice, "finish_reason", &path)?.is_some() {
@@ -948,9 +1005,9 @@ impl ToolCallAssembler {
     fn openai_fragment(
         &mut self,
         key: (usize, usize),
-        id: Option<&str>,
-        function: Option<&Map<String, Value>>,
+        (id, function): (Option<&str>, Option<&Map<String, Value>>),
         function_path: &Path<'_>,
+        arguments_pointer: &str,
         extended: &mut Vec<(usize, usize)>,
         notes: &mut Vec<AssemblerNote>,
     ) -> Result<(), LlmError> {
@@ -1026,6 +1083,120 @@ impl ToolCallAssembler {
                 return Err(LlmError::TooLarge { what: "tool call arguments", limit: MAX_ARGUMENTS_BYTES });
             }
             call.arguments.push_str(arguments);
+            if !arguments.is_empty() {
+                notes.push(span(arguments, arguments_pointer.to_owned(), TextKind::Arguments { choice, index }));
+            }
+        }
+        Ok(())
+    }
+
+    /// One event of a streamed OpenAI Responses API answer. Function calls are output items: the
+    /// name arrives whole in `response.output_item.added`, the arguments in
+    /// `response.function_call_arguments.delta` fragments, and the whole call again in
+    /// `response.function_call_arguments.done`, `response.output_item.done` and the final
+    /// `response.completed`; every copy is judged, and each name must be the one first announced.
+    /// A delta whose `delta` is a string is text to scan; any other event is a snapshot, scanned on
+    /// its own.
+    fn feed_responses(&mut self, event: &SseEvent, data: &Map<String, Value>, notes: &mut Vec<AssemblerNote>) -> Result<(), LlmError> {
+        let root = Path::Root("");
+        let kind = req_str(data, "type", &root)?;
+        // The SDKs dispatch on the data's type; a line reader may go by the event name: they agree.
+        if let Some(name) = event.event.as_deref()
+            && name != kind
+        {
+            return Err(LlmError::EventTypeMismatch { event: quote(name), data_type: quote(kind) });
+        }
+        if kind.ends_with(".delta")
+            && let Some(Value::String(delta)) = member(data, "delta")
+        {
+            let index = req_index(data, "output_index", &root)?;
+            let text_kind = match kind {
+                "response.function_call_arguments.delta" | "response.custom_tool_call_input.delta" => {
+                    let Some(call) = self.calls.get_mut(&(0, index)).filter(|call| !call.complete) else {
+                        return Err(LlmError::InvalidStream { path: "output_index".to_owned(), reason: "arguments for an output item that is not an open tool call" });
+                    };
+                    if call.arguments.len().saturating_add(delta.len()) > MAX_ARGUMENTS_BYTES {
+                        return Err(LlmError::TooLarge { what: "tool call arguments", limit: MAX_ARGUMENTS_BYTES });
+                    }
+                    call.arguments.push_str(delta);
+                    // A custom tool's input is free text, not JSON.
+                    if kind == "response.custom_tool_call_input.delta" { TextKind::Content } else { TextKind::Arguments { choice: 0, index } }
+                }
+                _ => TextKind::Content,
+            };
+            if !delta.is_empty() {
+                notes.push(span(delta, "/delta".to_owned(), text_kind));
+            }
+            return Ok(());
+        }
+        notes.push(AssemblerNote::Snapshot);
+        match kind {
+            "response.output_item.added" | "response.output_item.done" => {
+                let index = req_index(data, "output_index", &root)?;
+                let item_path = root.key("item");
+                let item = object(required(data, "item", &root)?, &item_path)?;
+                if let Some(call) = responses_item_call(item, &item_path, index)? {
+                    self.responses_call(call, kind == "response.output_item.added", notes)?;
+                }
+            }
+            "response.function_call_arguments.done" | "response.custom_tool_call_input.done" => {
+                let index = req_index(data, "output_index", &root)?;
+                let key = if kind == "response.custom_tool_call_input.done" { "input" } else { "arguments" };
+                let raw = req_str(data, key, &root)?;
+                check_arguments_len(raw)?;
+                let Some(call) = self.calls.get(&(0, index)) else {
+                    return Err(LlmError::InvalidStream { path: "output_index".to_owned(), reason: "arguments done for an output item that is not a tool call" });
+                };
+                if let Some(name) = opt_str(data, "name", &root)?
+                    && name != call.name
+                {
+                    return Err(LlmError::InvalidStream { path: "name".to_owned(), reason: "tool name differs from the one announced" });
+                }
+                let call = ProposedToolCall { choice: 0, index, id: call.id.clone(), name: call.name.clone(), arguments: parse_arguments(raw), raw_arguments: raw.to_owned() };
+                self.responses_call(call, false, notes)?;
+            }
+            _ => {
+                if let Some(response) = member(data, "response") {
+                    let response_path = root.key("response");
+                    let response = object(response, &response_path)?;
+                    let output_path = response_path.key("output");
+                    for (index, item) in opt_array(response, "output", &response_path)?.iter().enumerate() {
+                        let path = output_path.index(index);
+                        if let Some(call) = responses_item_call(object(item, &path)?, &path, index)? {
+                            self.responses_call(call, false, notes)?;
+                        }
+                    }
+                }
+                if matches!(kind, "response.completed" | "response.incomplete" | "response.failed") {
+                    self.complete_calls(None, notes)?;
+                    notes.push(AssemblerNote::Done);
+                    self.done = true;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A function call seen whole in a Responses event: announced (`start`, the name judged now)
+    /// or repeated (judged with its arguments, and checked against the announced name).
+    fn responses_call(&mut self, call: ProposedToolCall, start: bool, notes: &mut Vec<AssemblerNote>) -> Result<(), LlmError> {
+        let key = (0, call.index);
+        let known = self.calls.contains_key(&key);
+        let state = self.start_call(key)?;
+        if known && state.name != call.name {
+            return Err(LlmError::InvalidStream { path: format!("output[{}].name", call.index), reason: "tool name differs from the one announced" });
+        }
+        if !known {
+            *state = CallState { id: call.id.clone(), name: call.name.clone(), name_complete: true, ..CallState::default() };
+            notes.push(AssemblerNote::ToolNameComplete { choice: 0, index: call.index, name: call.name.clone() });
+        } else if start {
+            return Err(LlmError::InvalidStream { path: "output_index".to_owned(), reason: "output item added twice" });
+        }
+        if start {
+            state.arguments.push_str(&call.raw_arguments);
+        } else {
+            state.complete = true;
+            notes.push(AssemblerNote::ToolCallComplete(call));
         }
         Ok(())
     }
@@ -1073,7 +1244,7 @@ impl ToolCallAssembler {
                     if let Some(text) = opt_str(block, "text", &block_path)?
                         && !text.is_empty()
                     {
-                        notes.push(AssemblerNote::Text(text.to_owned()));
+                        notes.push(span(text, "/content_block/text".to_owned(), TextKind::Content));
                     }
                 } else if !is_anthropic_inert_block(block_kind) {
                     return Err(unsupported(&block_path.key("type"), block_kind));
@@ -1087,7 +1258,7 @@ impl ToolCallAssembler {
                     "text_delta" => {
                         let text = req_str(delta, "text", &delta_path)?;
                         if !text.is_empty() {
-                            notes.push(AssemblerNote::Text(text.to_owned()));
+                            notes.push(span(text, "/delta/text".to_owned(), TextKind::Content));
                         }
                     }
                     "input_json_delta" => {
@@ -1102,6 +1273,9 @@ impl ToolCallAssembler {
                             return Err(LlmError::TooLarge { what: "tool call arguments", limit: MAX_ARGUMENTS_BYTES });
                         }
                         call.arguments.push_str(partial);
+                        if !partial.is_empty() {
+                            notes.push(span(partial, "/delta/partial_json".to_owned(), TextKind::Arguments { choice: 0, index }));
+                        }
                     }
                     // thinking_delta, signature_delta, citations_delta and future deltas carry no
                     // tool call.
@@ -1129,4 +1303,4 @@ impl ToolCallAssembler {
 
 #[cfg(test)]
 #[path = "llm_tests.rs"]
-mod tests;
+pub(crate) mod tests;

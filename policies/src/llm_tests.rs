@@ -457,8 +457,11 @@ fn run_chunks(provider: Provider, chunks: &[&[u8]]) -> Result<Run, LlmError> {
     }
     events.extend(parser.finish().unwrap());
     for (n, event) in events.iter().enumerate() {
+        // Argument fragments are followed by their own tests; the demo streams' are "{" and "}".
         for note in assembler.feed(event)? {
-            run.notes.push((n, note));
+            if !matches!(note, AssemblerNote::Text(TextSpan { kind: TextKind::Arguments { .. }, .. })) {
+                run.notes.push((n, note));
+            }
         }
         run.pending_after.push(assembler.pending_tool_call());
     }
@@ -474,6 +477,10 @@ fn run(provider: Provider, stream: &str) -> Result<Run, LlmError> {
 
 fn sse(datas: &[Value]) -> String {
     datas.iter().map(|d| format!("data: {d}\n\n")).collect::<String>() + "data: [DONE]\n\n"
+}
+
+fn text_note(text: &str, pointer: &str) -> AssemblerNote {
+    AssemblerNote::Text(TextSpan { text: text.into(), pointer: pointer.into(), kind: TextKind::Content })
 }
 
 fn name_complete(choice: usize, index: usize, name: &str) -> AssemblerNote {
@@ -509,8 +516,8 @@ fn demo_openai_stream_names_the_tool_once_its_name_is_whole() {
     assert_eq!(
         text.notes,
         vec![
-            (1, AssemblerNote::Text("Hello from ".into())),
-            (2, AssemblerNote::Text("the mock LLM".into())),
+            (1, text_note("Hello from ", "/choices/0/delta/content")),
+            (2, text_note("the mock LLM", "/choices/0/delta/content")),
             (4, AssemblerNote::Done),
         ]
     );
@@ -536,8 +543,8 @@ fn demo_anthropic_stream_names_the_tool_at_content_block_start() {
     assert_eq!(
         text.notes,
         vec![
-            (3, AssemblerNote::Text("Hello from ".into())),
-            (4, AssemblerNote::Text("the mock LLM".into())),
+            (3, text_note("Hello from ", "/delta/text")),
+            (4, text_note("the mock LLM", "/delta/text")),
             (7, AssemblerNote::Done),
         ]
     );
@@ -701,7 +708,7 @@ fn anthropic_parallel_tool_uses_and_text() {
     assert_eq!(
         got.notes,
         vec![
-            (2, AssemblerNote::Text("on it".into())),
+            (2, text_note("on it", "/delta/text")),
             (4, name_complete(0, 1, "read_file")),
             (7, complete(0, 1, Some("t1"), "read_file", "{\"path\":\"a\"}")),
             (8, name_complete(0, 2, "delete_repository")),
@@ -743,6 +750,14 @@ fn refuses_hostile_streams() {
         chunk(0, tool_delta(0, json!({"arguments": half})), Value::Null),
     ]);
     let responses_stream = "event: response.output_item.added\ndata: {\"type\":\"response.output_item.added\",\"item\":{\"type\":\"function_call\",\"name\":\"delete_repository\"}}\n\n";
+    let added = json!({"type": "response.output_item.added", "output_index": 0, "item": {"type": "function_call", "call_id": "c", "name": "read_file", "arguments": ""}});
+    let responses_then_chat = format!("data: {added}\n\ndata: {}\n\n", json!({"choices": [{"index": 0, "delta": {"content": "x"}}]}));
+    let responses_renamed = format!(
+        "data: {added}\n\ndata: {}\n\n",
+        json!({"type": "response.output_item.done", "output_index": 0, "item": {"type": "function_call", "call_id": "c", "name": "delete_repository", "arguments": "{}"}})
+    );
+    let responses_orphan_delta = format!("data: {}\n\n", json!({"type": "response.function_call_arguments.delta", "output_index": 3, "delta": "{"}));
+    let responses_mislabelled = format!("event: response.output_text.delta\ndata: {added}\n\n");
     let not_json = "data: {\"choices\": [\n\n";
     let deep = format!("data: {}{}\n\n", "[".repeat(100), "]".repeat(100));
     let cases: &[(&str, Provider, &str, &str)] = &[
@@ -766,7 +781,11 @@ fn refuses_hostile_streams() {
         ),
         ("too many calls", Provider::OpenAi, &sse(&too_many), "tool calls exceeds the limit of 128"),
         ("arguments over 1 MiB", Provider::OpenAi, &big_args, "tool call arguments exceeds the limit of 1048576"),
-        ("responses API stream", Provider::OpenAi, responses_stream, "type: unsupported value \"response.output_item.added\""),
+        ("responses item without output_index", Provider::OpenAi, responses_stream, "output_index: missing"),
+        ("responses and chat mixed", Provider::OpenAi, &responses_then_chat, "type: Chat Completions chunks and Responses events mixed"),
+        ("responses name changed when done", Provider::OpenAi, &responses_renamed, "output[0].name: tool name differs from the one announced"),
+        ("responses arguments for no call", Provider::OpenAi, &responses_orphan_delta, "output_index: arguments for an output item that is not an open tool call"),
+        ("responses event name disagrees", Provider::OpenAi, &responses_mislabelled, "SSE event \"response.output_text.delta\" carries data of type \"response.output_item.added\""),
         ("not JSON", Provider::OpenAi, not_json, "event data: invalid JSON at line 1 column 13: EOF while parsing a list"),
         ("too deep", Provider::OpenAi, &deep, "event data: JSON nested deeper than 64 levels"),
         (
@@ -817,4 +836,101 @@ fn ignores_keep_alives_and_unknown_anthropic_events() {
     assert!(run(Provider::Anthropic, stream).unwrap().notes.is_empty());
     let openai = "data: {\"error\":{\"message\":\"overloaded\"}}\n\n";
     assert!(run(Provider::OpenAi, openai).unwrap().notes.is_empty());
+}
+
+/// A streamed Responses API answer: a sentence, then a call to `tool` whose arguments arrive in
+/// `fragments`, each `.done` event and `response.completed` repeating the whole.
+pub(crate) fn responses_stream(text: &[&str], tool: &str, fragments: &[&str]) -> String {
+    let whole_text: String = text.concat();
+    let args: String = fragments.concat();
+    let message = json!({"id": "msg_1", "type": "message", "status": "completed", "role": "assistant",
+        "content": [{"type": "output_text", "text": whole_text, "annotations": []}]});
+    let call = json!({"id": "fc_1", "type": "function_call", "status": "completed", "call_id": "call_1", "name": tool, "arguments": args});
+    let mut events = vec![
+        json!({"type": "response.created", "sequence_number": 0, "response": {"id": "resp_1", "object": "response", "status": "in_progress", "output": []}}),
+        json!({"type": "response.output_item.added", "sequence_number": 1, "output_index": 0, "item": {"id": "msg_1", "type": "message", "status": "in_progress", "role": "assistant", "content": []}}),
+        json!({"type": "response.content_part.added", "sequence_number": 2, "item_id": "msg_1", "output_index": 0, "content_index": 0, "part": {"type": "output_text", "text": "", "annotations": []}}),
+    ];
+    for t in text {
+        events.push(json!({"type": "response.output_text.delta", "sequence_number": events.len(), "item_id": "msg_1", "output_index": 0, "content_index": 0, "delta": t}));
+    }
+    events.push(json!({"type": "response.output_text.done", "sequence_number": events.len(), "item_id": "msg_1", "output_index": 0, "content_index": 0, "text": whole_text}));
+    events.push(json!({"type": "response.output_item.done", "sequence_number": events.len(), "output_index": 0, "item": message}));
+    events.push(json!({"type": "response.output_item.added", "sequence_number": events.len(), "output_index": 1,
+        "item": {"id": "fc_1", "type": "function_call", "status": "in_progress", "call_id": "call_1", "name": tool, "arguments": ""}}));
+    for f in fragments {
+        events.push(json!({"type": "response.function_call_arguments.delta", "sequence_number": events.len(), "item_id": "fc_1", "output_index": 1, "delta": f}));
+    }
+    events.push(json!({"type": "response.function_call_arguments.done", "sequence_number": events.len(), "item_id": "fc_1", "output_index": 1, "arguments": args}));
+    events.push(json!({"type": "response.output_item.done", "sequence_number": events.len(), "output_index": 1, "item": call}));
+    events.push(json!({"type": "response.completed", "sequence_number": events.len(),
+        "response": {"id": "resp_1", "object": "response", "status": "completed", "output": [message, call]}}));
+    events.iter().map(|e| format!("event: {}\ndata: {e}\n\n", e["type"].as_str().unwrap_or_default())).collect()
+}
+
+#[test]
+fn responses_stream_names_the_call_when_its_item_is_added_and_judges_every_copy() {
+    let stream = responses_stream(&["Reading ", "it now"], "read_file", &["{\"pa", "th\":\"a\"}"]);
+    let mut parser = SseParser::new();
+    let events = parser.feed(stream.as_bytes()).unwrap();
+    let mut assembler = ToolCallAssembler::new(Provider::OpenAi);
+    let mut notes = Vec::new();
+    for (n, event) in events.iter().enumerate() {
+        for note in assembler.feed(event).unwrap() {
+            notes.push((n, note));
+        }
+    }
+    let read_file = ProposedToolCall { choice: 0, index: 1, id: Some("call_1".into()), name: "read_file".into(), arguments: Some(json!({"path": "a"})), raw_arguments: "{\"path\":\"a\"}".into() };
+    let args = |t: &str| AssemblerNote::Text(TextSpan { text: t.into(), pointer: "/delta".into(), kind: TextKind::Arguments { choice: 0, index: 1 } });
+    // Events: 0 created, 1 item added, 2 part added, 3-4 text, 5 text done, 6 item done,
+    // 7 call added, 8-9 arguments, 10 arguments done, 11 item done, 12 completed.
+    let expected = vec![
+        (0, AssemblerNote::Snapshot),
+        (1, AssemblerNote::Snapshot),
+        (2, AssemblerNote::Snapshot),
+        (3, text_note("Reading ", "/delta")),
+        (4, text_note("it now", "/delta")),
+        (5, AssemblerNote::Snapshot),
+        (6, AssemblerNote::Snapshot),
+        (7, AssemblerNote::Snapshot),
+        (7, name_complete(0, 1, "read_file")),
+        (8, args("{\"pa")),
+        (9, args("th\":\"a\"}")),
+        (10, AssemblerNote::Snapshot),
+        (10, AssemblerNote::ToolCallComplete(read_file.clone())),
+        (11, AssemblerNote::Snapshot),
+        (11, AssemblerNote::ToolCallComplete(read_file.clone())),
+        (12, AssemblerNote::Snapshot),
+        (12, AssemblerNote::ToolCallComplete(read_file)),
+        (12, AssemblerNote::Done),
+    ];
+    assert_eq!(notes, expected);
+    assert!(!assembler.pending_tool_call());
+    // A `[DONE]` some servers add after `response.completed` is no event after the end.
+    assert_eq!(assembler.feed(&parser.feed(b"data: [DONE]\n\n").unwrap()[0]).unwrap(), vec![]);
+    // Split anywhere, the notes are the same.
+    let whole = run(Provider::OpenAi, &stream).unwrap();
+    let bytes = stream.as_bytes();
+    for at in (0..=bytes.len()).step_by(7) {
+        let (a, b) = bytes.split_at(at);
+        assert_eq!(run_chunks(Provider::OpenAi, &[a, b]).unwrap(), whole, "split at {at}");
+    }
+}
+
+#[test]
+fn responses_stream_refuses_a_call_it_renames_or_never_announced() {
+    // A call first seen whole in response.completed is judged there.
+    let completed = json!({"type": "response.completed", "response": {"output": [
+        {"type": "function_call", "call_id": "c", "name": "delete_repository", "arguments": "{}"}]}});
+    let got = run(Provider::OpenAi, &format!("data: {completed}\n\n")).unwrap();
+    assert_eq!(got.notes[1], (0, name_complete(0, 0, "delete_repository")));
+    assert!(matches!(&got.notes[2], (0, AssemblerNote::ToolCallComplete(c)) if c.name == "delete_repository"));
+    // An output item added twice is a hostile stream.
+    let added = json!({"type": "response.output_item.added", "output_index": 0, "item": {"type": "function_call", "call_id": "c", "name": "read_file", "arguments": ""}});
+    let err = run(Provider::OpenAi, &format!("data: {added}\n\ndata: {added}\n\n")).unwrap_err();
+    assert_eq!(err.to_string(), "output_index: output item added twice");
+    // The arguments' done event may not name another tool.
+    let done = json!({"type": "response.function_call_arguments.done", "output_index": 0, "name": "delete_repository", "arguments": "{}"});
+    let err = run(Provider::OpenAi, &format!("data: {added}\n\ndata: {done}\n\n")).unwrap_err();
+    assert_eq!(err.to_string(), "name: tool name differs from the one announced");
 }
