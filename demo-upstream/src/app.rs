@@ -45,6 +45,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/customers/{id}", get(crm::get).delete(crm::delete))
         .route(llm::OPENAI_PATH, post(llm::openai))
         .route(llm::ANTHROPIC_PATH, post(llm::anthropic))
+        .route(llm::RESPONSES_PATH, post(llm::responses))
         .route("/a2a", post(a2a::handle_http))
         .route("/.well-known/agent-card.json", get(a2a::agent_card))
         .route(STATS_PATH, get(stats))

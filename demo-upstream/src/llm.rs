@@ -1,8 +1,12 @@
-//! The mock LLM, in the OpenAI Chat Completions and Anthropic Messages forms, streaming or not.
+//! The mock LLM, in the OpenAI Chat Completions, OpenAI Responses and Anthropic Messages forms,
+//! streaming or not.
 //!
 //! It answers a fixed greeting, unless the last user message says "call <tool>": then it proposes
 //! a call to that tool, whatever tools the request declared, so the demo can show Interlock
-//! blocking a tool call a model proposes to an agent that may not make it.
+//! blocking a tool call a model proposes to an agent that may not make it. "call <tool> with:
+//! <text>" gives the call the arguments `{"body": "<text>"}`, and "repeat: <text>" makes the
+//! model answer `<text>`: streamed, both arrive in pieces of a few characters, so a value in them
+//! (an address, a card number) is split across frames, as a real model's tokens split it.
 
 use axum::Json;
 use axum::body::Bytes;
@@ -16,6 +20,9 @@ use crate::stats::llm_key;
 
 pub const OPENAI_PATH: &str = "/v1/chat/completions";
 pub const ANTHROPIC_PATH: &str = "/v1/messages";
+pub const RESPONSES_PATH: &str = "/v1/responses";
+/// Characters per streamed piece of an echoed text or of a call's arguments.
+const PIECE_CHARS: usize = 5;
 pub const GREETING: &str = "Hello from the mock LLM";
 /// The greeting as it is streamed: two deltas, so clients have to concatenate.
 const GREETING_PARTS: [&str; 2] = ["Hello from ", "the mock LLM"];
@@ -25,7 +32,13 @@ const DEFAULT_MODEL: &str = "mock-model";
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Answer {
     Text,
-    ToolCall { name: String },
+    /// "repeat: <text>": the model says `<text>`.
+    Echo(String),
+    /// `arguments` is the JSON text of the call's arguments.
+    ToolCall {
+        name: String,
+        arguments: String,
+    },
 }
 
 /// What one request asks for, read from either provider's body.
@@ -39,8 +52,13 @@ struct Ask {
 
 impl Ask {
     fn from_body(body: &Value) -> Self {
-        let text = last_user_text(body.get("messages").unwrap_or(&Value::Null));
-        let answer = proposed_tool(&text).map_or(Answer::Text, |name| Answer::ToolCall { name });
+        let text = match body.get("input") {
+            // The Responses API: a string, or message items.
+            Some(Value::String(s)) => s.clone(),
+            Some(items) => last_user_text(items),
+            None => last_user_text(body.get("messages").unwrap_or(&Value::Null)),
+        };
+        let answer = answer_to(&text);
         Ask {
             model: body
                 .get("model")
@@ -59,11 +77,56 @@ impl Ask {
     }
 
     fn completion_tokens(&self) -> u64 {
-        match self.answer {
+        match &self.answer {
             Answer::Text => 5,
+            Answer::Echo(text) => {
+                u64::try_from(text.split_whitespace().count()).unwrap_or(u64::MAX)
+            }
             Answer::ToolCall { .. } => 12,
         }
     }
+
+    /// The text the model says (none for a tool call).
+    fn text(&self) -> Option<&str> {
+        match &self.answer {
+            Answer::Text => Some(GREETING),
+            Answer::Echo(text) => Some(text),
+            Answer::ToolCall { .. } => None,
+        }
+    }
+
+    /// The text as it is streamed.
+    fn text_pieces(&self) -> Vec<String> {
+        match &self.answer {
+            Answer::Text => GREETING_PARTS.iter().map(|p| (*p).to_owned()).collect(),
+            Answer::Echo(text) => pieces(text),
+            Answer::ToolCall { .. } => Vec::new(),
+        }
+    }
+}
+
+/// What the model answers to the last user message.
+pub fn answer_to(text: &str) -> Answer {
+    if let Some((_, rest)) = text.split_once("repeat:") {
+        return Answer::Echo(rest.trim_start().to_owned());
+    }
+    match proposed_tool(text) {
+        Some(name) => {
+            let arguments = match text.split_once("with:") {
+                Some((_, body)) => json!({ "body": body.trim_start() }).to_string(),
+                None => "{}".to_owned(),
+            };
+            Answer::ToolCall { name, arguments }
+        }
+        None => Answer::Text,
+    }
+}
+
+/// `text` in pieces of [`PIECE_CHARS`] characters ("{}" in its two characters).
+fn pieces(text: &str) -> Vec<String> {
+    let chars: Vec<char> = text.chars().collect();
+    let size = if text == "{}" { 1 } else { PIECE_CHARS };
+    chars.chunks(size).map(|c| c.iter().collect()).collect()
 }
 
 /// The text of the last user message; text parts of a multi-part content are joined by newlines.
@@ -79,7 +142,12 @@ pub fn last_user_text(messages: &Value) -> String {
         Some(Value::String(s)) => s.clone(),
         Some(Value::Array(parts)) => parts
             .iter()
-            .filter(|p| p.get("type").and_then(Value::as_str) == Some("text"))
+            .filter(|p| {
+                matches!(
+                    p.get("type").and_then(Value::as_str),
+                    Some("text" | "input_text")
+                )
+            })
             .filter_map(|p| p.get("text").and_then(Value::as_str))
             .collect::<Vec<_>>()
             .join("\n"),
@@ -151,35 +219,61 @@ fn unix_time() -> u64 {
         .unwrap_or_default()
 }
 
-pub async fn openai(State(state): State<AppState>, body: Bytes) -> Response {
-    state.stats.incr(llm_key(OPENAI_PATH));
-    let body = match parse_object(&body) {
+/// Counts the call, reads the request, and answers in the provider's form, streamed or not.
+fn answer(
+    state: &AppState,
+    path: &str,
+    body: &[u8],
+    bad_request: fn(&str) -> Response,
+    stream: impl Fn(&Ask, u64, u64) -> String,
+    whole: impl Fn(&Ask, u64, u64) -> Value,
+) -> Response {
+    state.stats.incr(llm_key(path));
+    let body = match parse_object(body) {
         Ok(b) => b,
-        Err(msg) => return bad_request_openai(&msg),
+        Err(msg) => return bad_request(&msg),
     };
     let ask = Ask::from_body(&body);
     let n = state.next_id();
     let created = unix_time();
     if ask.stream {
-        sse(openai_stream(&ask, n, created))
+        sse(stream(&ask, n, created))
     } else {
-        Json(openai_completion(&ask, n, created)).into_response()
+        Json(whole(&ask, n, created)).into_response()
     }
 }
 
+pub async fn openai(State(state): State<AppState>, body: Bytes) -> Response {
+    answer(
+        &state,
+        OPENAI_PATH,
+        &body,
+        bad_request_openai,
+        openai_stream,
+        openai_completion,
+    )
+}
+
 pub async fn anthropic(State(state): State<AppState>, body: Bytes) -> Response {
-    state.stats.incr(llm_key(ANTHROPIC_PATH));
-    let body = match parse_object(&body) {
-        Ok(b) => b,
-        Err(msg) => return bad_request_anthropic(&msg),
-    };
-    let ask = Ask::from_body(&body);
-    let n = state.next_id();
-    if ask.stream {
-        sse(anthropic_stream(&ask, n))
-    } else {
-        Json(anthropic_message(&ask, n)).into_response()
-    }
+    answer(
+        &state,
+        ANTHROPIC_PATH,
+        &body,
+        bad_request_anthropic,
+        |ask, n, _| anthropic_stream(ask, n),
+        |ask, n, _| anthropic_message(ask, n),
+    )
+}
+
+pub async fn responses(State(state): State<AppState>, body: Bytes) -> Response {
+    answer(
+        &state,
+        RESPONSES_PATH,
+        &body,
+        bad_request_openai,
+        responses_stream,
+        |ask, n, created| responses_object(ask, n, created, true),
+    )
 }
 
 fn openai_usage(ask: &Ask) -> Value {
@@ -193,11 +287,11 @@ fn openai_usage(ask: &Ask) -> Value {
 
 fn openai_completion(ask: &Ask, n: u64, created: u64) -> Value {
     let (message, finish) = match &ask.answer {
-        Answer::Text => (
-            json!({ "role": "assistant", "content": GREETING, "refusal": null }),
+        Answer::Text | Answer::Echo(_) => (
+            json!({ "role": "assistant", "content": ask.text(), "refusal": null }),
             "stop",
         ),
-        Answer::ToolCall { name } => (
+        Answer::ToolCall { name, arguments } => (
             json!({
                 "role": "assistant",
                 "content": null,
@@ -205,7 +299,7 @@ fn openai_completion(ask: &Ask, n: u64, created: u64) -> Value {
                 "tool_calls": [{
                     "id": format!("call_demo{n:06}"),
                     "type": "function",
-                    "function": { "name": name, "arguments": "{}" },
+                    "function": { "name": name, "arguments": arguments },
                 }],
             }),
             "tool_calls",
@@ -245,17 +339,17 @@ fn openai_stream(ask: &Ask, n: u64, created: u64) -> String {
     };
     let mut chunks = Vec::new();
     match &ask.answer {
-        Answer::Text => {
+        Answer::Text | Answer::Echo(_) => {
             chunks.push(chunk(
                 json!({ "role": "assistant", "content": "" }),
                 Value::Null,
             ));
-            for part in GREETING_PARTS {
+            for part in ask.text_pieces() {
                 chunks.push(chunk(json!({ "content": part }), Value::Null));
             }
             chunks.push(chunk(json!({}), json!("stop")));
         }
-        Answer::ToolCall { name } => {
+        Answer::ToolCall { name, arguments } => {
             let (head, tail) = halves(name);
             chunks.push(chunk(
                 json!({ "role": "assistant", "content": null }),
@@ -274,7 +368,7 @@ fn openai_stream(ask: &Ask, n: u64, created: u64) -> String {
                 json!({ "tool_calls": [{ "index": 0, "function": { "name": tail } }] }),
                 Value::Null,
             ));
-            for fragment in ["{", "}"] {
+            for fragment in pieces(arguments) {
                 chunks.push(chunk(
                     json!({ "tool_calls": [{ "index": 0, "function": { "arguments": fragment } }] }),
                     Value::Null,
@@ -304,9 +398,12 @@ fn openai_stream(ask: &Ask, n: u64, created: u64) -> String {
 
 fn anthropic_message(ask: &Ask, n: u64) -> Value {
     let (content, stop) = match &ask.answer {
-        Answer::Text => (json!([{ "type": "text", "text": GREETING }]), "end_turn"),
-        Answer::ToolCall { name } => (
-            json!([{ "type": "tool_use", "id": format!("toolu_demo{n:06}"), "name": name, "input": {} }]),
+        Answer::Text | Answer::Echo(_) => {
+            (json!([{ "type": "text", "text": ask.text() }]), "end_turn")
+        }
+        Answer::ToolCall { name, arguments } => (
+            json!([{ "type": "tool_use", "id": format!("toolu_demo{n:06}"), "name": name,
+                "input": serde_json::from_str::<Value>(arguments).unwrap_or_else(|_| json!({})) }]),
             "tool_use",
         ),
     };
@@ -338,20 +435,20 @@ fn anthropic_stream(ask: &Ask, n: u64) -> String {
         json!({ "type": "ping" }),
     ];
     let stop = match &ask.answer {
-        Answer::Text => {
+        Answer::Text | Answer::Echo(_) => {
             events.push(json!({ "type": "content_block_start", "index": 0,
                 "content_block": { "type": "text", "text": "" } }));
-            for part in GREETING_PARTS {
+            for part in ask.text_pieces() {
                 events.push(json!({ "type": "content_block_delta", "index": 0,
                     "delta": { "type": "text_delta", "text": part } }));
             }
             "end_turn"
         }
-        Answer::ToolCall { name } => {
+        Answer::ToolCall { name, arguments } => {
             events.push(json!({ "type": "content_block_start", "index": 0, "content_block": {
                 "type": "tool_use", "id": format!("toolu_demo{n:06}"), "name": name, "input": {},
             }}));
-            for fragment in ["{", "}"] {
+            for fragment in pieces(arguments) {
                 events.push(json!({ "type": "content_block_delta", "index": 0,
                     "delta": { "type": "input_json_delta", "partial_json": fragment } }));
             }
@@ -371,6 +468,107 @@ fn anthropic_stream(ask: &Ask, n: u64) -> String {
     out
 }
 
+/// The one output item of a Responses API answer, complete.
+fn responses_item(ask: &Ask, n: u64) -> Value {
+    match &ask.answer {
+        Answer::ToolCall { name, arguments } => json!({
+            "id": format!("fc_demo{n:06}"), "type": "function_call", "status": "completed",
+            "call_id": format!("call_demo{n:06}"), "name": name, "arguments": arguments,
+        }),
+        _ => json!({
+            "id": format!("msg_demo{n:06}"), "type": "message", "status": "completed", "role": "assistant",
+            "content": [{ "type": "output_text", "text": ask.text(), "annotations": [] }],
+        }),
+    }
+}
+
+/// A Responses API response object; `done` says whether its output is there yet.
+fn responses_object(ask: &Ask, n: u64, created: u64, done: bool) -> Value {
+    let completion = ask.completion_tokens();
+    json!({
+        "id": format!("resp_demo{n:06}"),
+        "object": "response",
+        "created_at": created,
+        "status": if done { "completed" } else { "in_progress" },
+        "model": ask.model,
+        "output": if done { json!([responses_item(ask, n)]) } else { json!([]) },
+        "usage": if done { json!({
+            "input_tokens": ask.prompt_tokens,
+            "output_tokens": completion,
+            "total_tokens": ask.prompt_tokens.saturating_add(completion),
+        }) } else { Value::Null },
+    })
+}
+
+/// The SSE body of a streamed Responses API answer, with the event sequence the real API sends:
+/// the item added, its deltas, the `*.done` events repeating it, and `response.completed`.
+fn responses_stream(ask: &Ask, n: u64, created: u64) -> String {
+    let item = responses_item(ask, n);
+    let item_id = item.get("id").cloned().unwrap_or(Value::Null);
+    let mut events = vec![
+        json!({ "type": "response.created", "response": responses_object(ask, n, created, false) }),
+        json!({ "type": "response.in_progress", "response": responses_object(ask, n, created, false) }),
+    ];
+    match &ask.answer {
+        Answer::ToolCall { name, arguments } => {
+            let mut added = item.clone();
+            if let Some(fields) = added.as_object_mut() {
+                fields.insert("status".into(), json!("in_progress"));
+                fields.insert("arguments".into(), json!(""));
+            }
+            events.push(
+                json!({ "type": "response.output_item.added", "output_index": 0, "item": added }),
+            );
+            for fragment in pieces(arguments) {
+                events.push(json!({ "type": "response.function_call_arguments.delta",
+                    "item_id": item_id, "output_index": 0, "delta": fragment }));
+            }
+            events.push(json!({ "type": "response.function_call_arguments.done",
+                "item_id": item_id, "output_index": 0, "name": name, "arguments": arguments }));
+        }
+        _ => {
+            let text = ask.text().unwrap_or_default();
+            events.push(json!({ "type": "response.output_item.added", "output_index": 0, "item": {
+                "id": item_id, "type": "message", "status": "in_progress", "role": "assistant", "content": [] } }));
+            let part =
+                |text: &str| json!({ "type": "output_text", "text": text, "annotations": [] });
+            events.push(
+                json!({ "type": "response.content_part.added", "item_id": item_id,
+                "output_index": 0, "content_index": 0, "part": part("") }),
+            );
+            for piece in ask.text_pieces() {
+                events.push(
+                    json!({ "type": "response.output_text.delta", "item_id": item_id,
+                    "output_index": 0, "content_index": 0, "delta": piece }),
+                );
+            }
+            events.push(
+                json!({ "type": "response.output_text.done", "item_id": item_id,
+                "output_index": 0, "content_index": 0, "text": text }),
+            );
+            events.push(
+                json!({ "type": "response.content_part.done", "item_id": item_id,
+                "output_index": 0, "content_index": 0, "part": part(text) }),
+            );
+        }
+    }
+    events.push(json!({ "type": "response.output_item.done", "output_index": 0, "item": item }));
+    events.push(json!({ "type": "response.completed", "response": responses_object(ask, n, created, true) }));
+    let mut out = String::new();
+    for (seq, mut e) in events.into_iter().enumerate() {
+        if let Some(fields) = e.as_object_mut() {
+            fields.insert("sequence_number".into(), json!(seq));
+        }
+        let kind = e
+            .get("type")
+            .and_then(Value::as_str)
+            .unwrap_or("message")
+            .to_owned();
+        out.push_str(&format!("event: {kind}\ndata: {e}\n\n"));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -382,6 +580,19 @@ mod tests {
     fn data_lines(sse: &str) -> Vec<&str> {
         sse.lines()
             .filter_map(|l| l.strip_prefix("data: "))
+            .collect()
+    }
+
+    /// The `delta.content` of every chunk of a streamed chat completion.
+    fn content_deltas(body: &str) -> Vec<String> {
+        data_lines(body)
+            .iter()
+            .filter(|l| **l != "[DONE]")
+            .filter_map(|l| {
+                serde_json::from_str::<Value>(l).unwrap()["choices"][0]["delta"]["content"]
+                    .as_str()
+                    .map(str::to_owned)
+            })
             .collect()
     }
 
@@ -496,15 +707,7 @@ mod tests {
     #[test]
     fn openai_text_stream_spells_the_greeting() {
         let body = openai_stream(&ask(json!({"stream": true, "messages": []})), 4, 0);
-        let text: String = data_lines(&body)
-            .iter()
-            .filter(|l| **l != "[DONE]")
-            .filter_map(|l| {
-                serde_json::from_str::<Value>(l).unwrap()["choices"][0]["delta"]["content"]
-                    .as_str()
-                    .map(str::to_owned)
-            })
-            .collect();
+        let text: String = content_deltas(&body).concat();
         assert_eq!(text, GREETING);
     }
 
@@ -549,6 +752,75 @@ mod tests {
             6,
         );
         assert!(t.contains("text_delta") && t.contains("end_turn"));
+    }
+
+    #[test]
+    fn repeat_answers_the_text_in_pieces_and_with_gives_arguments() {
+        let a = ask(
+            json!({"stream": true, "messages": [{"role": "user", "content": "please repeat: mail bob@example.org"}]}),
+        );
+        assert_eq!(a.answer, Answer::Echo("mail bob@example.org".into()));
+        let body = openai_stream(&a, 1, 0);
+        let deltas: Vec<String> = content_deltas(&body)
+            .into_iter()
+            .filter(|d| !d.is_empty())
+            .collect();
+        assert_eq!(deltas.concat(), "mail bob@example.org");
+        assert!(
+            deltas.iter().all(|d| d.chars().count() <= PIECE_CHARS) && deltas.len() == 4,
+            "{deltas:?}"
+        );
+        let c = answer_to("call create_comment with: to ann@example.org");
+        assert_eq!(
+            c,
+            Answer::ToolCall {
+                name: "create_comment".into(),
+                arguments: r#"{"body":"to ann@example.org"}"#.into()
+            }
+        );
+        let m = anthropic_message(
+            &ask(
+                json!({"messages": [{"role": "user", "content": "call create_comment with: hi"}]}),
+            ),
+            2,
+        );
+        assert_eq!(m["content"][0]["input"], json!({"body": "hi"}));
+    }
+
+    #[test]
+    fn responses_api_plain_and_streamed() {
+        let a = ask(json!({"model": "m", "input": "call delete_repository"}));
+        let r = responses_object(&a, 3, 0, true);
+        assert_eq!(r["output"][0]["type"], "function_call");
+        assert_eq!(r["output"][0]["name"], "delete_repository");
+        let a = ask(
+            json!({"model": "m", "stream": true, "input": [{"role": "user", "content": [{"type": "input_text", "text": "repeat: hello there"}]}]}),
+        );
+        let body = responses_stream(&a, 4, 0);
+        let events: Vec<Value> = data_lines(&body)
+            .iter()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let names: Vec<&str> = body
+            .lines()
+            .filter_map(|l| l.strip_prefix("event: "))
+            .collect();
+        assert_eq!(names.len(), events.len());
+        for (name, e) in names.iter().zip(&events) {
+            assert_eq!(e["type"], *name);
+        }
+        let text: String = events
+            .iter()
+            .filter(|e| e["type"] == "response.output_text.delta")
+            .filter_map(|e| e["delta"].as_str())
+            .collect();
+        assert_eq!(text, "hello there");
+        assert_eq!(
+            events.last().unwrap()["response"]["output"][0]["content"][0]["text"],
+            "hello there"
+        );
+        assert_eq!(names.first(), Some(&"response.created"));
+        assert_eq!(names.last(), Some(&"response.completed"));
     }
 
     #[test]
