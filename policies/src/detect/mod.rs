@@ -2,22 +2,26 @@
 //! validators, over raw bytes, over the decoded strings of a JSON value, and over a stream of
 //! chunks ([`stream`]).
 //!
-//! One scan of a haystack, each step linear in its length:
+//! One scan of a haystack, linear in its length:
 //!
 //! 1. **Normalize** ([`normalize`]): decode JSON string escapes (`\n`, `\/`, `\u0041`, surrogate
 //!    pairs), map fullwidth ASCII (U+FF01–U+FF5E) and the ideographic space to ASCII, drop
-//!    zero-width characters (U+200B–U+200D, U+2060, U+FEFF). One pass; every normalized byte keeps
-//!    the offset of the input it came from, so findings are reported in input coordinates.
-//! 2. **Secrets** ([`secrets`]): one Aho-Corasick pass over every rule's keywords (ASCII
-//!    case-insensitive, as gitleaks lowercases before matching) decides which rules run; each
-//!    rule that runs is one `regex` search (a lazy DFA: linear, no backtracking). Matches then pass
-//!    the rule's Shannon-entropy floor, its validator (JWT header, PEM body) and the allow-list of
-//!    documented example values.
-//! 3. **PII** ([`pii`]): payment cards, IBANs, US SSNs, emails. The `regex` crate has no lookaround,
-//!    so every condition a pattern cannot say (Luhn, issuer ranges, mod-97, invalid SSN ranges, the
-//!    domain part) is checked on the match afterwards.
-//! 4. **Base64** ([`encoded`]): runs of 20 or more base64/base64url characters that are not already
-//!    part of a finding are decoded and the decoded bytes scanned once more (steps 1–3, never a
+//!    zero-width characters (U+200B–U+200D, U+2060, U+FEFF). Findings are reported in input
+//!    coordinates. Text with none of these (checked eight bytes at a time) is not copied.
+//! 2. **One sweep** ([`sweep`]) over the normalized text, one table lookup per byte: it splits
+//!    the text into runs of base64 characters (`[A-Za-z0-9+/_-]`) and the bytes between them.
+//!    A run of 13 or more (10 with a dash) goes to the secret rules ([`secrets`]), which look for their prefixes
+//!    (`AKIA`, `ghp_`, `eyJ`, `-----BEGIN`, ...) inside it and verify the rest by hand; a run that
+//!    holds a digit goes to the card, IBAN and SSN finders ([`pii`]) at each digit run; an `@`
+//!    between runs goes to the email finder; a run of 20 or more is kept as a base64 candidate.
+//!    Prose is made of short runs, so it costs the lookup and nothing else. There is no regex
+//!    engine and no keyword automaton: every pattern starts with a fixed prefix or a digit, and
+//!    inside wasm (no SIMD) a table walk is what a DFA would do anyway, once per pattern.
+//!    Secrets then pass the rule's Shannon-entropy floor, its validator (JWT header, PEM body)
+//!    and the allow-list of documented example values; PII its checksum (Luhn, mod-97) or range
+//!    checks.
+//! 3. **Base64** ([`encoded`]): runs of 20 or more base64/base64url characters that are not already
+//!    part of a finding are decoded and the decoded bytes scanned once more (steps 1–2, never a
 //!    second decode), so the extra work is at most ¾ of the input.
 //!
 //! Every scan refuses input over [`DetectLimits::max_input_bytes`] with [`ScanError::TooLarge`]:
@@ -320,13 +324,15 @@ impl Detector {
         let norm = normalize::normalize(input);
         let text = norm.text();
         let mut hits: Vec<(DataClass, Range<usize>, Encoding)> = Vec::new();
-        self.secrets.scan(text, &mut |class, range| hits.push((class, range, Encoding::Plain)));
-        self.pii.scan(text, &mut |class, range| hits.push((class, range, Encoding::Plain)));
-        if decode_base64 {
+        let mut runs = Vec::new();
+        sweep_with(&self.secrets, &self.pii, text, true, true, decode_base64.then_some(&mut runs), &mut |class, range| {
+            hits.push((class, range, Encoding::Plain));
+        });
+        if !runs.is_empty() {
             let mut plain: Vec<Range<usize>> = hits.iter().map(|(_, r, _)| r.clone()).collect();
             plain.sort_by_key(|r| r.start);
             let mut inner = Vec::new();
-            for run in encoded::base64_runs(text) {
+            for run in runs {
                 if overlaps_any(&plain, &run) {
                     continue;
                 }
@@ -344,6 +350,111 @@ impl Detector {
             .collect();
         mapped.sort_by_key(|a| (a.range.start, a.class, a.range.end));
         merge_overlapping(mapped, out);
+    }
+}
+
+/// Byte classes of the sweep.
+const RUN: u8 = 1; // [A-Za-z0-9+/_-]: a base64 run (and every secret's prefix) is made of these
+const DIGIT: u8 = 2;
+const AT: u8 = 4;
+const DASH: u8 = 8;
+
+const fn sweep_table() -> [u8; 256] {
+    let mut t = [0u8; 256];
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        let c = if b.is_ascii_digit() {
+            RUN | DIGIT
+        } else if b == b'-' {
+            RUN | DASH
+        } else if b.is_ascii_alphabetic() || matches!(b, b'+' | b'/' | b'_') {
+            RUN
+        } else if b == b'@' {
+            AT
+        } else {
+            0
+        };
+        if let Some(slot) = t.as_mut_slice().split_at_mut(i).1.first_mut() {
+            *slot = c;
+        }
+        i += 1;
+    }
+    t
+}
+
+static SWEEP: [u8; 256] = sweep_table();
+
+/// The one pass over normalized `text` (see the module documentation): secrets and/or PII
+/// reported through `report`, and, when `runs` is given, the base64 runs (with up to two `=` of
+/// padding) of at least [`encoded::MIN_RUN`] characters.
+pub(crate) fn sweep(text: &[u8], secrets: bool, pii: bool, runs: Option<&mut Vec<Range<usize>>>, report: &mut dyn FnMut(DataClass, Range<usize>)) {
+    sweep_with(&secrets::SecretScanner, &pii::PiiScanner, text, secrets, pii, runs, report);
+}
+
+fn sweep_with(
+    secret_rules: &secrets::SecretScanner,
+    pii_rules: &pii::PiiScanner,
+    text: &[u8],
+    secrets: bool,
+    pii: bool,
+    mut runs: Option<&mut Vec<Range<usize>>>,
+    report: &mut dyn FnMut(DataClass, Range<usize>),
+) {
+    let class = |i: usize| text.get(i).map_or(0, |&b| SWEEP.get(usize::from(b)).copied().unwrap_or(0));
+    let mut secret_state = secrets::SecretState::new();
+    let mut pii_state = pii::PiiState::default();
+    let n = text.len();
+    let mut i = 0usize;
+    while i < n {
+        // Between runs: only an `@` matters.
+        let mut c = class(i);
+        while c & RUN == 0 {
+            if c & AT != 0 && pii {
+                pii_rules.at_sign(text, i, &mut pii_state, report);
+            }
+            i += 1;
+            if i >= n {
+                return;
+            }
+            c = class(i);
+        }
+        // A run of base64 characters.
+        let start = i;
+        let mut seen = 0u8;
+        while c & RUN != 0 {
+            seen |= c;
+            i += 1;
+            c = class(i);
+        }
+        let len = i - start;
+        if pii && seen & DIGIT != 0 {
+            let mut p = start;
+            while p < i {
+                if class(p) & DIGIT != 0 {
+                    pii_rules.digits(text, p, &mut pii_state, report);
+                    while class(p) & DIGIT != 0 {
+                        p += 1;
+                    }
+                } else {
+                    p += 1;
+                }
+            }
+        }
+        if secrets && (len >= secrets::MIN_RUN || (len >= secrets::MIN_RUN_WITH_DASH && seen & DASH != 0)) {
+            secret_rules.scan_run(text, start, i, &mut secret_state, report);
+        }
+        if len >= encoded::MIN_RUN
+            && let Some(runs) = runs.as_deref_mut()
+        {
+            let mut end = i;
+            for _ in 0..2 {
+                if text.get(end) == Some(&b'=') {
+                    end += 1;
+                }
+            }
+            runs.push(start..end);
+        }
     }
 }
 
@@ -400,6 +511,9 @@ pub fn shannon_entropy(data: &[u8]) -> f64 {
         })
         .sum()
 }
+
+#[cfg(test)]
+mod reference;
 
 #[cfg(test)]
 mod test_samples;

@@ -261,3 +261,175 @@ fn adversarial_input_stays_linear() {
     let tl = time(&large);
     assert!(tl < ts * 64, "64 KiB: {ts:?}, 1 MiB: {tl:?}: not linear");
 }
+
+/// Text made to hit every candidate path of the hand-written scanners and the regexes they
+/// replace: real values, near misses (one character short or long, wrong case, wrong separator),
+/// prefixes glued to words, digit runs of every length with every separator, `@`s with and
+/// without domains, PEM headers with and without bodies, mixed with prose and punctuation.
+fn differential_text(r: &mut Rng) -> String {
+    const GLUE: &[&str] = &[" ", "", "\n", "_", "-", ".", "/", "+", "=", "\"", ":", "@", "x", "9", "\\n", " ", " "];
+    let mut text = String::new();
+    for _ in 0..r.below(40) {
+        let piece = match r.below(34) {
+            0 => aws_key(r),
+            1 => github_token(r),
+            2 => github_pat(r),
+            3 => gitlab_pat(r),
+            4 => openai_legacy(r),
+            5 => openai_project(r),
+            6 => anthropic_key(r),
+            7 => slack_bot(r),
+            8 => slack_user(r),
+            9 => stripe_live(r),
+            10 => {
+                let nl = if r.below(2) == 0 { "\n" } else { "\r\n" };
+                pem_key(r, nl)
+            }
+            11 => jwt(r),
+            12 => {
+                let prefix = ["4", "51", "34", "6011", "3528", "62", "2221"][r.below(7)];
+                let len = 13 + r.below(7);
+                card(r, prefix, len)
+            }
+            13 => {
+                let c = card(r, "4", 16);
+                let sep = [" ", "-", ".", "  "][r.below(4)];
+                format!("{}{sep}{}{sep}{}{sep}{}", &c[..4], &c[4..8], &c[8..12], &c[12..])
+            }
+            14 => {
+                let (cc, len) = [("FR", 27), ("DE", 22), ("GB", 22), ("NO", 15), ("LC", 32)][r.below(5)];
+                iban(r, cc, len)
+            }
+            15 => {
+                let i = iban(r, "DE", 22);
+                let spaced: Vec<String> = i.as_bytes().chunks(4).map(|c| String::from_utf8_lossy(c).into_owned()).collect();
+                let s = spaced.join(" ");
+                if r.below(2) == 0 { s.to_lowercase() } else { s }
+            }
+            16 => format!("{}{}{}{}{}", r.pick(DIGITS, 3), ["-", " ", ".", "/"][r.below(4)], r.pick(DIGITS, 2), ["-", " ", "."][r.below(3)], r.pick(DIGITS, 4)),
+            17 => { let n = r.below(45); r.pick(b"0123456789 -", n) },
+            18 => format!("{}@{}", { let n = 1 + r.below(12); r.pick(b"abc.de_%+-", n) }, { let n = 1 + r.below(20); r.pick(b"abcxyz.-", n) }),
+            19 => format!("{}@example.{}", { let n = 1 + r.below(8); r.pick(ALNUM, n) }, ["com", "c", "co.uk", "x-", "42"][r.below(5)]),
+            20 => ["AKIA", "ASIA", "ghp_", "gho_", "github_pat_", "glpat-", "sk-", "sk-proj-", "sk-ant-api03-", "sk-ant-admin01-", "xoxb-", "xoxp-", "xoxe-", "sk_live_", "rk_live_", "eyJ", "T3BlbkFJ", "-----BEGIN ", "-----END ", "PRIVATE KEY-----", "-----"][r.below(21)].to_string(),
+            21 => { let n = r.below(120); r.pick(ALNUM_EXT, n) },
+            22 => { let n = r.below(60); r.pick(B64, n) },
+            23 => { let n = 16 + r.below(3); r.pick(BASE32, n) },
+            24 => format!("-----BEGIN {}PRIVATE KEY-----\n{}", { let n = r.below(12); r.pick(b"RSA EC_-", n) }, { let n = r.below(100); r.pick(B64, n) }),
+            25 => format!("-----end {}private key block-----", { let n = r.below(6); r.pick(b"PGP ", n) }),
+            26 => format!("{}.{}", { let n = r.below(20); r.pick(ALNUM_EXT, n) }, { let n = r.below(20); r.pick(ALNUM_EXT, n) }),
+            27 => format!("xoxb-{}-{}", { let n = 9 + r.below(6); r.pick(DIGITS, n) }, { let n = 9 + r.below(6); r.pick(DIGITS, n) }),
+            28 => format!("xoxp-{}-{}-{}-{}", { let n = 10 + r.below(4); r.pick(DIGITS, n) }, r.pick(DIGITS, 10), r.pick(DIGITS, 13), { let n = 26 + r.below(12); r.pick(ALNUM, n) }),
+            29 => format!("sk-{}T3BlbkFJ{}", { let n = 18 + r.below(5); r.pick(ALNUM_EXT, n) }, { let n = 18 + r.below(5); r.pick(ALNUM_EXT, n) }),
+            30 => format!("sk-ant-api03-{}AA", { let n = 92 + r.below(3); r.pick(ALNUM_EXT, n) }),
+            31 => b64(&format!("key {} ", aws_key(r))),
+            32 => { let n = r.below(50); r.pick(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 ", n) },
+            _ => {
+                let n = r.below(80);
+                r.prose(n)
+            }
+        };
+        text.push_str(&piece);
+        text.push_str(GLUE[r.below(GLUE.len())]);
+    }
+    text
+}
+
+fn sorted(mut v: Vec<(DataClass, std::ops::Range<usize>)>) -> Vec<(DataClass, std::ops::Range<usize>)> {
+    v.sort_by_key(|(c, r)| (r.start, r.end, *c));
+    v
+}
+
+#[test]
+fn property_hand_written_scanners_match_the_regex_reference() {
+    let new_secrets = secrets::SecretScanner::new().unwrap();
+    let new_pii = pii::PiiScanner::new().unwrap();
+    let old_secrets = super::reference::secrets::SecretScanner::new().unwrap();
+    let old_pii = super::reference::pii::PiiScanner::new().unwrap();
+    let mut r = Rng::new(0x5EED);
+    let mut found = 0usize;
+    let mut per_class = std::collections::BTreeMap::new();
+    for round in 0..3000 {
+        let text = differential_text(&mut r);
+        let text = text.as_bytes();
+        for name in ["secrets", "pii"] {
+            let mut a = Vec::new();
+            let mut b = Vec::new();
+            if name == "secrets" {
+                new_secrets.scan(text, &mut |c, rg| a.push((c, rg)));
+                old_secrets.scan(text, &mut |c, rg| b.push((c, rg)));
+            } else {
+                new_pii.scan(text, &mut |c, rg| a.push((c, rg)));
+                old_pii.scan(text, &mut |c, rg| b.push((c, rg)));
+            }
+            found += b.len();
+            for (c, _) in &b {
+                *per_class.entry(*c).or_insert(0usize) += 1;
+            }
+            assert_eq!(sorted(a), sorted(b), "round {round}, {name}: {:?}", String::from_utf8_lossy(text));
+        }
+    }
+    assert!(found > 3000, "the generator must produce findings ({found})");
+    // Every class is exercised, not only the easy ones.
+    for class in DataClass::ALL {
+        assert!(per_class.get(&class).copied().unwrap_or(0) >= 20, "{class}: {per_class:?}");
+    }
+}
+
+#[test]
+fn sweep_base64_runs_match_the_reference_tokenizer() {
+    let mut r = Rng::new(0xB64);
+    for round in 0..2000 {
+        let text = differential_text(&mut r);
+        let mut runs = Vec::new();
+        sweep(text.as_bytes(), false, false, Some(&mut runs), &mut |_, _| {});
+        let want: Vec<_> = encoded::base64_runs(text.as_bytes()).collect();
+        assert_eq!(runs, want, "round {round}: {text:?}");
+    }
+}
+
+#[test]
+fn normalize_offsets_match_a_per_character_walk() {
+    // Every output byte maps back to the input character that produced it, as a per-byte origin
+    // table would say; checked on text full of escapes, zero-width and fullwidth characters.
+    let mut r = Rng::new(0x0FF5E7);
+    for round in 0..500 {
+        let mut input = String::new();
+        let mut origins: Vec<usize> = Vec::new();
+        let mut want = String::new();
+        for _ in 0..r.below(40) {
+            let at = input.len();
+            let (raw, out): (String, String) = match r.below(9) {
+                0 => ("\\n".into(), "\n".into()),
+                1 => ("\\u0041".into(), "A".into()),
+                2 => ("\u{200B}".into(), String::new()),
+                3 => ("\u{FF21}".into(), "A".into()),
+                4 => ("—".into(), "—".into()),
+                5 => ("é".into(), "é".into()),
+                6 => ("\\ud83d\\ude00".into(), "\u{1F600}".into()),
+                7 => ("\\q".into(), "\\q".into()),
+                _ => {
+                    let n = r.below(6);
+                    let s = r.pick(ALNUM, n);
+                    (s.clone(), s)
+                }
+            };
+            input.push_str(&raw);
+            // Copied text maps byte for byte; a mapped character maps every byte to its start.
+            let linear = raw == out;
+            for k in 0..out.len() {
+                origins.push(if linear { at + k } else { at });
+            }
+            want.push_str(&out);
+        }
+        let n = normalize::normalize(input.as_bytes());
+        assert_eq!(n.text(), want.as_bytes(), "round {round}: {input:?}");
+        for (i, &o) in origins.iter().enumerate() {
+            // Inside a copied multi-byte character the old table said its start; ranges never
+            // begin or end there, so only character starts are compared.
+            if want.is_char_boundary(i) {
+                assert_eq!(n.original_range(i..i).start, o, "round {round}: byte {i} of {input:?}");
+            }
+        }
+        assert_eq!(n.original_range(want.len()..want.len()).start, input.len());
+    }
+}

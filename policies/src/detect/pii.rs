@@ -1,6 +1,6 @@
 //! Personal data with validators after the pattern, after Microsoft Presidio's recognizers
-//! (`presidio-analyzer/predefined_recognizers`): the `regex` crate has no lookaround and no
-//! arithmetic, so a pattern finds candidates and a function decides.
+//! (`presidio-analyzer/predefined_recognizers`): a candidate is found by its shape, then a
+//! function decides.
 //!
 //! - **Payment cards**: 13–19 digits, optionally grouped by one kind of separator (space or dash);
 //!   the issuer range (IIN) of a major brand must fit the length, the Luhn checksum must hold, and
@@ -15,76 +15,201 @@
 //! - **Email**: `local@domain` where the domain has at least two labels, no empty label, no label
 //!   starting or ending with `-`, and a top-level label of two or more letters.
 //!
-//! Each search is one linear regex pass; the validators look at one match each, and the card
-//! validator's retries over digit groups are bounded by the 19-digit maximum.
+//! No regex engine. The caller's tokenizer ([`super::sweep`]) calls [`PiiScanner::digits`] at
+//! the first digit of every digit run and [`PiiScanner::at_sign`] at every `@`: cards and SSNs
+//! start at a digit after a non-word byte, IBANs two letters before a digit run, emails around
+//! their `@`. From there each candidate is the match its former pattern (in [`PATTERNS`], the
+//! reference implementation compiles them) would make, greedy and leftmost-first, and each rule
+//! resumes after its previous match, as `find_iter` did. The work per trigger is bounded (at most
+//! 19 digits for a card, 32 characters for an IBAN, the local part and domain for an email), so a
+//! scan stays linear.
 
 use std::ops::Range;
 
-use regex::bytes::Regex;
-
 use super::{DataClass, DetectError};
 
-const CARD: &str = r"(?-u)\b[0-9](?:[ -]?[0-9]){12,18}\b";
-const IBAN: &str = r"(?i-u)\b[A-Z]{2}[0-9]{2}(?: ?[0-9A-Z]){11,32}\b";
-const SSN: &str = r"(?-u)\b[0-9]{3}[- .][0-9]{2}[- .][0-9]{4}\b";
-const EMAIL: &str = r"(?-u)[0-9A-Za-z._%+-]+@[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)+";
+/// The patterns the candidate finders implement (for the reference implementation and tests).
+pub const PATTERNS: [(&str, DataClass, &str); 4] = [
+    ("payment-card", DataClass::PaymentCard, r"(?-u)\b[0-9](?:[ -]?[0-9]){12,18}\b"),
+    ("iban", DataClass::Iban, r"(?i-u)\b[A-Z]{2}[0-9]{2}(?: ?[0-9A-Z]){11,32}\b"),
+    ("us-ssn", DataClass::UsSsn, r"(?-u)\b[0-9]{3}[- .][0-9]{2}[- .][0-9]{4}\b"),
+    ("email", DataClass::Email, r"(?-u)[0-9A-Za-z._%+-]+@[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)+"),
+];
 
-/// The compiled PII patterns.
-#[derive(Debug)]
-pub struct PiiScanner {
-    card: Regex,
-    iban: Regex,
-    ssn: Regex,
-    email: Regex,
+/// Per-scan state: where each rule may match next.
+#[derive(Debug, Default)]
+pub(crate) struct PiiState {
+    card: usize,
+    iban: usize,
+    ssn: usize,
+    email: usize,
 }
+
+fn is_word(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_'
+}
+
+fn is_digit_at(text: &[u8], i: usize) -> bool {
+    text.get(i).is_some_and(u8::is_ascii_digit)
+}
+
+/// `\b` after a word character at `i - 1`: `text[i]` is not a word character.
+fn ends_word(text: &[u8], i: usize) -> bool {
+    !text.get(i).copied().is_some_and(is_word)
+}
+
+fn is_email_local(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'%' | b'+' | b'-')
+}
+
+fn is_label(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'-'
+}
+
+/// The PII rules. Nothing to compile; kept as a type so the detector's shape stays as it was.
+#[derive(Debug, Default)]
+pub struct PiiScanner;
 
 impl PiiScanner {
     pub fn new() -> Result<Self, DetectError> {
-        let compile = |rule: &'static str, p: &str| {
-            Regex::new(p).map_err(|e| DetectError::InvalidPattern { rule, reason: e.to_string() })
-        };
-        Ok(Self {
-            card: compile("payment-card", CARD)?,
-            iban: compile("iban", IBAN)?,
-            ssn: compile("us-ssn", SSN)?,
-            email: compile("email", EMAIL)?,
-        })
+        Ok(Self)
     }
 
     /// Reports every PII value in `text` as (class, range).
     pub fn scan(&self, text: &[u8], report: &mut dyn FnMut(DataClass, Range<usize>)) {
-        // Cheap gates: cards, IBANs and SSNs need a digit, emails an `@`.
-        let has_digit = text.iter().any(u8::is_ascii_digit);
-        if has_digit {
-            for m in self.card.find_iter(text) {
-                card_spans(m.as_bytes(), &mut |r| report(DataClass::PaymentCard, m.start() + r.start..m.start() + r.end));
+        super::sweep(text, false, true, None, &mut |c, r| report(c, r));
+    }
+
+    /// At `p`, the first digit of a run of digits: cards and SSNs starting there, an IBAN
+    /// starting two letters before.
+    pub(crate) fn digits(&self, text: &[u8], p: usize, st: &mut PiiState, report: &mut dyn FnMut(DataClass, Range<usize>)) {
+        let before = |k: usize| p.checked_sub(k).and_then(|i| text.get(i)).copied();
+        if !before(1).is_some_and(is_word) {
+            if p >= st.card
+                && let Some(end) = card_candidate(text, p)
+            {
+                st.card = end;
+                card_spans(text.get(p..end).unwrap_or_default(), &mut |r| report(DataClass::PaymentCard, p + r.start..p + r.end));
             }
-            for m in self.iban.find_iter(text) {
-                if let Some(len) = iban_len(m.as_bytes(), text.get(m.end()..).unwrap_or_default()) {
-                    report(DataClass::Iban, m.start()..m.start() + len);
+            if p >= st.ssn && let Some(end) = ssn_candidate(text, p) {
+                st.ssn = end;
+                let m = text.get(p..end).unwrap_or_default();
+                let left = p.checked_sub(2).and_then(|s| text.get(s..p));
+                let right = text.get(end..end.saturating_add(2));
+                if ssn_valid(m) && !continues_number(left, true) && !continues_number(right, false) {
+                    report(DataClass::UsSsn, p..end);
                 }
             }
-            for m in self.ssn.find_iter(text) {
-                let before = m.start().checked_sub(2).and_then(|s| text.get(s..m.start()));
-                let after = text.get(m.end()..m.end().saturating_add(2));
-                if ssn_valid(m.as_bytes()) && !continues_number(before, true) && !continues_number(after, false) {
-                    report(DataClass::UsSsn, m.range());
-                }
+        } else if before(1).is_some_and(|b| b.is_ascii_alphabetic())
+            && before(2).is_some_and(|b| b.is_ascii_alphabetic())
+            && !before(3).is_some_and(is_word)
+            && p - 2 >= st.iban
+            && is_digit_at(text, p + 1)
+            && let Some(end) = iban_candidate(text, p - 2)
+        {
+            st.iban = end;
+            let start = p - 2;
+            if let Some(len) = iban_len(text.get(start..end).unwrap_or_default(), text.get(end..).unwrap_or_default()) {
+                report(DataClass::Iban, start..start + len);
             }
         }
-        if text.contains(&b'@') {
-            for m in self.email.find_iter(text) {
-                if let Some(r) = email_span(text, m.range()) {
-                    report(DataClass::Email, r);
-                }
+    }
+
+    /// At `a`, an `@`: the email around it, if its pattern matches there.
+    pub(crate) fn at_sign(&self, text: &[u8], a: usize, st: &mut PiiState, report: &mut dyn FnMut(DataClass, Range<usize>)) {
+        if a < st.email {
+            return;
+        }
+        // Leftmost start: the whole run of local-part characters before the `@`, back to the
+        // end of the previous match.
+        let local = text.get(st.email..a).map_or(0, |t| t.iter().rev().take_while(|&&b| is_email_local(b)).count());
+        if local == 0 {
+            return;
+        }
+        let start = a - local;
+        // `[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)+`, greedy.
+        let mut end = a + 1;
+        while text.get(end).copied().is_some_and(is_label) {
+            end += 1;
+        }
+        if end == a + 1 {
+            return;
+        }
+        let mut labels = 0;
+        while text.get(end) == Some(&b'.') && text.get(end + 1).copied().is_some_and(is_label) {
+            end += 1;
+            while text.get(end).copied().is_some_and(is_label) {
+                end += 1;
             }
+            labels += 1;
+        }
+        if labels == 0 {
+            return;
+        }
+        st.email = end;
+        if let Some(r) = email_span(text, start..end) {
+            report(DataClass::Email, r);
         }
     }
 }
 
+/// `[0-9](?:[ -]?[0-9]){12,18}\b` at `p` (a digit after a non-word byte): the end of the
+/// longest such match, 13 to 19 digits ending before a non-word byte.
+fn card_candidate(text: &[u8], p: usize) -> Option<usize> {
+    let mut digits = 0;
+    let mut i = p;
+    let mut best = None;
+    loop {
+        digits += 1;
+        i += 1;
+        if digits >= 13 && ends_word(text, i) {
+            best = Some(i);
+        }
+        if digits == 19 {
+            break;
+        }
+        if is_digit_at(text, i) {
+            continue;
+        }
+        if matches!(text.get(i), Some(b' ' | b'-')) && is_digit_at(text, i + 1) {
+            i += 1;
+            continue;
+        }
+        break;
+    }
+    best
+}
+
+/// `[0-9]{3}[- .][0-9]{2}[- .][0-9]{4}\b` at `p`.
+fn ssn_candidate(text: &[u8], p: usize) -> Option<usize> {
+    let m = text.get(p..p.checked_add(11)?)?;
+    let shape = m.iter().enumerate().all(|(i, &b)| if i == 3 || i == 6 { matches!(b, b'-' | b' ' | b'.') } else { b.is_ascii_digit() });
+    (shape && ends_word(text, p + 11)).then_some(p + 11)
+}
+
+/// `[A-Z]{2}[0-9]{2}(?: ?[0-9A-Z]){11,32}\b` (case-insensitive) at `s`, where the letters and
+/// digits are known to be there: the end of the longest match.
+fn iban_candidate(text: &[u8], s: usize) -> Option<usize> {
+    let mut i = s + 4;
+    let mut best = None;
+    for units in 1..=32 {
+        if text.get(i).is_some_and(u8::is_ascii_alphanumeric) {
+            i += 1;
+        } else if text.get(i) == Some(&b' ') && text.get(i + 1).is_some_and(u8::is_ascii_alphanumeric) {
+            i += 2;
+        } else {
+            break;
+        }
+        if units >= 11 && ends_word(text, i) {
+            best = Some(i);
+        }
+    }
+    best
+}
+
 /// Whether the two bytes beside a match extend it into a longer number (`1-123-45-6789`,
 /// `123-45-6789-1`): a separator followed by (or preceded by) a digit.
-fn continues_number(side: Option<&[u8]>, before: bool) -> bool {
+pub(crate) fn continues_number(side: Option<&[u8]>, before: bool) -> bool {
     match side {
         Some([a, b]) if before => a.is_ascii_digit() && matches!(b, b'-' | b'.'),
         Some([a, b]) => matches!(a, b'-' | b'.') && b.is_ascii_digit(),
@@ -144,15 +269,23 @@ pub fn card_spans(candidate: &[u8], report: &mut dyn FnMut(Range<usize>)) {
 
 /// Whether `number` (digits, possibly with separators) is a card number.
 pub fn card_valid(number: &[u8]) -> bool {
-    let digits: Vec<u8> = number.iter().filter(|b| b.is_ascii_digit()).map(|b| b - b'0').collect();
-    let len = digits.len();
-    if !(13..=19).contains(&len) {
+    let mut buf = [0u8; 19];
+    let mut len = 0usize;
+    for &b in number.iter().filter(|b| b.is_ascii_digit()) {
+        match buf.get_mut(len) {
+            Some(d) => *d = b - b'0',
+            None => return false,
+        }
+        len += 1;
+    }
+    if len < 13 {
         return false;
     }
+    let digits = buf.get(..len).unwrap_or_default();
     if digits.iter().all(|&d| Some(&d) == digits.first()) {
         return false;
     }
-    brand_accepts(&digits) && luhn_valid(&digits)
+    brand_accepts(digits) && luhn_valid(digits)
 }
 
 /// Luhn (ISO/IEC 7812-1 annex B) over digit values: from the right, double every second digit.
@@ -231,7 +364,7 @@ const IBAN_EXAMPLES: &[&[u8]] = &[
 ///
 /// The pattern may run past the IBAN into following text (`DE89 … 00 EUR`), so the candidate is
 /// cut at the country's length; what follows the cut must not continue the token.
-fn iban_len(candidate: &[u8], after: &[u8]) -> Option<usize> {
+pub(crate) fn iban_len(candidate: &[u8], after: &[u8]) -> Option<usize> {
     let cc = candidate.get(..2)?.to_ascii_uppercase();
     let &(_, want) = IBAN_LENGTHS.iter().find(|(c, _)| c.as_slice() == cc.as_slice())?;
     let mut compact = Vec::with_capacity(want);
@@ -308,7 +441,7 @@ pub fn ssn_valid(candidate: &[u8]) -> bool {
 // Email
 
 /// The email inside the candidate match, trimmed and checked, or `None`.
-fn email_span(text: &[u8], m: Range<usize>) -> Option<Range<usize>> {
+pub(crate) fn email_span(text: &[u8], m: Range<usize>) -> Option<Range<usize>> {
     let candidate = text.get(m.clone())?;
     let at = candidate.iter().position(|&b| b == b'@')?;
     let local = candidate.get(..at)?;

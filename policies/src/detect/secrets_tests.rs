@@ -1,6 +1,7 @@
 //! Secret rules: each class found with its exact range, documented examples and near misses not.
 
-use super::*;
+use super::{PEM_END, RULE_PATTERNS, SecretScanner};
+use crate::detect::shannon_entropy;
 use crate::detect::test_samples::*;
 use crate::detect::{DataClass, Detector};
 
@@ -12,15 +13,12 @@ fn secrets(text: &str) -> Vec<(DataClass, String)> {
 }
 
 #[test]
-fn every_pattern_compiles_and_has_keywords() {
-    SecretScanner::new().unwrap();
-    for rule in RULES {
-        assert!(!rule.keywords.is_empty(), "{} has no keyword: it would never run", rule.id);
-        // Every keyword must be able to occur in a match, or the rule is gated on nothing.
-        let re = Regex::new(rule.pattern).unwrap();
-        let _ = re;
+fn every_documented_pattern_compiles() {
+    // The reference implementation compiles these; the hand-written checks implement them.
+    for (id, _, pattern) in RULE_PATTERNS {
+        regex::bytes::Regex::new(pattern).unwrap_or_else(|e| panic!("{id}: {e}"));
     }
-    Regex::new(PEM_END).unwrap();
+    regex::bytes::Regex::new(PEM_END).unwrap();
 }
 
 #[test]
