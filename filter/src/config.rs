@@ -20,6 +20,21 @@ pub struct PluginConfig {
     /// until the decision; a refusal resets that upstream stream.
     #[serde(default = "default_true")]
     pub hold_headers: bool,
+    /// What the filter writes to filter state for the access log: `combined` (default) one key,
+    /// `wasm.interlock.decision` = `decision=<id> action=<a> rule=<r> mode=<m> agent=<agent>`;
+    /// `full` also the five keys `wasm.interlock.decision_id`, `.action`, `.rule`, `.mode`,
+    /// `.agent` (four more host calls per decision).
+    #[serde(default)]
+    pub access_log_state: AccessLogState,
+}
+
+/// See [`PluginConfig::access_log_state`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AccessLogState {
+    #[default]
+    Combined,
+    Full,
 }
 
 fn default_true() -> bool {
@@ -113,6 +128,7 @@ pub struct Loaded {
     pub engine: Engine,
     pub enforcer: EnforcerConfig,
     pub hold_headers: bool,
+    pub access_log_state: AccessLogState,
 }
 
 /// Parses and validates the configuration bytes and compiles the policy.
@@ -140,5 +156,5 @@ pub fn load(bytes: Option<&[u8]>) -> Result<Loaded, ConfigError> {
     // Compiled by the same validation `interlock check` uses (duplicate keys were refused by the
     // strict parse above, which covers the policy too).
     let engine = Engine::from_value(cfg.policy)?;
-    Ok(Loaded { engine, enforcer: cfg.enforcer, hold_headers: cfg.hold_headers })
+    Ok(Loaded { engine, enforcer: cfg.enforcer, hold_headers: cfg.hold_headers, access_log_state: cfg.access_log_state })
 }

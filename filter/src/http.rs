@@ -7,14 +7,15 @@
 
 use std::rc::Rc;
 
-use interlock_policies::event::{HostFacts, Phase};
+use interlock_policies::event::{DecisionEventRef, HostFacts, Phase};
 use interlock_policies::inspect::{ResponsePlan, ResponseStream, StreamStep, stream_error_frame};
 use interlock_policies::ratelimit::{BucketTable, Outcome};
 use interlock_policies::schema::Mode;
-use interlock_policies::{DecisionEvent, Engine, Evaluation, HeadersVerdict, HttpRequest, PendingBody, VerifiedIdentity};
+use interlock_policies::{Engine, Evaluation, HeadersVerdict, HttpRequest, PendingBody, VerifiedIdentity};
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, LogLevel};
 
+use crate::config::AccessLogState;
 use crate::host;
 use crate::live::Snapshot;
 use crate::state::{self, Shared};
@@ -36,6 +37,9 @@ pub struct Stream {
     /// The request headers already went upstream (the body is still held): they can no longer
     /// be changed.
     headers_sent: bool,
+    /// The host clock when the request arrived, in Unix milliseconds: one clock read serves the
+    /// request's decision, its id and its event.
+    now_ms: u64,
 }
 
 /// Response inspection state.
@@ -51,7 +55,7 @@ enum Inspecting {
 
 impl Stream {
     pub fn new(shared: Rc<Shared>) -> Self {
-        Self { shared, snapshot: None, pending: None, passed: None, body_size: 0, urgent: None, response: Inspecting::None, headers_sent: false }
+        Self { shared, snapshot: None, pending: None, passed: None, body_size: 0, urgent: None, response: Inspecting::None, headers_sent: false, now_ms: 0 }
     }
 
     fn request_view(&self, engine: &Engine, end_of_stream: bool) -> Result<HttpRequest, host::HostError> {
@@ -69,11 +73,12 @@ impl Stream {
             }
         }
         let jwt = engine.jwt_identity();
-        let claim = |c: &str| host::property_str(&["metadata", "filter_metadata", &jwt.metadata_namespace, &jwt.payload_key, c]);
+        let [jwt_agent, jwt_user, jwt_session] =
+            host::jwt_claims(&["metadata", "filter_metadata", &jwt.metadata_namespace, &jwt.payload_key], [&jwt.agent_claim, &jwt.user_claim, &jwt.session_claim]);
         req.identity = VerifiedIdentity {
-            jwt_agent: claim(&jwt.agent_claim),
-            jwt_user: claim(&jwt.user_claim),
-            jwt_session: claim(&jwt.session_claim),
+            jwt_agent,
+            jwt_user,
+            jwt_session,
             // The verified peer certificate of this connection, never x-forwarded-client-cert.
             peer_principal: if engine.uses_peer_identity() {
                 host::property_str(&["connection", "uri_san_peer_certificate"]).filter(|s| !s.is_empty())
@@ -92,7 +97,7 @@ impl Stream {
             return eval;
         }
         let table = BucketTable::default();
-        let now = host::now_ms();
+        let now = self.now_ms;
         let mut metrics = self.shared.metrics.borrow_mut();
         for check in &checks {
             match table.take(&mut host::HostStore, &check.limit, &check.key, check.spec, now) {
@@ -130,7 +135,7 @@ impl Stream {
             Some(engine) => self.meter(&engine, eval),
             None => eval,
         };
-        let id = self.shared.ids.borrow_mut().next_id(host::now_ms());
+        let id = self.shared.ids.borrow_mut().next_id(self.now_ms);
         let d = &eval.decision;
         self.set_filter_state(&id, &eval);
         if d.blocks() {
@@ -179,21 +184,18 @@ impl Stream {
             (Mode::Enforce, a) => a.as_str(),
         };
         let upstream = if d.blocks() { None } else { host::property_str(&["upstream", "address"]).filter(|s| !s.is_empty()) };
-        let event = DecisionEvent::new(
-            eval,
-            engine.version(),
-            HostFacts {
-                phase,
-                request_decision_id,
-                decision_id: id.to_owned(),
-                time_unix_ms: host::now_ms(),
-                downstream: host::property_str(&["source", "address"]),
-                // Only the enforcer's kernel actions need the 4-tuple's other half.
-                destination: d.kernel.as_ref().and_then(|_| host::property_str(&["destination", "address"])),
-                upstream,
-                worker: self.shared.worker.borrow().clone(),
-            },
-        );
+        let facts = HostFacts {
+            phase,
+            request_decision_id,
+            decision_id: id.to_owned(),
+            time_unix_ms: if phase == Phase::Request { self.now_ms } else { host::now_ms() },
+            downstream: host::property_str(&["source", "address"]),
+            // Only the enforcer's kernel actions need the 4-tuple's other half.
+            destination: d.kernel.as_ref().and_then(|_| host::property_str(&["destination", "address"])),
+            upstream,
+            worker: self.shared.worker.borrow().clone(),
+        };
+        let event = DecisionEventRef::new(eval, engine.version(), &facts);
         let mut metrics = self.shared.metrics.borrow_mut();
         metrics.count_decision(outcome, &d.rule);
         let urgent = d.blocks() && (d.kernel.is_some() || d.revoke.is_some());
@@ -216,22 +218,29 @@ impl Stream {
         }
     }
 
-    /// Fail closed when the host itself fails us.
-    /// The decision as filter state, for the access log (`%FILTER_STATE(wasm.interlock.rule)%`...);
-    /// a later decision about the response overwrites the request's.
+    /// The decision as filter state, for the access log: one key,
+    /// `%FILTER_STATE(wasm.interlock.decision:PLAIN)%` = `decision=<id> action=<a> rule=<r>
+    /// mode=<m> agent=<agent>` (each `set_property` costs about half a microsecond inside Envoy),
+    /// and with `access_log_state: full` the five keys `wasm.interlock.decision_id`, `.action`,
+    /// `.rule`, `.mode`, `.agent` too. A later decision about the response overwrites the request's.
     fn set_filter_state(&self, id: &str, eval: &Evaluation) {
         let d = &eval.decision;
-        for (k, v) in [
-            ("interlock.decision_id", id),
-            ("interlock.action", d.action.as_str()),
-            ("interlock.rule", d.rule.as_str()),
-            ("interlock.mode", if d.mode == Mode::Shadow { "shadow" } else { "enforce" }),
-            ("interlock.agent", eval.facts.agent.as_deref().unwrap_or("-")),
-        ] {
-            if host::set_filter_state(k, v).is_err() {
-                self.shared.metrics.borrow_mut().add(state::HOST_ERRORS, 1);
+        let mode = if d.mode == Mode::Shadow { "shadow" } else { "enforce" };
+        let agent = eval.facts.agent.as_deref().unwrap_or("-");
+        let combined = format!("decision={id} action={} rule={} mode={mode} agent={agent}", d.action.as_str(), d.rule);
+        let mut failed = u64::from(host::set_filter_state("interlock.decision", &combined).is_err());
+        if self.shared.access_log_state.get() == AccessLogState::Full {
+            for (k, v) in [
+                ("interlock.decision_id", id),
+                ("interlock.action", d.action.as_str()),
+                ("interlock.rule", d.rule.as_str()),
+                ("interlock.mode", mode),
+                ("interlock.agent", agent),
+            ] {
+                failed += u64::from(host::set_filter_state(k, v).is_err());
             }
         }
+        self.shared.metrics.borrow_mut().add(state::HOST_ERRORS, failed);
     }
 
     /// Applies a decision about a response: replace it with the local reply when it blocks and
@@ -255,6 +264,7 @@ impl Stream {
         resume
     }
 
+    /// Fail closed when the host itself fails us.
     fn host_failure(&mut self, e: &host::HostError) -> Action {
         self.shared.metrics.borrow_mut().add(state::HOST_ERRORS, 1);
         host::log(LogLevel::Error, &format!("interlock: {e}; refusing the request"));
@@ -277,6 +287,8 @@ impl Stream {
             // StopIterationAndBuffer: nothing of the body moves until the decision.
             return Action::Pause;
         }
+        // A body can take long to arrive: decide it (and meter it) at the time it is complete.
+        self.now_ms = host::now_ms();
         let body = match host::request_body(self.body_size) {
             Ok(b) => b.unwrap_or_default(),
             Err(e) => return self.host_failure(&e),
@@ -300,9 +312,11 @@ impl Context for Stream {}
 
 impl HttpContext for Stream {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+        self.now_ms = host::now_ms();
         let snapshot = {
             let mut metrics = self.shared.metrics.borrow_mut();
-            self.shared.live.borrow_mut().as_mut().map(|l| l.sync(&mut metrics))
+            let now = self.now_ms;
+            self.shared.live.borrow_mut().as_mut().map(|l| l.sync_at(now, &mut metrics))
         };
         let Some(snapshot) = snapshot else {
             return self.host_failure(&host::HostError::Status { call: "policy", status: proxy_wasm::types::Status::NotFound });
@@ -320,7 +334,7 @@ impl HttpContext for Stream {
                 let _ = host::remove_request_header(name);
             }
         }
-        match engine.on_request_headers_live(&req, &revocations, host::now_ms()) {
+        match engine.on_request_headers_live(&req, &revocations, self.now_ms) {
             HeadersVerdict::Decided(eval) => self.apply(eval, Action::Continue),
             HeadersVerdict::NeedBody(pending) => {
                 self.pending = Some(pending);
@@ -356,6 +370,10 @@ impl HttpContext for Stream {
             return Action::Continue;
         }
         let Some(engine) = self.snapshot.as_ref().map(|s| Rc::clone(&s.engine)) else { return Action::Continue };
+        if !may_inspect_response(&engine, &eval.facts) {
+            // Nothing in the policy looks at this response: not even its headers are read.
+            return Action::Continue;
+        }
         let status = host::response_header(":status").and_then(|s| s.parse().ok()).unwrap_or(0);
         let plan = engine.response_plan(
             &eval.facts,
@@ -383,6 +401,9 @@ impl HttpContext for Stream {
     }
 
     fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        if matches!(self.response, Inspecting::None) {
+            return Action::Continue;
+        }
         let Some(engine) = self.snapshot.as_ref().map(|s| Rc::clone(&s.engine)) else { return Action::Continue };
         let Some(facts) = self.passed.as_ref().map(|(_, e)| e.facts.clone()) else { return Action::Continue };
         match &mut self.response {
@@ -453,5 +474,75 @@ impl HttpContext for Stream {
         if let Some((id, eval)) = self.passed.take() {
             self.record(&id, &eval);
         }
+    }
+}
+
+/// Whether the policy can look at the response to a request with these facts, before any of its
+/// headers is read. [`Engine::response_plan`] skips a plain `200 application/json` answer only
+/// when nothing in the policy watches the response (no data rule for it, no governed tools, not
+/// an LLM route): then it skips every answer, whatever its status, type or encoding (the tests
+/// below check this over every kind of answer and request of the demo policy).
+fn may_inspect_response(engine: &Engine, facts: &interlock_policies::Facts) -> bool {
+    !matches!(engine.response_plan(facts, 200, Some("application/json"), None), ResponsePlan::Skip)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const STATUSES: [u16; 7] = [200, 201, 204, 304, 403, 500, 502];
+    const TYPES: [Option<&str>; 6] = [None, Some("application/json"), Some("text/event-stream"), Some("text/plain"), Some("text/html; charset=utf-8"), Some("APPLICATION/JSON")];
+    const ENCODINGS: [Option<&str>; 3] = [None, Some("gzip"), Some("identity")];
+
+    fn facts_of(engine: &Engine, method: &str, path: &str, agent: &str, body: Option<&str>) -> interlock_policies::Facts {
+        let req = HttpRequest {
+            method: method.into(),
+            path: path.into(),
+            authority: "api.example.com".into(),
+            headers: vec![("content-type".into(), "application/json".into())],
+            identity: VerifiedIdentity { jwt_agent: Some(agent.into()), jwt_user: Some("u".into()), jwt_session: Some("s".into()), peer_principal: None },
+            end_of_stream: body.is_none(),
+        };
+        engine.evaluate(&req, body.map(str::as_bytes)).facts
+    }
+
+    #[test]
+    fn a_skipped_probe_means_every_answer_is_skipped() {
+        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../policies/examples/demo.json")).unwrap();
+        let engine = Engine::from_json(&text).unwrap();
+        let call = |tool: &str| format!(r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"{tool}","arguments":{{}}}}}}"#);
+        let chat = r#"{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}]}"#;
+        let cases = [
+            ("GET", "/api/customers/42", "triage-bot", None),
+            ("GET", "/api/customers/42", "billing-agent", None),
+            ("GET", "/api/customers", "billing-agent", None),
+            ("GET", "/files/config/.env", "triage-bot", None),
+            ("POST", "/mcp", "triage-bot", Some(call("create_comment"))),
+            ("POST", "/mcp", "triage-bot", Some(r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#.to_owned())),
+            ("POST", "/mcp", "billing-agent", Some(call("export_customers"))),
+            ("POST", "/v1/chat/completions", "triage-bot", Some(chat.to_owned())),
+            ("POST", "/a2a", "triage-bot", Some(r#"{"jsonrpc":"2.0","id":1,"method":"message/send","params":{}}"#.to_owned())),
+        ];
+        let (mut skipped, mut watched) = (0, 0);
+        for (method, path, agent, body) in cases {
+            let facts = facts_of(&engine, method, path, agent, body.as_deref());
+            if may_inspect_response(&engine, &facts) {
+                watched += 1;
+                continue;
+            }
+            skipped += 1;
+            for status in STATUSES {
+                for ct in TYPES {
+                    for ce in ENCODINGS {
+                        assert!(
+                            matches!(engine.response_plan(&facts, status, ct, ce), ResponsePlan::Skip),
+                            "{method} {path} as {agent}: {status} {ct:?} {ce:?} must be skipped too"
+                        );
+                    }
+                }
+            }
+        }
+        // Both kinds occur in the demo policy, so both branches are exercised.
+        assert!(skipped > 0 && watched > 0, "skipped {skipped}, watched {watched}");
     }
 }

@@ -54,6 +54,8 @@ pub struct Live {
     pub poll_failures: u32,
     /// A first poll went out.
     polled: bool,
+    /// Host millisecond of the last per-request pointer read ([`Live::sync_at`]).
+    synced_ms: u64,
 }
 
 /// The enforcer's answer to `GET /v1/state`.
@@ -78,6 +80,7 @@ impl Live {
             next_poll_ms: 0,
             poll_failures: 0,
             polled: false,
+            synced_ms: 0,
         }
     }
 
@@ -92,11 +95,24 @@ impl Live {
         format!("/v1/state?version={}&policy_generation={known}&wait_ms={wait}", self.current.version)
     }
 
-    /// Adopts what other workers published, if the pointer moved. Called per request (one small
-    /// shared-data read) and on every tick.
+    /// Adopts what other workers published, if the pointer moved. Called on every tick and on
+    /// every answer to this worker's own long poll.
     pub fn sync(&mut self, metrics: &mut Metrics) -> Snapshot {
         if let Some((version, generation, _)) = read_pointer().filter(|(v, _, _)| *v > self.current.version) {
             self.adopt(version, generation, None, metrics);
+        }
+        self.current.clone()
+    }
+
+    /// [`Live::sync`] for a request arriving at host time `now_ms`: the pointer is read at most
+    /// once per host millisecond. Shared data sits behind a host-wide lock and is copied on every
+    /// read (about a microsecond inside Envoy); under load a millisecond holds tens of requests,
+    /// and each worker also hears every change from its own long poll. A change another worker
+    /// published therefore reaches this one's requests within a millisecond of its pointer write.
+    pub fn sync_at(&mut self, now_ms: u64, metrics: &mut Metrics) -> Snapshot {
+        if now_ms == 0 || now_ms != self.synced_ms {
+            self.synced_ms = now_ms;
+            return self.sync(metrics);
         }
         self.current.clone()
     }

@@ -163,6 +163,7 @@ impl RootContext for Root {
                 *self.shared.live.borrow_mut() = Some(Live::new(loaded.engine));
                 *self.shared.enforcer.borrow_mut() = loaded.enforcer;
                 *self.shared.hold_headers.borrow_mut() = loaded.hold_headers;
+                self.shared.access_log_state.set(loaded.access_log_state);
                 let node = host::property_str(&["node", "id"]).filter(|n| !n.is_empty()).unwrap_or_else(|| "envoy".into());
                 let tag = self.shared.ids.borrow_mut().tag();
                 self.shared.debug_logs.set(host::debug_enabled());

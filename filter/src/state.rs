@@ -8,7 +8,7 @@ use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
 use std::rc::Rc;
 
-use crate::config::EnforcerConfig;
+use crate::config::{AccessLogState, EnforcerConfig};
 use crate::host;
 use crate::live::Live;
 
@@ -18,6 +18,7 @@ pub struct Shared {
     pub live: RefCell<Option<Live>>,
     pub enforcer: RefCell<EnforcerConfig>,
     pub hold_headers: RefCell<bool>,
+    pub access_log_state: std::cell::Cell<AccessLogState>,
     pub events: RefCell<EventQueue>,
     pub metrics: RefCell<Metrics>,
     pub ids: RefCell<IdGen>,
@@ -34,6 +35,7 @@ impl Shared {
             live: RefCell::new(None),
             enforcer: RefCell::new(EnforcerConfig::default()),
             hold_headers: RefCell::new(true),
+            access_log_state: std::cell::Cell::new(AccessLogState::default()),
             events: RefCell::new(EventQueue::default()),
             metrics: RefCell::new(Metrics::default()),
             ids: RefCell::new(IdGen::seeded()),
@@ -111,7 +113,8 @@ impl EventQueue {
 /// policy, so the cardinality is bounded by the policy, never by requests.
 #[derive(Default)]
 pub struct Metrics {
-    decisions: HashMap<(&'static str, String), u32>,
+    /// outcome -> rule -> counter (looked up without allocating).
+    decisions: HashMap<&'static str, HashMap<String, u32>>,
     fixed: HashMap<&'static str, u32>,
 }
 
@@ -132,13 +135,13 @@ impl Metrics {
     /// Counts one decision under `interlock.decisions.<outcome>.<rule>`, where the outcome is the
     /// action, or `shadow_<action>` for a shadow rule's verdict.
     pub fn count_decision(&mut self, outcome: &'static str, rule: &str) {
-        let key = (outcome, rule.to_owned());
-        let id = match self.decisions.get(&key) {
+        let rules = self.decisions.entry(outcome).or_default();
+        let id = match rules.get(rule) {
             Some(id) => Some(*id),
             None => {
                 let id = host::define_counter(&format!("interlock.decisions.{outcome}.{rule}")).ok();
                 if let Some(id) = id {
-                    self.decisions.insert(key, id);
+                    rules.insert(rule.to_owned(), id);
                 }
                 id
             }

@@ -131,28 +131,180 @@ pub struct HostFacts {
     pub worker: String,
 }
 
-impl DecisionEvent {
-    /// The event for an evaluation.
-    pub fn new(eval: &Evaluation, policy_version: &str, host: HostFacts) -> Self {
+/// A [`DecisionEvent`] as the filter writes it, borrowed from the evaluation and the host facts
+/// instead of copied (the filter serializes one per decision, and inside the proxy every copied
+/// string costs). Its JSON deserializes as a [`DecisionEvent`] (tested), field for field.
+#[derive(Debug, Serialize)]
+pub struct DecisionEventRef<'a> {
+    decision_id: &'a str,
+    time_unix_ms: u64,
+    policy_version: &'a str,
+    rule: &'a str,
+    action: Action,
+    status: u16,
+    mode: Mode,
+    reason: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    allowed_by: Option<&'a str>,
+    identity: EventIdentityRef<'a>,
+    request: EventRequestRef<'a>,
+    data_classes: Vec<DataClassCountRef<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    kernel: Option<&'a KernelAction>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    revoke: Option<&'a RevokeAction>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    downstream: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    destination: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    upstream: Option<&'a str>,
+    worker: &'a str,
+    phase: Phase,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    request_decision_id: Option<&'a str>,
+}
+
+#[derive(Debug, Serialize)]
+struct EventIdentityRef<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    agent: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    user: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    session: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    trace: Option<&'a str>,
+}
+
+#[derive(Debug, Serialize)]
+struct EventRequestRef<'a> {
+    method: &'a str,
+    authority: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    path: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    route: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    governed: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    protocol: Option<Protocol>,
+    #[serde(skip_serializing_if = "<[RpcCall]>::is_empty")]
+    calls: &'a [RpcCall],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    user_agent: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    client: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    model: Option<&'a str>,
+}
+
+#[derive(Debug, Serialize)]
+struct DataClassCountRef<'a> {
+    class: &'a str,
+    count: u32,
+}
+
+impl<'a> DecisionEventRef<'a> {
+    /// The event for an evaluation, borrowing from it and from the host facts.
+    pub fn new(eval: &'a Evaluation, policy_version: &'a str, host: &'a HostFacts) -> Self {
         let d = &eval.decision;
         let f = &eval.facts;
         Self {
-            decision_id: host.decision_id,
+            decision_id: &host.decision_id,
             time_unix_ms: host.time_unix_ms,
-            policy_version: policy_version.to_owned(),
-            rule: d.rule.clone(),
+            policy_version,
+            rule: &d.rule,
             action: d.action,
             status: d.status,
             mode: d.mode,
-            reason: d.reason.clone(),
-            allowed_by: d.allowed_by.clone(),
-            identity: EventIdentity {
-                agent: f.agent.clone(),
-                user: f.user.clone(),
-                session: f.session.clone(),
-                trace: f.trace.clone(),
+            reason: &d.reason,
+            allowed_by: d.allowed_by.as_deref(),
+            identity: EventIdentityRef { agent: f.agent.as_deref(), user: f.user.as_deref(), session: f.session.as_deref(), trace: f.trace.as_deref() },
+            request: EventRequestRef {
+                method: &f.method,
+                authority: &f.authority,
+                path: f.path.as_deref(),
+                route: f.route.as_deref(),
+                governed: f.governed.as_deref(),
+                protocol: f.protocol,
+                calls: &f.calls,
+                user_agent: f.user_agent.as_deref(),
+                client: f.client.as_deref(),
+                model: f.model.as_deref(),
             },
-            request: EventRequest {
+            data_classes: f.data_classes.iter().map(|c| DataClassCountRef { class: c.class.as_str(), count: c.count }).collect(),
+            kernel: d.kernel.as_ref(),
+            revoke: d.revoke.as_ref(),
+            downstream: host.downstream.as_deref(),
+            destination: host.destination.as_deref(),
+            upstream: host.upstream.as_deref(),
+            worker: &host.worker,
+            phase: host.phase,
+            request_decision_id: host.request_decision_id.as_deref(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decision::{Decision, Facts};
+    use crate::detect::{ClassCount, DataClass};
+
+    fn host(phase: Phase, full: bool) -> HostFacts {
+        HostFacts {
+            phase,
+            request_decision_id: full.then(|| "01abc".to_owned()),
+            decision_id: "0123456789ab0123456789abcdef".into(),
+            time_unix_ms: 1_763_758_135_123,
+            downstream: Some("127.0.0.1:51234".into()),
+            destination: full.then(|| "127.0.0.1:10000".into()),
+            upstream: full.then(|| "127.0.0.1:18080".into()),
+            worker: "envoy/abcd1234".into(),
+        }
+    }
+
+    #[test]
+    fn the_borrowed_event_is_the_event_contract() {
+        let sparse = Evaluation { decision: Decision::refusal(401, "anonymous", "no verified identity".into()), facts: Facts { method: "GET".into(), authority: "api".into(), ..Facts::default() }, rewrite: None };
+        let json = serde_json::to_string(&DecisionEventRef::new(&sparse, "v1", &host(Phase::Request, false))).unwrap();
+        assert_eq!(
+            json,
+            r#"{"decision_id":"0123456789ab0123456789abcdef","time_unix_ms":1763758135123,"policy_version":"v1","rule":"anonymous","action":"deny","status":401,"mode":"enforce","reason":"no verified identity","identity":{},"request":{"method":"GET","authority":"api"},"data_classes":[],"downstream":"127.0.0.1:51234","worker":"envoy/abcd1234","phase":"request"}"#
+        );
+
+        let full = Evaluation {
+            decision: Decision { allowed_by: Some("grant-x".into()), mode: Mode::Shadow, ..Decision::refusal(403, "deny-x", "a \"quoted\" reason\nwith a line".into()) },
+            facts: Facts {
+                agent: Some("triage-bot".into()),
+                user: Some("u1".into()),
+                session: Some("s1".into()),
+                trace: Some("4bf92f3577b34da6a3ce929d0e0e4736".into()),
+                method: "POST".into(),
+                authority: "api.example.com".into(),
+                path: Some("/mcp".into()),
+                route: Some("/mcp".into()),
+                governed: Some("mcp".into()),
+                protocol: Some(Protocol::Mcp),
+                calls: vec![RpcCall { method: "tools/call".into(), tool: Some("delete_repository".into()), has_id: true }, RpcCall { method: "ping".into(), tool: None, has_id: false }],
+                user_agent: Some("agent/1.0 (ünïcode)".into()),
+                client: Some("claude-code/1.2".into()),
+                model: Some("gpt-4o".into()),
+                data_classes: vec![ClassCount { class: DataClass::AwsAccessKey, count: 2 }],
+                ..Facts::default()
+            },
+            rewrite: None,
+        };
+        let facts = host(Phase::Response, true);
+        let back: DecisionEvent = serde_json::from_str(&serde_json::to_string(&DecisionEventRef::new(&full, "v1", &facts)).unwrap()).unwrap();
+        let (d, f) = (&full.decision, &full.facts);
+        assert_eq!((back.decision_id.as_str(), back.time_unix_ms, back.policy_version.as_str()), (facts.decision_id.as_str(), facts.time_unix_ms, "v1"));
+        assert_eq!((&back.rule, back.action, back.status, back.mode, &back.reason, &back.allowed_by), (&d.rule, d.action, d.status, d.mode, &d.reason, &d.allowed_by));
+        assert_eq!(back.identity, EventIdentity { agent: f.agent.clone(), user: f.user.clone(), session: f.session.clone(), trace: f.trace.clone() });
+        assert_eq!(
+            back.request,
+            EventRequest {
                 method: f.method.clone(),
                 authority: f.authority.clone(),
                 path: f.path.clone(),
@@ -163,16 +315,11 @@ impl DecisionEvent {
                 user_agent: f.user_agent.clone(),
                 client: f.client.clone(),
                 model: f.model.clone(),
-            },
-            data_classes: f.data_classes.iter().map(|c| DataClassCount { class: c.class.as_str().to_owned(), count: c.count }).collect(),
-            kernel: d.kernel.clone(),
-            revoke: d.revoke.clone(),
-            downstream: host.downstream,
-            destination: host.destination,
-            upstream: host.upstream,
-            worker: host.worker,
-            phase: host.phase,
-            request_decision_id: host.request_decision_id,
-        }
+            }
+        );
+        assert_eq!(back.data_classes, [DataClassCount { class: "secret.aws_access_key".into(), count: 2 }]);
+        assert_eq!((back.kernel, back.revoke), (None, None));
+        assert_eq!((back.downstream, back.destination, back.upstream), (facts.downstream.clone(), facts.destination.clone(), facts.upstream.clone()));
+        assert_eq!((back.worker, back.phase, back.request_decision_id), (facts.worker.clone(), Phase::Response, facts.request_decision_id.clone()));
     }
 }

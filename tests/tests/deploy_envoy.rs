@@ -75,7 +75,7 @@ fn deployment_envoy_configs_embed_the_demo_policy_and_reach_their_enforcer_clust
             "{file}"
         );
         assert!(
-            yaml.contains("%FILTER_STATE(wasm.interlock.decision_id:PLAIN)%"),
+            yaml.contains("%FILTER_STATE(wasm.interlock.decision:PLAIN)%"),
             "{file}: the access log must print the decision"
         );
         assert!(
