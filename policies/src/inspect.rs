@@ -258,6 +258,10 @@ impl Engine {
 /// may have started to leave, and then the stream is stopped instead.
 pub const REDACT_HOLD_BYTES: u64 = 128;
 
+/// Text scanned at once while frames are held for redaction (instead of the scanner's whole
+/// window again for every frame): a frame may wait for up to this much more text.
+const REDACT_SCAN_STEP: u64 = 128;
+
 /// The state of one streamed governed response (`text/event-stream`): frames are parsed as they
 /// arrive; a frame is delivered only once judged, and the frames of a tool call whose name is not
 /// yet complete are held back, so no fragment of a forbidden call reaches the agent.
@@ -456,10 +460,11 @@ impl StreamRedaction {
         out
     }
 
-    /// Stream offset from which frames wait for more text: the first frame whose text is within
-    /// [`REDACT_HOLD_BYTES`] of the end, or holds the start of a value that may go on.
-    fn hold_from(&self) -> Option<u64> {
-        let limit = self.text_end.saturating_sub(REDACT_HOLD_BYTES);
+    /// Stream offset from which frames wait for more text: the first frame whose text is not yet
+    /// scanned or within [`REDACT_HOLD_BYTES`] of the end of the scanned text, or holds the start
+    /// of a value that may go on.
+    fn hold_from(&self, scanned_to: u64) -> Option<u64> {
+        let limit = scanned_to.min(self.text_end).saturating_sub(REDACT_HOLD_BYTES);
         self.frames
             .iter()
             .find(|f| f.segments.iter().any(|s| s.end() > limit || self.open.iter().any(|(_, r)| s.end() > r.start)))
@@ -623,6 +628,15 @@ impl Engine {
                 return step;
             }
         }
+        if end && s.redaction.is_some() && let (Some(scanner), Some(detector)) = (s.scanner.as_mut(), self.detector.as_ref()) {
+            let findings = match scanner.flush(detector) {
+                Ok(f) => f,
+                Err(e) => return self.block_stream(s, self.uninspectable(facts.clone(), Direction::Response, &format!("{e}"))),
+            };
+            if let Err(step) = self.judge_findings(s, facts, &findings) {
+                return step;
+            }
+        }
         if end {
             let notes = match s.assembler.as_mut().map(crate::llm::ToolCallAssembler::finish).transpose() {
                 Ok(n) => n.unwrap_or_default(),
@@ -639,7 +653,8 @@ impl Engine {
             }
         }
         let mut release_to = s.hold_from.map_or(s.judged_to, |h| h.min(s.judged_to));
-        if !end && let Some(h) = s.redaction.as_ref().and_then(StreamRedaction::hold_from) {
+        let scanned_to = s.scanner.as_ref().map_or(0, crate::detect::StreamScanner::scanned_up_to);
+        if !end && let Some(h) = s.redaction.as_ref().and_then(|r| r.hold_from(scanned_to)) {
             release_to = release_to.min(h);
         }
         let release_to = if end && s.hold_from.is_none() { s.base.saturating_add(s.pending.len() as u64) } else { release_to };
@@ -702,9 +717,14 @@ impl Engine {
                 r.text_end = r.text_end.saturating_add(frame.segments.last().map_or(0, |x| x.text.len() as u64));
             }
         }
-        match scanner.flush(detector) {
-            Ok(f) => findings.extend(f),
-            Err(e) => return Err(self.block_stream(s, self.uninspectable(facts.clone(), Direction::Response, &format!("{e}")))),
+        // Frames wait for their text to be scanned: when they are held for redaction anyway, the
+        // scan can wait for a batch of text instead of rescanning the window for every frame.
+        let batch = s.redaction.as_ref().map_or(0, |r| r.text_end.saturating_sub(scanner.scanned_up_to()));
+        if s.redaction.is_none() || batch >= REDACT_SCAN_STEP || snapshot {
+            match scanner.flush(detector) {
+                Ok(f) => findings.extend(f),
+                Err(e) => return Err(self.block_stream(s, self.uninspectable(facts.clone(), Direction::Response, &format!("{e}")))),
+            }
         }
         let (frame_event, frame_id, frame_data) = if s.redaction.is_some() { (None, None, String::new()) } else { (frame.event.take(), frame.id.take(), std::mem::take(&mut frame.data)) };
         if let Some(r) = s.redaction.as_mut() {
@@ -733,6 +753,23 @@ impl Engine {
                 }
             }
         }
+        self.judge_findings(s, facts, &findings)?;
+        if snapshot {
+            let (event_name, id, data) = match s.redaction.as_ref().and_then(|r| r.frames.back()) {
+                Some(f) => (f.event.clone(), f.id.clone(), f.data.clone()),
+                None => (frame_event, frame_id, frame_data),
+            };
+            let replacement = self.judge_snapshot(s, facts, event_name.as_deref(), id.as_deref(), &data)?;
+            if let Some(f) = s.redaction.as_mut().and_then(|r| r.frames.back_mut()) {
+                f.replacement = replacement;
+            }
+        }
+        s.judged_to = event_end;
+        Ok(())
+    }
+
+    /// Judges what the stream's scan found: stops the stream, or redacts in the held frames.
+    fn judge_findings(&self, s: &mut ResponseStream, facts: &Facts, findings: &[crate::detect::StreamFinding]) -> Result<(), StreamStep> {
         if !findings.is_empty() {
             s.found.extend(findings.iter().map(|f| f.class));
             let counts = crate::detect::summarize(s.found.iter().copied());
@@ -767,17 +804,6 @@ impl Engine {
                 }
             }
         }
-        if snapshot {
-            let (event_name, id, data) = match s.redaction.as_ref().and_then(|r| r.frames.back()) {
-                Some(f) => (f.event.clone(), f.id.clone(), f.data.clone()),
-                None => (frame_event, frame_id, frame_data),
-            };
-            let replacement = self.judge_snapshot(s, facts, event_name.as_deref(), id.as_deref(), &data)?;
-            if let Some(f) = s.redaction.as_mut().and_then(|r| r.frames.back_mut()) {
-                f.replacement = replacement;
-            }
-        }
-        s.judged_to = event_end;
         Ok(())
     }
 

@@ -478,3 +478,27 @@ fn five_streamed_cards_still_stop_the_stream() {
     let (_, block, _) = run_stream_outcome(&e, &facts, chat_text_stream(&refs).as_bytes(), 64);
     assert_eq!(block.map(|b| b.decision.rule), Some("card-dump".into()));
 }
+
+#[test]
+fn held_frames_leave_once_enough_text_followed_them() {
+    let e = demo();
+    let facts = chat_facts(&e);
+    let deltas: Vec<String> = (0..60).map(|i| format!("word{i:02} abc ")).collect();
+    let refs: Vec<&str> = deltas.iter().map(String::as_str).collect();
+    let stream = chat_text_stream(&refs);
+    let mut s = e.response_stream(&facts);
+    let mut out = Vec::new();
+    let frames: Vec<&str> = stream.split_inclusive("\n\n").collect();
+    let hold = usize::try_from(REDACT_HOLD_BYTES + REDACT_SCAN_STEP).unwrap_or(256);
+    for (i, frame) in frames.iter().enumerate() {
+        match e.feed_response_stream(&mut s, &facts, frame.as_bytes(), i + 1 == frames.len()) {
+            StreamStep::Deliver(b) => out.extend(b),
+            StreamStep::Block(b) => panic!("{:?}", b.decision),
+        }
+        // Frame 0 is the role; each delta is 11 bytes of text.
+        let text_seen = 11 * i.min(60);
+        let delivered_text = chat_assembled(&out).0.len();
+        assert!(delivered_text + hold + 22 >= text_seen, "frame {i}: {} bytes of text held back", text_seen - delivered_text);
+    }
+    assert_eq!(out, stream.as_bytes(), "nothing found: delivered as it came");
+}
