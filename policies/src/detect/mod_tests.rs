@@ -251,12 +251,17 @@ fn adversarial_input_stays_linear() {
     let unit = "AKIA eyJ ghp_ sk-ant-api03- -----BEGIN PRIVATE KEY----- 4111 1111 1111 a@b.c 123-45-67 QUJD\\u0041\u{200B}ｆ ";
     let small = unit.repeat(64 * 1024 / unit.len());
     let large = unit.repeat(1024 * 1024 / unit.len());
+    // Best of three: the machine is shared, and one preempted run must not fail the test.
     let time = |s: &str| {
-        let t = std::time::Instant::now();
-        d.scan_str(s).unwrap();
-        t.elapsed()
+        (0..3)
+            .map(|_| {
+                let t = std::time::Instant::now();
+                d.scan_str(s).unwrap();
+                t.elapsed()
+            })
+            .min()
+            .unwrap()
     };
-    let _ = time(&small);
     let ts = time(&small);
     let tl = time(&large);
     assert!(tl < ts * 64, "64 KiB: {ts:?}, 1 MiB: {tl:?}: not linear");

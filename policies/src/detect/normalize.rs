@@ -15,9 +15,10 @@
 //! not UTF-8 is copied byte for byte. The output is never longer than the input (every mapping
 //! shrinks or keeps the length).
 //!
-//! Cost: a first check, eight bytes at a time, for a backslash or one of the lead bytes `E2`,
-//! `E3`, `EF` these characters start with; text with none (the common case) is returned as it
-//! is. Otherwise one pass that copies the spans between changes whole; text whose candidates
+//! Cost: a search, eight bytes at a time, for a backslash or one of the lead bytes `E2`, `E3`,
+//! `EF` these characters start with; text with none (the common case) is returned as it is.
+//! Otherwise the same search finds each next candidate and the spans between changes are copied
+//! whole; text whose candidates
 //! all turn out to be other characters (`—`, `“`, `é`…) is still returned uncopied. The offset
 //! map keeps two entries per change, not one per byte.
 
@@ -71,25 +72,37 @@ impl Normalized<'_> {
     }
 }
 
-/// Whether `input` needs the slow path at all: a backslash or a byte `E2`, `E3` or `EF`.
-/// Eight bytes at a time: any byte with the high bit set sends the word to the exact check.
-fn needs_work(input: &[u8]) -> bool {
+/// Whether `b` may start something the normalizer changes: a backslash (an escape) or the lead
+/// byte of U+2000–U+2FFF (`E2`: zero-width characters, the word joiner), U+3000–U+3FFF (`E3`: the
+/// ideographic space) or U+F000–U+FFFF (`EF`: fullwidth forms, the BOM).
+fn is_candidate(b: u8) -> bool {
+    matches!(b, b'\\' | 0xE2 | 0xE3 | 0xEF)
+}
+
+/// The first candidate byte at or after `from`. Eight bytes at a time: a word with no backslash
+/// and no byte of 0x80 or more is skipped whole (plain ASCII prose costs a few operations per
+/// eight bytes; inside wasm there is no SIMD to do better).
+fn next_candidate(input: &[u8], from: usize) -> Option<usize> {
     const LO: u64 = 0x0101_0101_0101_0101;
     const HI: u64 = 0x8080_8080_8080_8080;
     const BACKSLASH: u64 = LO * b'\\' as u64;
-    let mut words = input.chunks_exact(8);
+    let rest = input.get(from..)?;
+    let mut words = rest.chunks_exact(8);
+    let mut at = from;
     for w in &mut words {
         let mut buf = [0u8; 8];
         buf.copy_from_slice(w);
         let x = u64::from_le_bytes(buf);
         // Zero bytes of `x ^ BACKSLASH` are backslashes (the classic has-zero-byte test).
         let y = x ^ BACKSLASH;
-        let has_backslash = (y.wrapping_sub(LO) & !y & HI) != 0;
-        if has_backslash || (x & HI != 0 && w.iter().any(|&b| matches!(b, 0xE2 | 0xE3 | 0xEF))) {
-            return true;
+        if ((y.wrapping_sub(LO) & !y & HI) != 0 || x & HI != 0)
+            && let Some(i) = w.iter().position(|&b| is_candidate(b))
+        {
+            return Some(at + i);
         }
+        at += 8;
     }
-    words.remainder().iter().any(|&b| matches!(b, b'\\' | 0xE2 | 0xE3 | 0xEF))
+    words.remainder().iter().position(|&b| is_candidate(b)).map(|i| at + i)
 }
 
 /// Normalizes `input` (see the module documentation). Inputs of 4 GiB or more are returned
@@ -98,37 +111,32 @@ pub fn normalize(input: &[u8]) -> Normalized<'_> {
     let Ok(input_len) = u32::try_from(input.len()) else {
         return Normalized { text: Cow::Borrowed(input), map: None };
     };
-    if !needs_work(input) {
+    let Some(first) = next_candidate(input, 0) else {
         return Normalized { text: Cow::Borrowed(input), map: None };
-    }
+    };
     // Output so far and its map; both start only at the first change.
     let mut text: Vec<u8> = Vec::new();
     let mut breaks: Vec<Break> = Vec::new();
     // Input consumed into `text` (everything before it is copied or mapped).
     let mut copied = 0usize;
     let mut changed = false;
-    let mut i = 0usize;
-    let n = input.len();
-    while i < n {
+    let mut next = Some(first);
+    while let Some(i) = next {
         let Some(&b) = input.get(i) else { break };
-        if b != b'\\' && !matches!(b, 0xE2 | 0xE3 | 0xEF) {
-            i += 1;
-            continue;
-        }
         let decoded = if b == b'\\' { json_escape(input, i) } else { utf8_char(input, i) };
         let Some((c, used)) = decoded else {
-            i += 1;
+            next = next_candidate(input, i + 1);
             continue;
         };
         let mapped = map_char(c);
         // A multi-byte character that maps to itself (not an escape) is no change.
         if b != b'\\' && mapped == Some(c) {
-            i += used;
+            next = next_candidate(input, i + used);
             continue;
         }
         if !changed {
             changed = true;
-            text.reserve(n);
+            text.reserve(input.len());
             breaks.push(Break { out: 0, input: 0, linear: true });
         }
         text.extend_from_slice(input.get(copied..i).unwrap_or_default());
@@ -140,10 +148,11 @@ pub fn normalize(input: &[u8]) -> Normalized<'_> {
             let mut buf = [0u8; 4];
             text.extend_from_slice(m.encode_utf8(&mut buf).as_bytes());
         }
-        i += used;
-        copied = i;
+        let after = i + used;
+        copied = after;
         let out = u32::try_from(text.len()).unwrap_or(u32::MAX);
-        breaks.push(Break { out, input: u32::try_from(i).unwrap_or(u32::MAX), linear: true });
+        breaks.push(Break { out, input: u32::try_from(after).unwrap_or(u32::MAX), linear: true });
+        next = next_candidate(input, after);
     }
     if !changed {
         return Normalized { text: Cow::Borrowed(input), map: None };
