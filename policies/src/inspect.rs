@@ -7,6 +7,17 @@
 //! most severe action wins (deny > redact > audit; the first in document order on a tie), and
 //! every firing `redact` rule's classes are redacted. A firing `shadow` rule more severe than what
 //! was done is recorded instead, with `mode: shadow`. Events carry class counts, never values.
+//!
+//! Streams (`text/event-stream`) are judged frame by frame and a frame leaves only once judged.
+//! In a model's streamed answer, when an enforced `redact` rule watches it, the strings frames add
+//! (text deltas, tool-call argument fragments) are scanned as one text, and a frame waits until
+//! [`REDACT_HOLD_BYTES`] of later text have been scanned: a value found is then replaced inside
+//! every held frame that carries part of it (the first part by `[REDACTED:<class>]`, later parts by
+//! nothing), each frame rewritten as valid JSON and SSE. Frames that repeat content (the
+//! Responses API's `*.done` and `response.completed`) are scanned and redacted on their own. When
+//! a value cannot be replaced in its frames (part of it already left, a number inside a call's
+//! arguments, a threshold first reached after an earlier value left) the stream is stopped as a
+//! `deny` would, with an error frame. Other streams stop on `redact` as on `deny`.
 
 use serde_json::Value;
 
@@ -877,7 +888,11 @@ impl Engine {
         let held_from = r.held_text_from();
         let (gone, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut r.held).into_iter().partition(|(_, range)| range.start < held_from);
         r.held = kept;
-        r.left.extend(gone.into_iter().map(|(c, _)| c));
+        for (class, _) in gone {
+            if !r.left.contains(&class) {
+                r.left.push(class);
+            }
+        }
         r.redacted.retain(|(_, range)| range.end >= held_from);
         Ok(out)
     }
