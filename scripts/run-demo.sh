@@ -59,7 +59,8 @@ Try it (another terminal):
   curl -s localhost:10000/mcp -H "authorization: Bearer \$TOKEN" -H 'content-type: application/json' \\
     -d '{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"delete_repository","arguments":{"name":"core"}}}'
 
-  # every decision, as it happens
+  # every decision, as it happens (operator commands read the enforcer's admin token from
+  # $DATA/admin.token, which only you can read)
   target/release/interlock events
 
 Ctrl-C stops the stack.

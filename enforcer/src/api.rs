@@ -13,6 +13,9 @@
 //! [`crate::live_api`]; kernel enforcement's (`/v1/kernel`, `/v1/quarantine`, `/v1/release`,
 //! `/v1/audit`) in [`crate::kernel_api`]. An enforced deny whose rule revokes records that revocation once its event
 //! is stored.
+//!
+//! Every route but the filters' and the probes' needs the admin token ([`crate::auth`]); a
+//! kernel action asked for by an event is bounded by who posted it ([`crate::event_auth`]).
 
 use std::future::Future;
 use std::time::Duration;
@@ -20,7 +23,8 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
-use axum::extract::{DefaultBodyLimit, Query, State};
+use axum::extract::connect_info::Connected;
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -29,6 +33,7 @@ use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::auth::AdminToken;
 use crate::batch::parse_batch;
 use crate::live_api;
 use crate::state::LiveState;
@@ -43,6 +48,25 @@ pub const MAX_LIMIT: usize = 10_000;
 /// Longest long poll; a larger `wait_ms` is clamped. Below common proxy and client idle timeouts.
 pub const MAX_WAIT_MS: u64 = 30_000;
 
+/// Both ends of the TCP connection a request came on: who posted an event, as the kernel sees
+/// it ([`crate::event_auth`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Peer {
+    /// The client's address.
+    pub remote: std::net::SocketAddr,
+    /// Our address on that connection (not the listening address, which may be 0.0.0.0).
+    pub local: std::net::SocketAddr,
+}
+
+impl Connected<axum::serve::IncomingStream<'_, TcpListener>> for Peer {
+    fn connect_info(stream: axum::serve::IncomingStream<'_, TcpListener>) -> Self {
+        let remote = *stream.remote_addr();
+        // An accepted socket always has a local address; the fallback only keeps this total.
+        let local = stream.io().local_addr().unwrap_or(remote);
+        Peer { remote, local }
+    }
+}
+
 /// Shared by the handlers.
 #[derive(Debug, Clone)]
 pub struct ApiState {
@@ -55,11 +79,13 @@ pub struct ApiState {
     /// Turns true when the server starts shutting down, so long polls answer at once instead of
     /// holding graceful shutdown up for their whole wait.
     shutdown: watch::Receiver<bool>,
+    /// The operators' token ([`crate::auth`]).
+    admin: std::sync::Arc<AdminToken>,
 }
 
 impl ApiState {
-    pub fn new(store: EventStore, live: LiveState, shutdown: watch::Receiver<bool>) -> Self {
-        Self { store, live, kernel: None, data_dir: std::path::PathBuf::from("."), shutdown }
+    pub fn new(store: EventStore, live: LiveState, admin: AdminToken, shutdown: watch::Receiver<bool>) -> Self {
+        Self { store, live, kernel: None, data_dir: std::path::PathBuf::from("."), shutdown, admin: std::sync::Arc::new(admin) }
     }
 
     /// Hands kernel-bound decisions to `kernel` and serves its routes; `data_dir` holds the
@@ -71,8 +97,11 @@ impl ApiState {
     }
 }
 
-/// The API's routes.
+/// The API's routes, behind the admin-token check ([`crate::auth::require_admin`]), which runs
+/// before routing so an unknown route is a 401 too (it reveals nothing to a caller without the
+/// token).
 pub fn router(state: ApiState) -> Router {
+    let admin = state.admin.clone();
     Router::new()
         .route("/healthz", get(healthz))
         .route("/v1/events", get(get_events).post(post_events).layer(DefaultBodyLimit::max(MAX_BATCH_BYTES)))
@@ -82,6 +111,7 @@ pub fn router(state: ApiState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
+        .layer(axum::middleware::from_fn_with_state(admin, crate::auth::require_admin))
 }
 
 /// Serves the API on `listener` until `shutdown` completes, then finishes the requests in flight
@@ -90,9 +120,10 @@ pub async fn serve(
     listener: TcpListener,
     store: EventStore,
     live: LiveState,
+    admin: AdminToken,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    serve_with_kernel(listener, store, live, None, std::path::PathBuf::from("."), shutdown).await
+    serve_with_kernel(listener, store, live, None, std::path::PathBuf::from("."), admin, shutdown).await
 }
 
 /// [`serve`], with a kernel worker that acts on decisions (see [`ApiState::with_kernel`]).
@@ -102,11 +133,12 @@ pub async fn serve_with_kernel(
     live: LiveState,
     kernel: Option<crate::enforce::Enforcement>,
     data_dir: std::path::PathBuf,
+    admin: AdminToken,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let (stop_tx, stop_rx) = watch::channel(false);
-    let app = router(ApiState::new(store, live, stop_rx).with_kernel(kernel, data_dir));
-    axum::serve(listener, app)
+    let app = router(ApiState::new(store, live, admin, stop_rx).with_kernel(kernel, data_dir));
+    axum::serve(listener, app.into_make_service_with_connect_info::<Peer>())
         .with_graceful_shutdown(async move {
             shutdown.await;
             // Wakes the long polls; they answer with what they have (nothing) at once.
@@ -135,7 +167,13 @@ async fn method_not_allowed() -> Response {
 /// 200 when at least one event was accepted (the errors name the rejected lines), 400 when none
 /// was, 413 over [`MAX_BATCH_BYTES`], 500 when the log could not be written (nothing of the
 /// batch was kept: the sender should count the batch as undelivered).
-async fn post_events(State(state): State<ApiState>, body: Result<Bytes, BytesRejection>) -> Response {
+async fn post_events(
+    State(state): State<ApiState>,
+    // Absent only when the router is served without connect info (never by `serve`): then no
+    // event may act in the kernel (see `event_auth`).
+    peer: Option<axum::Extension<ConnectInfo<Peer>>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
     let body = match body {
         Ok(body) => body,
         // 413 for an oversize body, 400 for one that could not be read.
@@ -154,7 +192,7 @@ async fn post_events(State(state): State<ApiState>, body: Result<Bytes, BytesRej
     // never exists for a decision the log does not hold.
     let revokes = live_api::decision_revokes(&batch.events);
     // Kernel actions start now, not after the log's fsync: the receipt measures the delay.
-    crate::kernel_api::on_events(state.kernel.as_ref(), &batch.events);
+    crate::kernel_api::on_events(state.kernel.as_ref(), &batch.events, peer.map(|axum::Extension(ConnectInfo(p))| p));
     match state.store.append(batch.events).await {
         Ok(_) => {
             live_api::apply_decision_revokes(&state.live, revokes).await;
@@ -258,7 +296,10 @@ mod tests {
     use std::time::Instant;
 
     struct Running {
+        /// With the admin token.
         client: Enforcer,
+        /// Without it.
+        anonymous: Enforcer,
         store: EventStore,
         stop: Option<tokio::sync::oneshot::Sender<()>>,
         server: tokio::task::JoinHandle<std::io::Result<()>>,
@@ -272,11 +313,13 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(serve(listener, store.clone(), live, async move {
+        let admin = AdminToken::random().unwrap();
+        let server = tokio::spawn(serve(listener, store.clone(), live, admin.clone(), async move {
             let _ = stopped.await;
         }));
-        let client = Enforcer::parse(&format!("http://{addr}")).unwrap();
-        Running { client, store, stop: Some(stop), server, _dir: dir }
+        let anonymous = Enforcer::parse(&format!("http://{addr}")).unwrap();
+        let client = anonymous.clone().with_admin_token(Some(admin));
+        Running { client, anonymous, store, stop: Some(stop), server, _dir: dir }
     }
 
     fn ndjson(ids: &[&str]) -> String {
@@ -301,6 +344,52 @@ mod tests {
         let r = s.client.request("GET", "/v1/events?afer=1", None).await.unwrap();
         assert_eq!(r.status, 400);
         assert!(body(&r)["error"].as_str().unwrap().contains("afer"));
+    }
+
+    #[tokio::test]
+    async fn operator_routes_need_the_admin_token_and_filter_routes_do_not() {
+        let s = start("api-auth").await;
+        let wrong = s.anonymous.clone().with_admin_token(AdminToken::parse(&"0".repeat(64)));
+        for (method, path, payload) in [
+            ("GET", "/v1/events", None),
+            ("PUT", "/v1/policy", Some(r#"{"version":"x","rules":[]}"#)),
+            ("POST", "/v1/revocations", Some(r#"{"kind":"user","value":"alice"}"#)),
+            ("DELETE", "/v1/revocations/user/alice", None),
+            ("GET", "/v1/revocations", None),
+            ("POST", "/v1/quarantine", Some(r#"{"workload":"w"}"#)),
+            ("POST", "/v1/release", Some(r#"{"workload":"w"}"#)),
+            ("GET", "/v1/kernel", None),
+            ("GET", "/v1/audit?decision_id=x", None),
+            ("GET", "/v1/inventory", None),
+            ("GET", "/v1/report", None),
+            ("GET", "/nope", None),
+        ] {
+            for (who, client) in [("no token", &s.anonymous), ("wrong token", &wrong)] {
+                let r = client.request(method, path, payload.map(str::as_bytes)).await.unwrap();
+                assert_eq!(r.status, 401, "{method} {path} with {who}");
+                let b = body(&r);
+                assert!(b["error"].as_str().unwrap().contains("token"), "{method} {path}: {b}");
+                assert!(b["hint"].as_str().unwrap().contains("admin.token"), "{b}");
+            }
+        }
+        // Nothing changed: no policy, no revocation.
+        let r = s.anonymous.request("GET", "/v1/status", None).await.unwrap();
+        assert_eq!((r.status, body(&r)["policy_generation"].as_u64(), body(&r)["revocations_active"].as_u64()), (200, Some(0), Some(0)));
+        // The filter's routes and the probes answer without a token.
+        for path in ["/healthz", "/v1/state", "/v1/status"] {
+            assert_eq!(s.anonymous.request("GET", path, None).await.unwrap().status, 200, "{path}");
+        }
+        assert_eq!(s.anonymous.request("GET", "/v1/policy", None).await.unwrap().status, 404, "no policy yet");
+        let r = s.anonymous.request("POST", "/v1/events", Some(ndjson(&["open"]).as_bytes())).await.unwrap();
+        assert_eq!(r.status, 200);
+        // With the token, the operator routes work.
+        let r = s.client.request("POST", "/v1/revocations", Some(br#"{"kind":"user","value":"alice"}"#)).await.unwrap();
+        assert_eq!(r.status, 201);
+        let r = s.client.request("GET", "/v1/events", None).await.unwrap();
+        assert_eq!((r.status, body(&r)["next"].as_u64()), (200, Some(1)));
+        // The operator client's error says where the token is.
+        let err = crate::client::ok_json::<Value>(s.anonymous.request("GET", "/v1/events", None).await.unwrap()).unwrap_err();
+        assert!(err.to_string().contains("--admin-token-file"), "{err}");
     }
 
     #[tokio::test]

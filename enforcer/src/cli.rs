@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
-use interlock_enforcer::api;
+use interlock_enforcer::{api, auth};
 use interlock_enforcer::check::{CheckError, check_file};
 use interlock_enforcer::client::{DEFAULT_ENFORCER_URL, Enforcer};
 use interlock_enforcer::format::human_line;
@@ -26,6 +26,13 @@ pub struct Cli {
     /// Base URL of the enforcer API, for commands that talk to it.
     #[arg(long, global = true, env = "INTERLOCK_ENFORCER", default_value = DEFAULT_ENFORCER_URL)]
     enforcer: String,
+
+    /// For commands that talk to the enforcer: the file holding its admin token. Default: the
+    /// first readable of .interlock/admin.token and /var/lib/interlock/admin.token, for an
+    /// enforcer on loopback only. `serve`: where the token is, created (mode 0600) when absent;
+    /// default <data-dir>/admin.token.
+    #[arg(long, global = true, env = "INTERLOCK_ADMIN_TOKEN_FILE")]
+    admin_token_file: Option<PathBuf>,
 
     #[command(subcommand)]
     command: Command,
@@ -125,6 +132,20 @@ enum PolicyCommand {
     Show,
 }
 
+/// The enforcer the operator commands talk to, and how they authenticate.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub url: String,
+    pub token_file: Option<PathBuf>,
+}
+
+impl Target {
+    /// The API client, with the admin token when one is found ([`interlock_enforcer::auth`]).
+    pub fn client(&self) -> Result<Enforcer> {
+        Ok(Enforcer::for_operator(&self.url, self.token_file.as_deref())?)
+    }
+}
+
 /// Exactly one principal.
 #[derive(Debug, Args)]
 #[group(required = true, multiple = false)]
@@ -156,10 +177,13 @@ impl PrincipalArg {
 }
 
 pub fn run(cli: Cli) -> Result<ExitCode> {
+    let target = Target { url: cli.enforcer.clone(), token_file: cli.admin_token_file.clone() };
     match cli.command {
-        Command::Serve { listen, data_dir, policy, kernel } => serve(listen, data_dir, policy, &kernel),
-        Command::Kernel(command) => crate::cli_kernel::run(command, &cli.enforcer, runtime),
-        Command::Discover(command) => crate::cli_discover::run(command, &cli.enforcer, runtime),
+        Command::Serve { listen, data_dir, policy, kernel } => {
+            serve(listen, data_dir, policy, cli.admin_token_file.as_deref(), &kernel)
+        }
+        Command::Kernel(command) => crate::cli_kernel::run(command, &target, runtime),
+        Command::Discover(command) => crate::cli_discover::run(command, &target, runtime),
         Command::Token { agent, user, session, ttl, key } => {
             let key_pem = match &key {
                 Some(path) => std::fs::read(path).with_context(|| format!("cannot read the key {}", path.display()))?,
@@ -185,18 +209,18 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             }
         },
         Command::Events { no_follow, json, after } => {
-            let enforcer = Enforcer::parse(&cli.enforcer)?;
+            let enforcer = target.client()?;
             runtime()?.block_on(events(enforcer, !no_follow, json, after))
         }
         Command::Policy { command } => {
-            let enforcer = Enforcer::parse(&cli.enforcer)?;
+            let enforcer = target.client()?;
             match command {
                 PolicyCommand::Push { file } => policy_push(&enforcer, &file),
                 PolicyCommand::Show => policy_show(&enforcer),
             }
         }
         Command::Revoke { principal, ttl, reason, json } => {
-            let enforcer = Enforcer::parse(&cli.enforcer)?;
+            let enforcer = target.client()?;
             let (kind, value) = principal.into_parts()?;
             let req = RevokeRequest::new(kind, value, ttl, reason)?;
             let revocation = runtime()?.block_on(live_client::revoke(&enforcer, &req))?;
@@ -208,7 +232,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Unrevoke { principal } => {
-            let enforcer = Enforcer::parse(&cli.enforcer)?;
+            let enforcer = target.client()?;
             let (kind, value) = principal.into_parts()?;
             match runtime()?.block_on(live_client::unrevoke(&enforcer, kind, &value))? {
                 Some(removed) => {
@@ -222,7 +246,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             }
         }
         Command::Revocations { json } => {
-            let enforcer = Enforcer::parse(&cli.enforcer)?;
+            let enforcer = target.client()?;
             let list = runtime()?.block_on(live_client::revocations(&enforcer))?;
             if json {
                 println!("{}", serde_json::json!({ "revocations": list }));
@@ -280,9 +304,17 @@ fn serve(
     listen: SocketAddr,
     data_dir: PathBuf,
     seed: Option<PathBuf>,
+    token_file: Option<&std::path::Path>,
     kernel_args: &crate::cli_kernel::KernelArgs,
 ) -> Result<ExitCode> {
     let (store, recovery) = EventStore::open(&data_dir, DEFAULT_RING_CAPACITY)?;
+    let token_path = token_file.map_or_else(|| data_dir.join(auth::ADMIN_TOKEN_FILE), std::path::Path::to_path_buf);
+    let (admin, created) = auth::AdminToken::load_or_create(&token_path)?;
+    eprintln!(
+        "interlock enforcer: admin token {} {} (operator routes need it; `interlock` reads it from there)",
+        if created { "created in" } else { "read from" },
+        token_path.display()
+    );
     let live = open_live_state(&data_dir, seed.as_deref())?;
     if let Some(torn) = &recovery.torn {
         eprintln!(
@@ -314,7 +346,7 @@ fn serve(
             recovery.records,
             recovery.last_seq
         );
-        let served = api::serve_with_kernel(listener, store, live, Some(kernel.clone()), data_dir.clone(), shutdown).await;
+        let served = api::serve_with_kernel(listener, store, live, Some(kernel.clone()), data_dir.clone(), admin, shutdown).await;
         crate::cli_kernel::stop(&kernel, kernel_args).await;
         served.context("serving the API")?;
         eprintln!("interlock enforcer: stopped");

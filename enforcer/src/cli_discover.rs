@@ -11,7 +11,6 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
-use interlock_enforcer::client::Enforcer;
 use interlock_enforcer::findings::{ApiSpec, Findings, findings};
 use interlock_enforcer::inventory::{Inventory, Limits, iso8601};
 use interlock_enforcer::replay::{Change, Replay, ReplayReport, parse_since};
@@ -94,12 +93,12 @@ pub enum DiscoverCommand {
     },
 }
 
-pub fn run(command: DiscoverCommand, enforcer_url: &str, runtime: fn() -> Result<tokio::runtime::Runtime>) -> Result<ExitCode> {
+pub fn run(command: DiscoverCommand, target: &crate::cli::Target, runtime: fn() -> Result<tokio::runtime::Runtime>) -> Result<ExitCode> {
     match command {
         DiscoverCommand::Inventory { json, openapi, policy, source } => {
             let specs = read_specs(&openapi)?;
-            let inv = load_inventory(&source, enforcer_url, runtime)?;
-            let policy = load_policy(policy.as_deref(), &source, enforcer_url, runtime)?;
+            let inv = load_inventory(&source, target, runtime)?;
+            let policy = load_policy(policy.as_deref(), &source, target, runtime)?;
             let f = findings(&inv, &specs, policy.as_ref());
             if json {
                 println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "inventory": inv, "findings": f }))?);
@@ -109,7 +108,7 @@ pub fn run(command: DiscoverCommand, enforcer_url: &str, runtime: fn() -> Result
             Ok(ExitCode::SUCCESS)
         }
         DiscoverCommand::Suggest { agent, include_denied, json, source } => {
-            let inv = load_inventory(&source, enforcer_url, runtime)?;
+            let inv = load_inventory(&source, target, runtime)?;
             let s = suggest(&inv, &agent, &SuggestOptions { include_denied })?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&s)?);
@@ -135,7 +134,7 @@ pub fn run(command: DiscoverCommand, enforcer_url: &str, runtime: fn() -> Result
                     interlock_enforcer::inventory::scan_log(dir, 0, 0, |rec| replay.feed(&rec))?;
                 }
                 None => {
-                    let enforcer = Enforcer::parse(enforcer_url)?;
+                    let enforcer = target.client()?;
                     runtime()?.block_on(async {
                         let mut after = 0;
                         loop {
@@ -162,7 +161,7 @@ pub fn run(command: DiscoverCommand, enforcer_url: &str, runtime: fn() -> Result
         }
         DiscoverCommand::Report { out, openapi, policy, source } => {
             let specs = read_specs(&openapi)?;
-            let policy = load_policy(policy.as_deref(), &source, enforcer_url, runtime)?;
+            let policy = load_policy(policy.as_deref(), &source, target, runtime)?;
             let mut report: Report = match &source.data_dir {
                 Some(dir) => {
                     let (live, _) = LiveState::open(dir)?;
@@ -170,7 +169,7 @@ pub fn run(command: DiscoverCommand, enforcer_url: &str, runtime: fn() -> Result
                     interlock_enforcer::report::build(dir, revocations, policy.as_ref(), now_unix_ms())?
                 }
                 None => {
-                    let enforcer = Enforcer::parse(enforcer_url)?;
+                    let enforcer = target.client()?;
                     let mut r: Report = runtime()?.block_on(async { client::ok_json(enforcer.request("GET", "/v1/report", None).await?) })?;
                     // The enforcer judged shadow rules by its installed policy; a --policy given
                     // here is the one to report against.
@@ -202,13 +201,13 @@ fn read_specs(files: &[PathBuf]) -> Result<Vec<ApiSpec>> {
     files.iter().map(|f| ApiSpec::read(f).map_err(anyhow::Error::from)).collect()
 }
 
-fn load_inventory(source: &Source, enforcer_url: &str, runtime: fn() -> Result<tokio::runtime::Runtime>) -> Result<Inventory> {
+fn load_inventory(source: &Source, target: &crate::cli::Target, runtime: fn() -> Result<tokio::runtime::Runtime>) -> Result<Inventory> {
     match &source.data_dir {
         // Rebuilt from the log, not the persisted inventory: the enforcer may be running and
         // owns that file.
         Some(dir) => Ok(interlock_enforcer::inventory::from_log(dir, &Limits::default())?),
         None => {
-            let enforcer = Enforcer::parse(enforcer_url)?;
+            let enforcer = target.client()?;
             Ok(runtime()?.block_on(async { client::ok_json(enforcer.request("GET", "/v1/inventory", None).await?) })?)
         }
     }
@@ -216,7 +215,7 @@ fn load_inventory(source: &Source, enforcer_url: &str, runtime: fn() -> Result<t
 
 /// `--policy FILE`, else the data directory's installed policy, else the enforcer's; `None`
 /// when there is none (findings then say so).
-fn load_policy(file: Option<&Path>, source: &Source, enforcer_url: &str, runtime: fn() -> Result<tokio::runtime::Runtime>) -> Result<Option<PolicyDocument>> {
+fn load_policy(file: Option<&Path>, source: &Source, target: &crate::cli::Target, runtime: fn() -> Result<tokio::runtime::Runtime>) -> Result<Option<PolicyDocument>> {
     let text = match (file, &source.data_dir) {
         (Some(f), _) => std::fs::read_to_string(f).with_context(|| format!("cannot read the policy {}", f.display()))?,
         (None, Some(dir)) => {
@@ -227,7 +226,7 @@ fn load_policy(file: Option<&Path>, source: &Source, enforcer_url: &str, runtime
             }
         }
         (None, None) => {
-            let enforcer = Enforcer::parse(enforcer_url)?;
+            let enforcer = target.client()?;
             match runtime()?.block_on(live_client::current_policy(&enforcer))? {
                 Some(p) => p.policy.to_string(),
                 None => return Ok(None),

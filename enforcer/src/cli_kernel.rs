@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use clap::{Args, Subcommand};
 use interlock_enforcer::audit::{AUDIT_FILE, AuditLog, verify};
 use interlock_enforcer::client::Enforcer;
@@ -126,7 +126,7 @@ pub async fn stop(enforcement: &Enforcement, args: &KernelArgs) {
     }
 }
 
-pub fn run(command: KernelCommand, enforcer_url: &str, runtime: impl FnOnce() -> Result<tokio::runtime::Runtime>) -> Result<ExitCode> {
+pub fn run(command: KernelCommand, target: &crate::cli::Target, runtime: impl FnOnce() -> Result<tokio::runtime::Runtime>) -> Result<ExitCode> {
     match command {
         KernelCommand::Exec { workload, cgroup_root, cmd } => {
             let err = match workload::exec(&cgroup_root, &workload, &cmd) {
@@ -136,7 +136,7 @@ pub fn run(command: KernelCommand, enforcer_url: &str, runtime: impl FnOnce() ->
             bail!("exec as workload {workload}: {err}")
         }
         KernelCommand::Quarantine { workload, ttl } => {
-            let enforcer = Enforcer::parse(enforcer_url)?;
+            let enforcer = target.client()?;
             let body = json!({ "workload": workload, "ttl_secs": ttl.unwrap_or(0) });
             let v = runtime()?.block_on(post(&enforcer, "/v1/quarantine", &body))?;
             let until = v.pointer("/quarantine/until_unix_ms").and_then(Value::as_u64);
@@ -149,7 +149,7 @@ pub fn run(command: KernelCommand, enforcer_url: &str, runtime: impl FnOnce() ->
             Ok(ExitCode::SUCCESS)
         }
         KernelCommand::Release { workload } => {
-            let enforcer = Enforcer::parse(enforcer_url)?;
+            let enforcer = target.client()?;
             let v = runtime()?.block_on(post(&enforcer, "/v1/release", &json!({ "workload": workload })))?;
             let lifted = v.get("maps_written").and_then(Value::as_array).map_or(0, Vec::len);
             println!("released workload {workload} ({lifted} map entries removed)");
@@ -170,7 +170,7 @@ pub fn run(command: KernelCommand, enforcer_url: &str, runtime: impl FnOnce() ->
             }
         }
         KernelCommand::Audit { command: AuditCommand::Show { decision_id, json } } => {
-            let enforcer = Enforcer::parse(enforcer_url)?;
+            let enforcer = target.client()?;
             let path = format!("/v1/audit?decision_id={}", percent_encode(&decision_id));
             let v = runtime()?.block_on(get(&enforcer, &path))?;
             if json {
@@ -199,9 +199,6 @@ async fn get(enforcer: &Enforcer, path: &str) -> Result<Value> {
 }
 
 fn decode(resp: interlock_enforcer::client::HttpResponse) -> Result<Value> {
-    let v: Value = serde_json::from_slice(&resp.body).context("the enforcer's answer is not JSON")?;
-    if resp.status != 200 {
-        bail!("the enforcer answered {}: {}", resp.status, v.get("error").and_then(Value::as_str).unwrap_or("?"));
-    }
-    Ok(v)
+    // A 401 says how to get the admin token (client::ClientError::Unauthorized).
+    Ok(interlock_enforcer::client::ok_json(resp)?)
 }

@@ -14,6 +14,7 @@ use thiserror::Error;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use crate::auth::AdminToken;
 use crate::store::StoredEvent;
 
 /// The enforcer API address the commands use unless told otherwise.
@@ -41,8 +42,19 @@ pub enum ClientError {
     ResponseTooLarge { url: String },
     #[error("the enforcer answered {status}: {message}")]
     Status { status: u16, message: String },
+    #[error("the enforcer refused: {message}. Operator commands need the enforcer's admin token: run as root on the node (it is read from <data-dir>/admin.token, by default .interlock/ or /var/lib/interlock/), or pass --admin-token-file FILE (or INTERLOCK_ADMIN_TOKEN_FILE)")]
+    Unauthorized { message: String },
     #[error("the enforcer's answer is not what this client expects: {0}")]
     Decode(#[source] serde_json::Error),
+}
+
+/// Why the operator client cannot be built.
+#[derive(Debug, Error)]
+pub enum OperatorClientError {
+    #[error(transparent)]
+    Url(#[from] ClientError),
+    #[error(transparent)]
+    Token(#[from] crate::auth::AuthError),
 }
 
 /// Where the enforcer API is: `http://host[:port][/prefix]`.
@@ -55,6 +67,8 @@ pub struct Enforcer {
     authority: String,
     /// Path prefix without a trailing slash ("" for none).
     prefix: String,
+    /// Sent as `Authorization: Bearer` on every request when set ([`crate::auth`]).
+    admin_token: Option<AdminToken>,
 }
 
 /// A response: status and body (headers are not needed by any caller).
@@ -119,7 +133,33 @@ impl Enforcer {
             port,
             authority: authority.to_owned(),
             prefix: if prefix.is_empty() { String::new() } else { format!("/{prefix}") },
+            admin_token: None,
         })
+    }
+
+    /// This client, sending the operators' admin token with every request.
+    #[must_use]
+    pub fn with_admin_token(mut self, token: Option<AdminToken>) -> Self {
+        self.admin_token = token;
+        self
+    }
+
+    /// Whether the enforcer is on this host (`localhost` or a loopback address).
+    pub fn is_local(&self) -> bool {
+        self.host.eq_ignore_ascii_case("localhost") || self.host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+    }
+
+    /// The client the operator commands use: `url`, with the admin token from `token_file`, or
+    /// from this node's data directory ([`crate::auth::operator_token`]).
+    pub fn for_operator(url: &str, token_file: Option<&std::path::Path>) -> Result<Self, OperatorClientError> {
+        let enforcer = Self::parse(url)?;
+        let token = crate::auth::operator_token(token_file, enforcer.is_local())?;
+        Ok(enforcer.with_admin_token(token))
+    }
+
+    /// Whether this client sends an admin token.
+    pub fn has_admin_token(&self) -> bool {
+        self.admin_token.is_some()
     }
 
     /// The base URL, for messages.
@@ -156,6 +196,9 @@ impl Enforcer {
             self.authority,
             env!("CARGO_PKG_VERSION"),
         );
+        if let Some(token) = &self.admin_token {
+            head.push_str(&format!("Authorization: Bearer {}\r\n", token.secret()));
+        }
         if let Some(body) = body {
             head.push_str(&format!("Content-Type: application/x-ndjson\r\nContent-Length: {}\r\n", body.len()));
         }
@@ -205,6 +248,9 @@ pub fn ok_json<T: serde::de::DeserializeOwned>(resp: HttpResponse) -> Result<T, 
         let message = serde_json::from_slice::<ErrorBody>(&resp.body)
             .map(|b| b.error)
             .unwrap_or_else(|_| String::from_utf8_lossy(&resp.body).into_owned());
+        if resp.status == 401 {
+            return Err(ClientError::Unauthorized { message });
+        }
         return Err(ClientError::Status { status: resp.status, message });
     }
     serde_json::from_slice(&resp.body).map_err(ClientError::Decode)

@@ -19,6 +19,7 @@ use interlock_policies::DecisionEvent;
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
 
+use crate::api::Peer;
 use crate::audit::AuditLog;
 use crate::kernel::plan::{self, Caller};
 use crate::kernel::{Kernel, sys};
@@ -48,7 +49,7 @@ pub fn wants_kernel(event: &DecisionEvent) -> bool {
 }
 
 enum Job {
-    Decision { event: Box<DecisionEvent>, received_unix_us: u64, received: Instant },
+    Decision { event: Box<DecisionEvent>, peer: Option<Peer>, received_unix_us: u64, received: Instant },
     Quarantine { workload: String, ttl_secs: u32, reply: oneshot::Sender<Result<Value, String>> },
     Release { workload: String, reply: oneshot::Sender<Result<Value, String>> },
     Status { reply: oneshot::Sender<Value> },
@@ -79,19 +80,23 @@ impl Enforcement {
             .append(json!({ "kind": "start", "time_unix_ms": now_unix_us() / 1000, "kernel": status }))
             .map_err(|e| e.to_string())?;
         let (tx, rx) = mpsc::channel();
-        let mut worker = Worker { kernel, audit, active: HashMap::new() };
+        let mut worker = Worker { kernel, audit, active: HashMap::new(), events_refused: 0, scheduling: "default" };
         worker.adopt_pinned();
         let handle = std::thread::Builder::new()
             .name("interlock-kernel".to_owned())
-            .spawn(move || worker.run(&rx))
+            .spawn(move || {
+                worker.scheduling = sys::prioritize_current_thread();
+                worker.run(&rx);
+            })
             .map_err(|e| format!("cannot start the kernel worker: {e}"))?;
         Ok((Self { tx }, handle))
     }
 
-    /// Queues a decision event (only those [`wants_kernel`] accepts are acted on).
-    pub fn decision(&self, event: DecisionEvent, received_unix_us: u64, received: Instant) {
+    /// Queues a decision event (only those [`wants_kernel`] accepts are acted on) that came on
+    /// the connection `peer` ([`crate::event_auth`]).
+    pub fn decision(&self, event: DecisionEvent, peer: Option<Peer>, received_unix_us: u64, received: Instant) {
         if wants_kernel(&event) {
-            let _ = self.tx.send(Job::Decision { event: Box::new(event), received_unix_us, received });
+            let _ = self.tx.send(Job::Decision { event: Box::new(event), peer, received_unix_us, received });
         }
     }
 
@@ -124,6 +129,10 @@ struct Worker {
     audit: AuditLog,
     /// By cgroup id.
     active: HashMap<u64, Active>,
+    /// Events whose kernel action was refused because their poster may not ask for it.
+    events_refused: u64,
+    /// The worker thread's scheduling ([`sys::prioritize_current_thread`]).
+    scheduling: &'static str,
 }
 
 impl Worker {
@@ -132,8 +141,8 @@ impl Worker {
         loop {
             let wait = next_sweep.saturating_duration_since(Instant::now());
             match rx.recv_timeout(wait) {
-                Ok(Job::Decision { event, received_unix_us, received }) => {
-                    self.decision(&event, received_unix_us, received);
+                Ok(Job::Decision { event, peer, received_unix_us, received }) => {
+                    self.decision(&event, peer, received_unix_us, received);
                 }
                 Ok(Job::Quarantine { workload, ttl_secs, reply }) => {
                     let _ = reply.send(self.manual_quarantine(&workload, ttl_secs));
@@ -194,10 +203,16 @@ impl Worker {
                 })
             })
             .collect();
-        json!({ "kernel": self.kernel.status(), "audit_log": self.audit.path(), "quarantined": active })
+        json!({
+            "kernel": self.kernel.status(),
+            "audit_log": self.audit.path(),
+            "quarantined": active,
+            "events_refused": self.events_refused,
+            "worker_scheduling": self.scheduling,
+        })
     }
 
-    fn decision(&mut self, event: &DecisionEvent, received_unix_us: u64, received: Instant) {
+    fn decision(&mut self, event: &DecisionEvent, peer: Option<Peer>, received_unix_us: u64, received: Instant) {
         let Some(action) = &event.kernel else { return };
         let mut record = json!({
             "kind": "receipt",
@@ -224,6 +239,35 @@ impl Worker {
             }
         };
         let (resolved, mut errors) = self.kernel.resolve(downstream, destination);
+        // Who posted it may ask for this? (event_auth's rule, before anything is planned.)
+        let (poster, poster_error) = match peer {
+            Some(p) => self.kernel.find_poster(p.remote, p.local),
+            None => (None, None),
+        };
+        if let Err(refused) =
+            crate::event_auth::may_act(peer, destination, resolved.proxy.as_ref(), poster.as_ref())
+        {
+            self.events_refused = self.events_refused.saturating_add(1);
+            set(&mut record, "kind", json!("refused"));
+            set(&mut record, "mode", json!(self.mode()));
+            set(&mut record, "outcome", json!("refused: nothing done"));
+            set(&mut record, "reason", json!(refused.to_string()));
+            set(&mut record, "posted_from", json!(peer.map(|p| p.remote.to_string())));
+            if let Some(e) = poster_error {
+                errors.push(e);
+            }
+            if !errors.is_empty() {
+                set(&mut record, "errors", json!(errors));
+            }
+            eprintln!(
+                "interlock enforcer: REFUSED the kernel action of decision {} (rule {}) posted from {}: {refused}",
+                event.decision_id,
+                event.rule,
+                peer.map_or_else(|| "an unknown peer".to_owned(), |p| p.remote.to_string())
+            );
+            self.append(record);
+            return;
+        }
         let caller = self.kernel.caller(resolved.caller.as_ref().and_then(|s| s.cgroup_id));
         let planned = match plan::plan(action, &event.decision_id, downstream, destination, &caller, sys::monotonic_ns()) {
             Ok(p) => p,
@@ -251,6 +295,9 @@ impl Worker {
                 set(&mut record, "programs_attached", json!(self.kernel.status().programs));
                 set(&mut record, "sockets_destroyed", json!(applied.sockets_destroyed));
                 set(&mut record, "sockets", json!(applied.sockets));
+                if applied.sockets_not_listed > 0 {
+                    set(&mut record, "sockets_not_listed", json!(applied.sockets_not_listed));
+                }
                 set(&mut record, "kernel_unix_us", json!(kernel_unix_us));
                 set(&mut record, "received_to_kernel_us", json!(received_to_kernel_us));
                 // Decision time has millisecond resolution (the proxy's clock); kernel time

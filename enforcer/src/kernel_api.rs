@@ -47,13 +47,15 @@ pub fn router<S>(enforcement: Option<Enforcement>, store: EventStore, data_dir: 
 
 /// Hands the events that ask for kernel action to the worker, at once: before they are logged,
 /// so the log's fsync does not delay enforcement.
-pub fn on_events(enforcement: Option<&Enforcement>, events: &[DecisionEvent]) {
+/// `peer`: the connection they came on, which bounds what they may act on
+/// ([`crate::event_auth`]).
+pub fn on_events(enforcement: Option<&Enforcement>, events: &[DecisionEvent], peer: Option<crate::api::Peer>) {
     let Some(enforcement) = enforcement else { return };
     let received = Instant::now();
     let received_unix_us =
         SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
     for event in events.iter().filter(|e| crate::enforce::wants_kernel(e)) {
-        enforcement.decision(event.clone(), received_unix_us, received);
+        enforcement.decision(event.clone(), peer, received_unix_us, received);
     }
 }
 

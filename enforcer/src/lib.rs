@@ -4,7 +4,8 @@
 //! added as their own module next to these:
 //! - [`store`]: the durable decision-event log and its in-memory ring;
 //! - [`batch`]: validation of event batches as the filter sends them;
-//! - [`api`]: the HTTP API (axum) over the store;
+//! - [`api`]: the HTTP API (axum) over the store; [`auth`] (the operators' admin token) and
+//!   [`event_auth`] (what an event may make the kernel do, by who posted it) guard it;
 //! - [`client`]: the operator commands' client for that API;
 //! - [`token`]: demo identity tokens;
 //! - [`check`]: policy validation with the filter's own engine;
@@ -22,11 +23,13 @@
 
 pub mod api;
 pub mod audit;
+pub mod auth;
 pub mod batch;
 pub mod check;
 pub mod client;
 pub mod discover_api;
 pub mod enforce;
+pub mod event_auth;
 pub mod findings;
 pub mod format;
 pub mod inventory;

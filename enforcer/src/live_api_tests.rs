@@ -28,10 +28,11 @@ async fn start(name: &str) -> Running {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(crate::api::serve(listener, store, live.clone(), async move {
+    let admin = crate::auth::AdminToken::random().unwrap();
+    let server = tokio::spawn(crate::api::serve(listener, store, live.clone(), admin.clone(), async move {
         let _ = stopped.await;
     }));
-    let client = Enforcer::parse(&format!("http://{addr}")).unwrap();
+    let client = Enforcer::parse(&format!("http://{addr}")).unwrap().with_admin_token(Some(admin));
     Running { client, live, stop: Some(stop), server, _dir: dir }
 }
 

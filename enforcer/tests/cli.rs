@@ -94,11 +94,16 @@ impl Drop for Server {
 
 /// One HTTP/1.1 exchange with `Connection: close`; returns the status and the body.
 fn http(addr: &str, method: &str, path: &str, body: &str) -> (u16, String) {
+    http_with(addr, method, path, body, "")
+}
+
+/// [`http`] with extra header lines (each ending in CRLF).
+fn http_with(addr: &str, method: &str, path: &str, body: &str, headers: &str) -> (u16, String) {
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     write!(
         s,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/x-ndjson\r\nContent-Length: {}\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{headers}Content-Type: application/x-ndjson\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     )
     .unwrap();
@@ -128,7 +133,12 @@ fn event(id: &str, tool: &str) -> String {
 }
 
 fn interlock(args: &[&str]) -> Output {
-    Command::new(BIN).args(args).env_remove("INTERLOCK_ENFORCER").output().unwrap()
+    Command::new(BIN).args(args).env_remove("INTERLOCK_ENFORCER").env_remove("INTERLOCK_ADMIN_TOKEN_FILE").output().unwrap()
+}
+
+/// The admin token file the daemon created in `data_dir`.
+fn token_file(data_dir: &Path) -> String {
+    data_dir.join("admin.token").to_str().unwrap().to_owned()
 }
 
 #[test]
@@ -151,7 +161,20 @@ fn serve_receives_a_batch_and_events_shows_it_across_a_restart() {
     assert_eq!((report["accepted"].as_u64(), report["rejected"].as_u64()), (Some(2), Some(1)));
     assert_eq!(report["errors"][0]["line"], 2);
 
+    // The event log is for operators: without the admin token, 401 and a message that says
+    // where the token is.
+    let (status, body) = http(&server.addr, "GET", "/v1/events", "");
+    assert_eq!(status, 401, "{body}");
+    assert!(body.contains("admin token"), "{body}");
     let out = interlock(&["events", "--no-follow", "--json", "--enforcer", &url]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("admin token") && stderr.contains("--admin-token-file"), "{stderr}");
+    // The daemon made the token owner-only.
+    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(token_file(&dir.0)).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600);
+
+    let out = interlock(&["events", "--no-follow", "--json", "--enforcer", &url, "--admin-token-file", &token_file(&dir.0)]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let records: Vec<serde_json::Value> =
         String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
@@ -160,7 +183,12 @@ fn serve_receives_a_batch_and_events_shows_it_across_a_restart() {
     assert_eq!(seen, [(1, "dec-1"), (2, "dec-2")]);
 
     // The env var names the enforcer too; the human form shows who called what.
-    let out = Command::new(BIN).args(["events", "--no-follow"]).env("INTERLOCK_ENFORCER", &url).output().unwrap();
+    let out = Command::new(BIN)
+        .args(["events", "--no-follow"])
+        .env("INTERLOCK_ENFORCER", &url)
+        .env("INTERLOCK_ADMIN_TOKEN_FILE", token_file(&dir.0))
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let text = String::from_utf8(out.stdout).unwrap();
     let first = text.lines().next().unwrap();
@@ -178,11 +206,15 @@ fn serve_receives_a_batch_and_events_shows_it_across_a_restart() {
     let server = Server::start(&dir.0);
     let (status, body) = http(&server.addr, "POST", "/v1/events", &event("dec-3", "get_issue"));
     assert_eq!(status, 200, "{body}");
-    let (status, body) = http(&server.addr, "GET", "/v1/events?decision_id=dec-3", "");
-    assert_eq!(status, 200);
+    let token = std::fs::read_to_string(token_file(&dir.0)).unwrap();
+    let bearer = format!("Authorization: Bearer {}\r\n", token.trim());
+    let (status, body) = http_with(&server.addr, "GET", "/v1/events?decision_id=dec-3", "", &bearer);
+    assert_eq!(status, 200, "the token survives the restart: {body}");
     let record: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(record["seq"], 3);
-    let out = interlock(&["events", "--no-follow", "--json", "--after", "1", "--enforcer", &server.url()]);
+    let out = interlock(&[
+        "events", "--no-follow", "--json", "--after", "1", "--enforcer", &server.url(), "--admin-token-file", &token_file(&dir.0),
+    ]);
     let ids: Vec<String> = String::from_utf8(out.stdout)
         .unwrap()
         .lines()

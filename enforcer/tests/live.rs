@@ -50,6 +50,8 @@ fn demo_policy() -> String {
 struct Server {
     child: Child,
     addr: String,
+    /// The admin token file the daemon created in its data directory.
+    token_file: PathBuf,
     logged: Vec<String>,
     stderr: mpsc::Receiver<String>,
 }
@@ -89,7 +91,7 @@ impl Server {
             }
             logged.push(line);
         };
-        Self { child, addr, logged, stderr }
+        Self { child, addr, token_file: data_dir.join("admin.token"), logged, stderr }
     }
 
     fn url(&self) -> String {
@@ -97,7 +99,12 @@ impl Server {
     }
 
     fn interlock(&self, args: &[&str]) -> Output {
-        Command::new(BIN).args(args).env("INTERLOCK_ENFORCER", self.url()).output().unwrap()
+        Command::new(BIN)
+            .args(args)
+            .env("INTERLOCK_ENFORCER", self.url())
+            .env("INTERLOCK_ADMIN_TOKEN_FILE", &self.token_file)
+            .output()
+            .unwrap()
     }
 
     fn status(&self) -> Value {

@@ -457,6 +457,17 @@ impl Stack {
         self.dir.join("enforcer-data")
     }
 
+    /// The enforcer's admin token, which it created in its data directory at its first start:
+    /// what operator routes (`GET /v1/events`, `PUT /v1/policy`, revocations, ...) need as
+    /// `Authorization: Bearer`.
+    pub fn admin_token(&self) -> String {
+        let path = self.enforcer_data_dir().join("admin.token");
+        fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("cannot read the enforcer's admin token {}: {e}", path.display()))
+            .trim()
+            .to_owned()
+    }
+
     /// The rewritten Envoy config that is running.
     pub fn envoy_config_path(&self) -> &Path {
         &self.envoy_config
@@ -527,9 +538,17 @@ impl Stack {
     }
 
     /// Run the `interlock` CLI with `args` (from the repository root) and return its output.
+    /// It authenticates with this stack's enforcer's admin token (`INTERLOCK_ADMIN_TOKEN_FILE`),
+    /// as root on the node does with the default file.
     pub fn interlock(&self, args: &[&str]) -> Output {
-        Command::new(interlock_bin())
-            .args(args)
+        let mut cmd = Command::new(interlock_bin());
+        if self.enforcer_started {
+            cmd.env(
+                "INTERLOCK_ADMIN_TOKEN_FILE",
+                self.enforcer_data_dir().join("admin.token"),
+            );
+        }
+        cmd.args(args)
             .current_dir(repo_root())
             .stdin(Stdio::null())
             .output()
@@ -616,7 +635,10 @@ impl Stack {
         if let Some(after) = after {
             path.push_str(&format!("&after={after}"));
         }
-        let resp = http::send_raw(self.enforcer(), &Request::get(&path).to_bytes());
+        let resp = http::send_raw(
+            self.enforcer(),
+            &Request::get(&path).bearer(&self.admin_token()).to_bytes(),
+        );
         assert_eq!(
             resp.status,
             200,

@@ -421,3 +421,84 @@ fn decision_to_kernel_delay_median() {
     stack.stop(interlock_tests::Which::Enforcer);
     assert!(!scratch.pins.exists());
 }
+
+/// The peer of Envoy's end of the one established connection to `listener`, from
+/// `/proc/net/tcp` (the probe does not print its own address).
+fn downstream_of(listener: std::net::SocketAddr) -> std::net::SocketAddr {
+    fn parse(hex: &str) -> std::net::SocketAddr {
+        let (ip, port) = hex.split_once(':').unwrap();
+        let ip = u32::from_str_radix(ip, 16).unwrap();
+        std::net::SocketAddr::new(std::net::Ipv4Addr::from(ip.to_le_bytes()).into(), u16::from_str_radix(port, 16).unwrap())
+    }
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
+    let peers: Vec<std::net::SocketAddr> = table
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f[3] == "01" && parse(f[1]) == listener).then(|| parse(f[2]))
+        })
+        .collect();
+    assert_eq!(peers.len(), 1, "expected one connection to {listener}: {peers:?}");
+    peers[0]
+}
+
+/// `POST /v1/events` needs no secret (a filter's configuration cannot keep one from the agent
+/// behind it), so the enforcer bounds what an event may make the kernel do: only the proxy that
+/// holds the named connection may ask. A process in another workload, on the same node and on
+/// loopback, posts a made-up deny naming a victim's live connection through Envoy and asking to
+/// terminate the victim's workload and quarantine it: the event is logged, nothing happens to the
+/// victim, the refusal is in the audit log and counted.
+#[test]
+fn a_forged_event_from_another_process_cuts_nothing_and_is_counted() {
+    skip_unless_kernel!();
+    let scratch = Scratch::new("forged");
+    let mut stack = kernel_stack(&scratch);
+    let token = stack.token("triage-bot", Some("dave"), Some("kernel-forged"));
+    let mut victim = Probe::start(&scratch.root, "victim", stack.listener());
+    assert_eq!(victim.ask("open"), "ok");
+    let (status, _) = victim.send(&keep_alive(Request::get("/api/customers/1").bearer(&token)));
+    assert_eq!(status, 200);
+    let downstream = downstream_of(stack.listener());
+
+    let forged = json!({
+        "decision_id": "forged-1", "time_unix_ms": 1_718_000_000_000u64, "policy_version": "demo",
+        "rule": "deny-delete-repository", "action": "deny", "status": 403, "mode": "enforce",
+        "reason": "forged", "identity": {"agent": "triage-bot"},
+        "request": {"method": "POST", "authority": "x", "path": "/mcp"}, "worker": "forger",
+        "kernel": {"terminate": "workload", "quarantine": {"duration_secs": 30, "block": "all"}},
+        "downstream": downstream.to_string(), "destination": stack.listener().to_string(),
+    });
+    let mut forger = Probe::start(&scratch.root, "forger", stack.enforcer());
+    assert_eq!(forger.ask("open"), "ok");
+    let (status, body) = forger.send(&keep_alive(Request::post("/v1/events").json(&forged)));
+    assert_eq!((status, &body["accepted"]), (200, &json!(1)), "the event itself is logged: {body}");
+
+    let records = wait_records(&stack, "forged-1", |r| r.iter().any(|x| x["kind"] == "refused"));
+    let refused = records.iter().find(|r| r["kind"] == "refused").unwrap();
+    eprintln!("refusal: {refused:#}");
+    assert_eq!(refused["outcome"], "refused: nothing done", "{refused:#}");
+    assert!(refused["reason"].as_str().unwrap().contains("only the proxy holding the connection"), "{refused:#}");
+    assert!(records.iter().all(|r| r["kind"] != "receipt"), "nothing was enforced: {records:#?}");
+
+    // The victim keeps its connection and may still connect.
+    assert_eq!(victim.ask("wait_closed 500"), "open", "a forged event must not cut the victim's connection");
+    assert_eq!(victim.ask("connect"), "ok", "a forged event must not quarantine the victim");
+    let (status, _) = victim.send(&keep_alive(Request::get("/api/customers/1").bearer(&token)));
+    assert_eq!(status, 200);
+
+    // Counted, for operators (GET /v1/kernel needs the admin token; without it, 401).
+    assert_eq!(Request::get("/v1/kernel").send(stack.enforcer()).status, 401);
+    let kernel = Request::get("/v1/kernel").bearer(&stack.admin_token()).send(stack.enforcer()).json();
+    assert_eq!(kernel["events_refused"], 1, "{kernel:#}");
+    assert!(stack.log(interlock_tests::Which::Enforcer).contains("REFUSED the kernel action of decision forged-1"));
+
+    // The same enforcer still acts on Envoy's own decisions on that connection.
+    let decision_id = denied_and_cut(&mut victim, &stack, &token, "kernel-forged", 9);
+    let records = wait_records(&stack, &decision_id, |r| r.iter().any(|x| x["kind"] == "receipt"));
+    assert_eq!(records.iter().find(|r| r["kind"] == "receipt").unwrap()["outcome"], "enforced");
+
+    drop((victim, forger));
+    stack.stop(interlock_tests::Which::Enforcer);
+    assert!(!scratch.pins.exists());
+}

@@ -198,7 +198,12 @@ fn an_invalid_push_changes_nothing_but_a_counter() {
 
     // Straight to the API (skipping the CLI's own check): refused, counted, nothing else moves.
     let before: Value = Request::get("/v1/status").send(stack.enforcer()).json();
-    let r = Request::new("PUT", "/v1/policy").json(&serde_json::from_str(&std::fs::read_to_string(&broken).unwrap()).unwrap()).send(stack.enforcer());
+    let doc: Value = serde_json::from_str(&std::fs::read_to_string(&broken).unwrap()).unwrap();
+    // Without the admin token nobody may push a policy, valid or not: 401, before any parsing.
+    let r = Request::new("PUT", "/v1/policy").json(&doc).send(stack.enforcer());
+    assert_eq!(r.status, 401, "{}", r.text());
+    assert!(r.json()["error"].as_str().unwrap().contains("admin token"), "{}", r.text());
+    let r = Request::new("PUT", "/v1/policy").bearer(&stack.admin_token()).json(&doc).send(stack.enforcer());
     assert_eq!(r.status, 400, "{}", r.text());
     assert_eq!(r.json()["path"], "$.rules[0].http.paths[0]");
     let after: Value = Request::get("/v1/status").send(stack.enforcer()).json();

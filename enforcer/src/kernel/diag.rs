@@ -36,6 +36,14 @@ const NLMSG_HDRLEN: usize = 16;
 const REQ_V2_LEN: usize = 56;
 const DIAG_MSG_LEN: usize = 72;
 const INET_DIAG_CGROUP_ID: u16 = 21;
+const INET_DIAG_REQ_BYTECODE: u16 = 1;
+const INET_DIAG_BC_CGROUP_COND: u8 = 13;
+/// SOCK_DESTROY requests per datagram in [`SockDiag::destroy_many`]. Each failure comes back as
+/// its own message (about 1 KiB of receive buffer each in the kernel's accounting): 64 of them
+/// stay well inside the default 208 KiB, so no answer is dropped even when a whole batch fails.
+pub const DESTROY_BATCH: usize = 64;
+/// Most cgroups one filter program names: an op's forward jump is one byte (12 bytes per op).
+const MAX_BYTECODE_CGROUPS: usize = 21;
 const AF_INET: u8 = 2;
 const AF_INET6: u8 = 10;
 const IPPROTO_TCP: u8 = 6;
@@ -61,6 +69,14 @@ pub struct SockInfo {
     pub cgroup_id: Option<u64>,
     #[serde(skip)]
     id: [u8; 48],
+}
+
+impl SockInfo {
+    /// A socket as sock_diag would report it, for tests of code that reads one.
+    #[cfg(test)]
+    pub fn for_tests(local: SocketAddr, remote: SocketAddr, cgroup_id: Option<u64>) -> Self {
+        Self { family: AF_INET, state: 1, local, remote, uid: 0, inode: 1, cookie: 1, cgroup_id, id: [0u8; 48] }
+    }
 }
 
 /// sock_diag over one netlink socket.
@@ -108,13 +124,42 @@ impl SockDiag {
 
     /// Every TCP connection (IPv4 and IPv6) on this network namespace.
     pub fn dump(&mut self) -> io::Result<Vec<SockInfo>> {
+        self.dump_filtered(None)
+    }
+
+    /// Every TCP connection whose socket belongs to one of `cgroup_ids`, filtered by the kernel
+    /// (`INET_DIAG_BC_CGROUP_COND`, Linux 5.9+): only those sockets cross to user space, instead
+    /// of every connection on the node.
+    pub fn dump_cgroups(&mut self, cgroup_ids: &[u64]) -> io::Result<Vec<SockInfo>> {
+        if cgroup_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let socks = if cgroup_ids.len() <= MAX_BYTECODE_CGROUPS {
+            self.dump_filtered(Some(&cgroup_bytecode(cgroup_ids)))?
+        } else {
+            // More cgroups than one bytecode program can jump over: filter here instead.
+            self.dump_filtered(None)?
+        };
+        Ok(socks.into_iter().filter(|s| s.cgroup_id.is_some_and(|id| cgroup_ids.contains(&id))).collect())
+    }
+
+    fn dump_filtered(&mut self, bytecode: Option<&[u8]>) -> io::Result<Vec<SockInfo>> {
         let mut out = Vec::new();
         for family in [AF_INET, AF_INET6] {
             let seq = self.next_seq();
-            let mut req = [0u8; REQ_V2_LEN];
-            req[0] = family;
-            req[1] = IPPROTO_TCP;
-            req[4..8].copy_from_slice(&CONNECTION_STATES.to_ne_bytes());
+            let mut head = [0u8; REQ_V2_LEN];
+            head[0] = family;
+            head[1] = IPPROTO_TCP;
+            head[4..8].copy_from_slice(&CONNECTION_STATES.to_ne_bytes());
+            let mut req = head.to_vec();
+            if let Some(bc) = bytecode {
+                // One attribute: INET_DIAG_REQ_BYTECODE, its length including its 4-byte header.
+                let len = u16::try_from(bc.len().saturating_add(4))
+                    .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "filter too long"))?;
+                req.extend_from_slice(&len.to_ne_bytes());
+                req.extend_from_slice(&INET_DIAG_REQ_BYTECODE.to_ne_bytes());
+                req.extend_from_slice(bc);
+            }
             self.nl.send(&encode(SOCK_DIAG_BY_FAMILY, NLM_F_REQUEST | NLM_F_DUMP, seq, &req))?;
             'recv: loop {
                 let n = self.nl.recv(&mut self.buf)?;
@@ -138,18 +183,86 @@ impl SockDiag {
         Ok(out)
     }
 
+    /// Aborts many sockets with few system calls: `SOCK_DESTROY` requests go to the kernel
+    /// [`DESTROY_BATCH`] per datagram, which it handles in order. Only the last of a batch asks
+    /// for an acknowledgement; the others answer only when they fail, with their own sequence
+    /// number, before that acknowledgement. One send and one receive per batch instead of one
+    /// each per socket: 10,000 sockets take about 160 round trips instead of 10,000.
+    ///
+    /// Returns, per socket in order, what [`SockDiag::destroy`] would.
+    pub fn destroy_many(&mut self, socks: &[&SockInfo]) -> Vec<io::Result<bool>> {
+        let mut results: Vec<io::Result<bool>> = Vec::with_capacity(socks.len());
+        for batch in socks.chunks(DESTROY_BATCH) {
+            results.extend(self.destroy_batch(batch));
+        }
+        results
+    }
+
+    fn destroy_batch(&mut self, batch: &[&SockInfo]) -> Vec<io::Result<bool>> {
+        let listening = || io::Error::new(io::ErrorKind::InvalidInput, "refusing to destroy a listening socket");
+        let mut outcome: Vec<io::Result<bool>> =
+            batch.iter().map(|s| if s.state == TCP_LISTEN { Err(listening()) } else { Ok(true) }).collect();
+        // Sequence numbers of the requests sent, in order, by their index in the batch.
+        let mut sent: Vec<(u32, usize)> = Vec::with_capacity(batch.len());
+        let mut datagram = Vec::with_capacity(batch.len().saturating_mul(NLMSG_HDRLEN + REQ_V2_LEN));
+        let to_send: Vec<usize> = (0..batch.len()).filter(|&i| batch.get(i).is_some_and(|s| s.state != TCP_LISTEN)).collect();
+        for (n, &i) in to_send.iter().enumerate() {
+            let Some(sock) = batch.get(i) else { continue };
+            let seq = self.next_seq();
+            let flags = if n.saturating_add(1) == to_send.len() { NLM_F_REQUEST | NLM_F_ACK } else { NLM_F_REQUEST };
+            datagram.extend_from_slice(&encode(SOCK_DESTROY, flags, seq, &destroy_req(sock)));
+            sent.push((seq, i));
+        }
+        let Some(&(last_seq, _)) = sent.last() else { return outcome };
+        if let Err(e) = self.nl.send(&datagram) {
+            for &(_, i) in &sent {
+                if let Some(slot) = outcome.get_mut(i) {
+                    *slot = Err(io::Error::new(e.kind(), e.to_string()));
+                }
+            }
+            return outcome;
+        }
+        // Failures, then the final acknowledgement, come back in request order.
+        loop {
+            let n = match self.nl.recv(&mut self.buf) {
+                Ok(n) => n,
+                Err(e) => {
+                    // Lost track of this batch: what was not reported failed is unknown.
+                    for &(_, i) in &sent {
+                        if let Some(slot) = outcome.get_mut(i).filter(|s| s.is_ok()) {
+                            *slot = Err(io::Error::new(e.kind(), format!("no answer from the kernel: {e}")));
+                        }
+                    }
+                    return outcome;
+                }
+            };
+            for msg in messages(self.buf.get(..n).unwrap_or_default()) {
+                if msg.kind != NLMSG_ERROR {
+                    continue;
+                }
+                let Some(&(_, i)) = sent.iter().find(|(seq, _)| *seq == msg.seq) else { continue };
+                if let Some(slot) = outcome.get_mut(i) {
+                    *slot = match error_code(msg.payload) {
+                        Some(0) => Ok(true),
+                        Some(e) if e == -libc::ENOENT => Ok(false),
+                        Some(e) => Err(io::Error::from_raw_os_error(-e)),
+                        None => Err(io::Error::new(io::ErrorKind::InvalidData, "short netlink error")),
+                    };
+                }
+                if msg.seq == last_seq {
+                    return outcome;
+                }
+            }
+        }
+    }
+
     /// Aborts the socket (`SOCK_DESTROY`); `Ok(false)` when it was already gone.
     pub fn destroy(&mut self, sock: &SockInfo) -> io::Result<bool> {
         if sock.state == TCP_LISTEN {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, "refusing to destroy a listening socket"));
         }
         let seq = self.next_seq();
-        let mut req = [0u8; REQ_V2_LEN];
-        req[0] = sock.family;
-        req[1] = IPPROTO_TCP;
-        req[4..8].copy_from_slice(&u32::MAX.to_ne_bytes());
-        req[8..].copy_from_slice(&sock.id);
-        self.nl.send(&encode(SOCK_DESTROY, NLM_F_REQUEST | NLM_F_ACK, seq, &req))?;
+        self.nl.send(&encode(SOCK_DESTROY, NLM_F_REQUEST | NLM_F_ACK, seq, &destroy_req(sock)))?;
         loop {
             let n = self.nl.recv(&mut self.buf)?;
             for msg in messages(self.buf.get(..n).unwrap_or_default()) {
@@ -165,6 +278,37 @@ impl SockDiag {
             }
         }
     }
+}
+
+/// `inet_diag_req_v2` naming one socket exactly (its id carries the cookie, so a reused
+/// 4-tuple is never hit).
+fn destroy_req(sock: &SockInfo) -> [u8; REQ_V2_LEN] {
+    let mut req = [0u8; REQ_V2_LEN];
+    req[0] = sock.family;
+    req[1] = IPPROTO_TCP;
+    req[4..8].copy_from_slice(&u32::MAX.to_ne_bytes());
+    req[8..].copy_from_slice(&sock.id);
+    req
+}
+
+/// inet_diag bytecode accepting a socket whose cgroup is any of `ids`: one
+/// `INET_DIAG_BC_CGROUP_COND` op (4 bytes, then the u64 id) per id. On a match, jump to the end
+/// (accept); otherwise to the next op, and past the end after the last (reject: the kernel
+/// accepts exactly when the program ends at its length).
+fn cgroup_bytecode(ids: &[u64]) -> Vec<u8> {
+    const OP: usize = 12;
+    let total = ids.len().saturating_mul(OP);
+    let mut bc = Vec::with_capacity(total);
+    for (i, id) in ids.iter().enumerate() {
+        let remaining = total.saturating_sub(i.saturating_mul(OP));
+        let yes = u8::try_from(remaining).unwrap_or(u8::MAX);
+        let no = u16::try_from(if i.saturating_add(1) == ids.len() { remaining.saturating_add(4) } else { OP }).unwrap_or(u16::MAX);
+        bc.push(INET_DIAG_BC_CGROUP_COND);
+        bc.push(yes);
+        bc.extend_from_slice(&no.to_ne_bytes());
+        bc.extend_from_slice(&id.to_ne_bytes());
+    }
+    bc
 }
 
 /// One netlink message of a datagram.
@@ -297,6 +441,37 @@ fn parse_diag_msg(p: &[u8]) -> Option<SockInfo> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The filter program as the kernel runs it (`inet_diag_bc_run`, cgroup ops only): a jump
+    /// to exactly the end accepts, anything else rejects.
+    fn run_filter(bc: &[u8], cgroup: u64) -> bool {
+        let mut at = 0usize;
+        let mut len = bc.len() as isize;
+        while len > 0 {
+            let op = &bc[at..];
+            assert_eq!(op[0], INET_DIAG_BC_CGROUP_COND);
+            let id = u64::from_ne_bytes(op[4..12].try_into().unwrap());
+            let jump = if id == cgroup { usize::from(op[1]) } else { usize::from(u16::from_ne_bytes([op[2], op[3]])) };
+            assert!(jump % 4 == 0 && jump >= 12, "the kernel's audit refuses jump {jump}");
+            len -= jump as isize;
+            at += jump;
+        }
+        len == 0
+    }
+
+    #[test]
+    fn the_cgroup_filter_accepts_exactly_the_listed_cgroups() {
+        for ids in [vec![7u64], vec![7, 8, 9], (100..121).collect::<Vec<u64>>()] {
+            let bc = cgroup_bytecode(&ids);
+            assert_eq!(bc.len(), 12 * ids.len());
+            for &id in &ids {
+                assert!(run_filter(&bc, id), "{id} in {ids:?}");
+            }
+            for other in [0, 1, 6, 10, 99, 121, u64::MAX] {
+                assert!(!run_filter(&bc, other), "{other} not in {ids:?}");
+            }
+        }
+    }
 
     fn sa(s: &str) -> SocketAddr {
         s.parse().unwrap()

@@ -105,9 +105,20 @@ pub struct SocketAction {
 pub struct Applied {
     pub maps_written: Vec<MapWrite>,
     pub sockets: Vec<SocketAction>,
+    /// Sockets acted on beyond the first [`MAX_LISTED_SOCKETS`] (counted, not listed: a
+    /// workload's 10,000 connections would make one receipt megabytes long).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub sockets_not_listed: usize,
     pub sockets_destroyed: usize,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<String>,
+}
+
+/// Most sockets one receipt lists one by one.
+pub const MAX_LISTED_SOCKETS: usize = 100;
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// The caller's sockets as found from the connection's addresses.
@@ -212,6 +223,7 @@ impl Kernel {
 
     /// Finds both ends of the connection `downstream` → `destination` on this node.
     pub fn resolve(&mut self, downstream: SocketAddr, destination: SocketAddr) -> (Resolved, Vec<String>) {
+        let (downstream, destination) = (crate::event_auth::canonical(downstream), crate::event_auth::canonical(destination));
         let mut errors = Vec::new();
         let Some(diag) = self.diag() else {
             return (Resolved::default(), vec!["sock_diag unavailable: the caller's socket was not looked up".to_owned()]);
@@ -226,6 +238,17 @@ impl Kernel {
         let caller = find(downstream, destination, "caller");
         let proxy = find(destination, downstream, "proxy");
         (Resolved { caller, proxy }, errors)
+    }
+
+    /// The socket that posted an event: the client end of the API connection (local `remote`,
+    /// remote `local`, as the enforcer saw them), with an error when the lookup failed.
+    pub fn find_poster(&mut self, remote: SocketAddr, local: SocketAddr) -> (Option<SockInfo>, Option<String>) {
+        let Some(diag) = self.diag() else { return (None, None) };
+        let (remote, local) = (crate::event_auth::canonical(remote), crate::event_auth::canonical(local));
+        match diag.find(remote, local) {
+            Ok(s) => (s, None),
+            Err(e) => (None, Some(format!("looking up the poster's socket {remote} -> {local}: {e}"))),
+        }
     }
 
     /// Who the caller is, given its socket's cgroup id.
@@ -258,12 +281,10 @@ impl Kernel {
                     applied.errors.push("no socket of the connection was found on this node".to_owned());
                 }
             }
-            Some(Terminate::Workload { cgroup_ids }) => match k.diag.dump() {
-                Ok(socks) => {
-                    for sock in socks.iter().filter(|s| s.cgroup_id.is_some_and(|id| cgroup_ids.contains(&id))) {
-                        k.destroy("workload", sock, &mut applied);
-                    }
-                }
+            // The kernel lists only the workload's sockets, then they are destroyed in batches:
+            // two dumps and about one round trip per 64 sockets (kernel/diag.rs).
+            Some(Terminate::Workload { cgroup_ids }) => match k.diag.dump_cgroups(cgroup_ids) {
+                Ok(socks) => k.destroy_all("workload", &socks, &mut applied),
                 Err(e) => applied.errors.push(format!("listing the workload's sockets: {e}")),
             },
         }
@@ -393,8 +414,25 @@ impl Enforcing {
         out
     }
 
+    fn destroy_all(&mut self, side: &'static str, socks: &[SockInfo], applied: &mut Applied) {
+        let refs: Vec<&SockInfo> = socks.iter().collect();
+        let results = self.diag.destroy_many(&refs);
+        for (sock, result) in socks.iter().zip(results) {
+            record_destroy(side, sock, result, applied);
+        }
+    }
+
     fn destroy(&mut self, side: &'static str, sock: &SockInfo, applied: &mut Applied) {
-        let result = match self.diag.destroy(sock) {
+        let result = self.diag.destroy(sock);
+        record_destroy(side, sock, result, applied);
+    }
+
+}
+
+/// Counts and records one socket's destruction; the receipt lists at most
+/// [`MAX_LISTED_SOCKETS`] sockets and counts the rest.
+fn record_destroy(side: &'static str, sock: &SockInfo, result: std::io::Result<bool>, applied: &mut Applied) {
+        let result = match result {
             Ok(true) => {
                 applied.sockets_destroyed = applied.sockets_destroyed.saturating_add(1);
                 "destroyed".to_owned()
@@ -406,6 +444,9 @@ impl Enforcing {
                 msg
             }
         };
-        applied.sockets.push(SocketAction { side, socket: sock.clone(), result });
-    }
+        if applied.sockets.len() < MAX_LISTED_SOCKETS {
+            applied.sockets.push(SocketAction { side, socket: sock.clone(), result });
+        } else {
+            applied.sockets_not_listed = applied.sockets_not_listed.saturating_add(1);
+        }
 }
