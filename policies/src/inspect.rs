@@ -390,6 +390,9 @@ struct StreamRedaction {
     open: Vec<(DataClass, std::ops::Range<u64>)>,
     /// Classes of which a value left unredacted.
     left: Vec<DataClass>,
+    /// Not a model's answer: each event's data is judged whole and leaves at once (an MCP server
+    /// may keep its stream open after the answer, so nothing waits for later text).
+    whole_events: bool,
 }
 
 impl StreamRedaction {
@@ -428,7 +431,7 @@ impl StreamRedaction {
                 if !seg.text.is_char_boundary(la) || !seg.text.is_char_boundary(lb) {
                     return false;
                 }
-                if let crate::llm::TextKind::Arguments { .. } = seg.kind {
+                if matches!(seg.kind, crate::llm::TextKind::Arguments { .. } | crate::llm::TextKind::Json) {
                     let mut lex = seg.lex;
                     let bytes = seg.text.as_bytes();
                     bytes.get(..la).unwrap_or_default().iter().for_each(|&c| lex.step(c));
@@ -475,6 +478,9 @@ impl StreamRedaction {
     /// scanned or within [`REDACT_HOLD_BYTES`] of the end of the scanned text, or holds the start
     /// of a value that may go on.
     fn hold_from(&self, scanned_to: u64) -> Option<u64> {
+        if self.whole_events {
+            return None;
+        }
         let limit = scanned_to.min(self.text_end).saturating_sub(REDACT_HOLD_BYTES);
         self.frames
             .iter()
@@ -491,7 +497,10 @@ fn render_frame(frame: &HeldFrame) -> Result<Option<Vec<u8>>, String> {
     if frame.edits.is_empty() {
         return Ok(None);
     }
-    let mut value = crate::json::parse_strict(frame.data.as_bytes(), crate::llm::MAX_JSON_DEPTH).map_err(|e| e.to_string())?;
+    // The whole data (a stream that is not a model's answer), or strings inside its JSON.
+    let whole = frame.segments.iter().all(|seg| seg.pointer.is_empty());
+    let mut value = if whole { Value::Null } else { crate::json::parse_strict(frame.data.as_bytes(), crate::llm::MAX_JSON_DEPTH).map_err(|e| e.to_string())? };
+    let mut data = None;
     for (si, seg) in frame.segments.iter().enumerate() {
         let mut edits: Vec<&Edit> = frame.edits.iter().filter(|e| e.segment == si).collect();
         if edits.is_empty() {
@@ -509,12 +518,17 @@ fn render_frame(frame: &HeldFrame) -> Result<Option<Vec<u8>>, String> {
             at = at.max(e.range.end);
         }
         text.push_str(seg.text.get(at..).ok_or("edit off a character boundary")?);
+        if whole {
+            data = Some(text);
+            continue;
+        }
         match value.pointer_mut(&seg.pointer) {
             Some(Value::String(s)) if *s == seg.text => *s = text,
             _ => return Err("the redacted string is not where the frame had it".into()),
         }
     }
-    Ok(Some(sse_frame(frame.event.as_deref(), frame.id.as_deref(), &value.to_string())))
+    let data = data.unwrap_or_else(|| value.to_string());
+    Ok(Some(sse_frame(frame.event.as_deref(), frame.id.as_deref(), &data)))
 }
 
 fn sse_frame(event: Option<&str>, id: Option<&str>, data: &str) -> Vec<u8> {
@@ -571,7 +585,7 @@ impl Engine {
         let redacts = self.data_rules_for(facts, Direction::Response).any(|(_, r)| r.action == DataAction::Redact && r.mode == Mode::Enforce);
         ResponseStream {
             parser: crate::sse::SseParser::new(),
-            redaction: (assembler.is_some() && scanner.is_some() && redacts).then(StreamRedaction::default),
+            redaction: (scanner.is_some() && redacts).then(|| StreamRedaction { whole_events: assembler.is_none(), ..StreamRedaction::default() }),
             assembler,
             scanner,
             pending: Vec::new(),
@@ -703,7 +717,11 @@ impl Engine {
                 s.hold_from = None;
             }
         } else {
-            texts.push(crate::llm::TextSpan { text: event.data.clone(), pointer: String::new(), kind: crate::llm::TextKind::Content });
+            // Not a model's answer: the data is scanned whole; a JSON text is redacted only inside
+            // its strings, any other text anywhere.
+            let json = event.data.trim_start().starts_with(['{', '[', '"']);
+            let kind = if json { crate::llm::TextKind::Json } else { crate::llm::TextKind::Content };
+            texts.push(crate::llm::TextSpan { text: event.data.clone(), pointer: String::new(), kind });
         }
         let (Some(scanner), Some(detector)) = (s.scanner.as_mut(), self.detector.as_ref()) else {
             s.judged_to = event.end;
@@ -731,7 +749,7 @@ impl Engine {
         // Frames wait for their text to be scanned: when they are held for redaction anyway, the
         // scan can wait for a batch of text instead of rescanning the window for every frame.
         let batch = s.redaction.as_ref().map_or(0, |r| r.text_end.saturating_sub(scanner.scanned_up_to()));
-        if s.redaction.is_none() || batch >= REDACT_SCAN_STEP || snapshot {
+        if s.redaction.as_ref().is_none_or(|r| r.whole_events) || batch >= REDACT_SCAN_STEP || snapshot {
             match scanner.flush(detector) {
                 Ok(f) => findings.extend(f),
                 Err(e) => return Err(self.block_stream(s, self.uninspectable(facts.clone(), Direction::Response, &format!("{e}")))),
@@ -804,7 +822,7 @@ impl Engine {
                             continue;
                         }
                         ok = ok && r.redact(class, range.clone(), true);
-                        if r.text_end < range.end.saturating_add(REDACT_HOLD_BYTES) {
+                        if !r.whole_events && r.text_end < range.end.saturating_add(REDACT_HOLD_BYTES) {
                             r.open.push((class, range));
                         }
                     }
@@ -818,9 +836,10 @@ impl Engine {
         Ok(())
     }
 
-    /// Judges an event whose data repeats or sums up content (see [`crate::llm::AssemblerNote::
-    /// Snapshot`]) on its own: its counts weigh as much as the stream's, not on top of them, and
-    /// a redaction rewrites the whole frame. Returns the frame's replacement, if any.
+    /// Judges an event whose data repeats or sums up content (an
+    /// [`AssemblerNote::Snapshot`](crate::llm::AssemblerNote::Snapshot)) on its own: its counts
+    /// weigh as much as the stream's, not on top of them, and a redaction rewrites the whole
+    /// frame. Returns the frame's replacement, if any.
     fn judge_snapshot(&self, s: &mut ResponseStream, facts: &Facts, event: Option<&str>, id: Option<&str>, data: &str) -> Result<Option<Vec<u8>>, StreamStep> {
         let Some(detector) = self.detector.as_ref() else { return Ok(None) };
         let value = match crate::json::parse_strict(data.as_bytes(), crate::llm::MAX_JSON_DEPTH) {

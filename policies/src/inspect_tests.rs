@@ -502,3 +502,47 @@ fn held_frames_leave_once_enough_text_followed_them() {
     }
     assert_eq!(out, stream.as_bytes(), "nothing found: delivered as it came");
 }
+
+#[test]
+fn a_stream_that_is_no_model_answer_is_redacted_event_by_event() {
+    let e = Engine::from_json(
+        &serde_json::json!({
+            "version": "v",
+            "governed": [{"id": "mcp", "path": "/mcp", "protocol": "mcp"}, {"id": "feed", "path": "/feed", "protocol": "json"}],
+            "default_action": "allow",
+            "data_rules": [{"id": "mask", "classes": ["pii.email", "pii.payment_card"], "direction": "response", "action": "redact"}]
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let mcp = Facts { agent: Some("a".into()), governed: Some("mcp".into()), protocol: Some(Protocol::Mcp), ..Facts::default() };
+    let card = luhn_card("411111", 5);
+    let answer = serde_json::json!({"jsonrpc": "2.0", "id": 1, "result": {"content": [{"type": "text", "text": format!("owner: \"ann@example.org\", card {card}")}]}});
+    let stream = format!("event: message\ndata: {answer}\n\n");
+    for size in SIZES {
+        // The answer leaves as soon as it is judged, though the stream stays open.
+        let mut s = e.response_stream(&mcp);
+        let mut out = Vec::new();
+        for chunk in stream.as_bytes().chunks(size) {
+            match e.feed_response_stream(&mut s, &mcp, chunk, false) {
+                StreamStep::Deliver(b) => out.extend(b),
+                StreamStep::Block(b) => panic!("{size}: {:?}", b.decision),
+            }
+        }
+        let got = delivered_events(&out);
+        assert_eq!(got.len(), 1, "{size}: delivered before the stream ends");
+        assert_eq!(got[0]["result"]["content"][0]["text"], "owner: \"[REDACTED:pii.email]\", card [REDACTED:pii.payment_card]", "{size}");
+        assert!(String::from_utf8_lossy(&out).starts_with("event: message\n"), "{size}");
+        assert_eq!(s.outcome().map(|o| o.decision.rule.as_str()), Some("mask"));
+    }
+    // A card as a JSON number cannot be replaced: the stream stops.
+    let stream = format!("data: {}\n\n", serde_json::json!({"jsonrpc": "2.0", "id": 1, "result": {"n": card.parse::<u64>().unwrap()}}));
+    let (delivered, block, _) = run_stream_outcome(&e, &mcp, stream.as_bytes(), 7);
+    assert_eq!(block.map(|b| b.decision.rule), Some("mask".into()));
+    assert!(!String::from_utf8_lossy(&delivered).contains(&card[..6]));
+    // Plain-text data, in two lines: replaced anywhere, lines kept.
+    let feed = Facts { agent: Some("a".into()), governed: Some("feed".into()), protocol: Some(Protocol::Json), ..Facts::default() };
+    let (delivered, block, _) = run_stream_outcome(&e, &feed, b"data: write to\ndata: ann@example.org now\n\n", 3);
+    assert!(block.is_none());
+    assert_eq!(String::from_utf8_lossy(&delivered), "data: write to\ndata: [REDACTED:pii.email] now\n\n");
+}

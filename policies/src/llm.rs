@@ -760,6 +760,9 @@ pub enum TextKind {
     /// A fragment of the JSON text of a call's arguments (keyed like the call): a part can be
     /// replaced by text only inside a JSON string literal of the arguments.
     Arguments { choice: usize, index: usize },
+    /// An event's whole data, read as one JSON text (a stream that is not a model's answer, such
+    /// as an MCP server's): a part can be replaced only inside one of its string literals.
+    Json,
 }
 
 fn span(text: &str, pointer: String, kind: TextKind) -> AssemblerNote {
