@@ -56,3 +56,33 @@ fn every_bench_config_passes_envoy_validate() {
         failures.join("\n\n")
     );
 }
+
+/// The `llm16k` mix's response: a 16 KiB OpenAI chat completion that every bench config serves on
+/// `/v1/chat/completions`, with nothing in it the demo policy's data rules would act on (so the
+/// timed requests measure a scan that lets the response through unchanged, and are answered 200).
+#[test]
+fn llm16k_response_is_a_clean_16_kib_chat_completion_served_by_every_config() {
+    let path = repo_root().join("envoy-config/bench/llm16k-response.json");
+    let bytes = fs::read(&path).unwrap_or_else(|e| panic!("{}: {e} (scripts/bench.py writes it)", path.display()));
+    assert_eq!(bytes.len(), 16 * 1024, "the llm16k response must be exactly 16 KiB");
+    let doc: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(doc["object"], "chat.completion");
+    let content = doc["choices"][0]["message"]["content"].as_str().unwrap();
+    assert!(content.len() > 15_000, "the content is most of the document: {}", content.len());
+    let detector = interlock_policies::detect::Detector::new().unwrap();
+    assert!(detector.scan_bytes(&bytes).unwrap().is_empty(), "the llm16k response must hold no sensitive data");
+    assert!(detector.scan_json(&doc).unwrap().is_empty());
+    for entry in fs::read_dir(repo_root().join("envoy-config/bench")).unwrap() {
+        let p = entry.unwrap().path();
+        if p.extension().is_some_and(|x| x == "yaml") {
+            let yaml = fs::read_to_string(&p).unwrap();
+            assert!(
+                yaml.contains(r#"- match: { path: "/v1/chat/completions" }"#)
+                    && yaml.contains("body: { filename: envoy-config/bench/llm16k-response.json }")
+                    && yaml.contains("max_direct_response_body_size_bytes: 65536"),
+                "{} does not serve the llm16k response",
+                p.display()
+            );
+        }
+    }
+}
