@@ -63,7 +63,7 @@ impl Stream {
         for (name, value) in host::request_headers()? {
             // Header names are validated by Envoy's codecs; values may hold any byte. Lossy
             // decoding cannot widen a decision: a mangled security header fails its own parse.
-            let value = String::from_utf8_lossy(&value).into_owned();
+            let value = String::from_utf8(value).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
             match name.as_str() {
                 ":method" => req.method = value,
                 ":path" => req.path = value,

@@ -85,6 +85,8 @@ impl Root {
         let enforcer = self.shared.enforcer.borrow().clone();
         let mut events = self.shared.events.borrow_mut();
         let mut metrics = self.shared.metrics.borrow_mut();
+        // Counters first: whoever sees an event can already see its decision counted.
+        metrics.flush();
         metrics.set_gauge(state::EVENTS_BUFFERED, events.len() as u64);
         if events.in_flight.is_some() || events.is_empty() {
             return;

@@ -111,8 +111,14 @@ impl EventQueue {
 
 /// Metric handles. Decision counters are defined lazily per (outcome, rule); rules come from the
 /// policy, so the cardinality is bounded by the policy, never by requests.
+///
+/// Decision counts are added up in the VM and handed to the host on the root's tick
+/// ([`Metrics::flush`]), before that tick posts the events: two host calls fewer per decision, and
+/// a decision's event never reaches the enforcer before its counter moved.
 #[derive(Default)]
 pub struct Metrics {
+    /// Counts not yet handed to the host: (metric, amount), one entry per metric.
+    pending: Vec<(u32, u64)>,
     /// outcome -> rule -> counter (looked up without allocating).
     decisions: HashMap<&'static str, HashMap<String, u32>>,
     fixed: HashMap<&'static str, u32>,
@@ -147,9 +153,25 @@ impl Metrics {
             }
         };
         if let Some(id) = id {
-            host::increment(id, 1);
+            self.defer(id, 1);
         }
-        self.add("interlock.decisions.total", 1);
+        if let Some(total) = self.fixed_id("interlock.decisions.total", false) {
+            self.defer(total, 1);
+        }
+    }
+
+    fn defer(&mut self, metric: u32, by: u64) {
+        match self.pending.iter_mut().find(|(m, _)| *m == metric) {
+            Some((_, n)) => *n = n.saturating_add(by),
+            None => self.pending.push((metric, by)),
+        }
+    }
+
+    /// Hands the counts added up since the last flush to the host.
+    pub fn flush(&mut self) {
+        for (metric, by) in self.pending.drain(..) {
+            host::increment(metric, i64::try_from(by).unwrap_or(i64::MAX));
+        }
     }
 
     /// Adds to a fixed counter.
