@@ -1,8 +1,14 @@
 //! The one module that calls the proxy-wasm host. Every call returns a typed [`HostError`]
 //! instead of unwrapping (the SDK's trait helpers `unwrap()` internally, and a panic aborts the
 //! worker's VM).
+//!
+//! The calls a request makes go straight to the proxy-wasm ABI ([`abi`]): the SDK's `hostcalls`
+//! wrappers `panic!` on any status they do not expect (a header write the host refuses, a
+//! response header that is not UTF-8), which would abort the VM and with it every stream of this
+//! worker. Here every status comes back as a value. Calls made only at configuration or on the
+//! root's tick still use the SDK.
 
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::Duration;
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{BufferType, LogLevel, MapType, MetricType, Status};
@@ -23,7 +29,7 @@ fn st(call: &'static str) -> impl Fn(Status) -> HostError {
 
 /// Logs at `level`; logging failures have nowhere to go and are ignored.
 pub fn log(level: LogLevel, msg: &str) {
-    let _ = hostcalls::log(level, msg);
+    let _ = abi::log(level as u32, msg.as_bytes());
 }
 
 /// Whether the host logs debug lines for this plugin.
@@ -33,10 +39,7 @@ pub fn debug_enabled() -> bool {
 
 /// Milliseconds since the Unix epoch from the host clock (0 if unavailable).
 pub fn now_ms() -> u64 {
-    hostcalls::get_current_time()
-        .ok()
-        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    abi::now_ns().map_or(0, |ns| ns / 1_000_000)
 }
 
 /// The plugin configuration bytes.
@@ -50,29 +53,32 @@ pub fn set_tick_period(period: Duration) -> Result<()> {
 
 /// Every request header as (lower-case name, raw value bytes), duplicates kept.
 pub fn request_headers() -> Result<Vec<(String, Vec<u8>)>> {
-    hostcalls::get_map_bytes(MapType::HttpRequestHeaders).map_err(st("get_map(request_headers)"))
+    let bytes = abi::map_pairs(MapType::HttpRequestHeaders as u32).map_err(st("get_map(request_headers)"))?;
+    let Some(bytes) = bytes else { return Ok(Vec::new()) };
+    let pairs = decode_pairs(&bytes).ok_or(HostError::Status { call: "get_map(request_headers)", status: Status::ParseFailure })?;
+    Ok(pairs.into_iter().map(|(k, v)| (String::from_utf8_lossy(k).into_owned(), v.to_vec())).collect())
 }
 
 pub fn remove_request_header(name: &str) -> Result<()> {
-    hostcalls::remove_map_value(MapType::HttpRequestHeaders, name).map_err(st("remove_map_value"))
+    abi::remove_map_value(MapType::HttpRequestHeaders as u32, name).map_err(st("remove_map_value"))
 }
 
 pub fn set_request_header(name: &str, value: &str) -> Result<()> {
-    hostcalls::set_map_value(MapType::HttpRequestHeaders, name, Some(value)).map_err(st("set_map_value"))
+    abi::replace_map_value(MapType::HttpRequestHeaders as u32, name, value).map_err(st("set_map_value"))
 }
 
 pub fn set_response_header(name: &str, value: &str) -> Result<()> {
-    hostcalls::set_map_value(MapType::HttpResponseHeaders, name, Some(value)).map_err(st("set_map_value"))
+    abi::replace_map_value(MapType::HttpResponseHeaders as u32, name, value).map_err(st("set_map_value"))
 }
 
 /// The buffered request body, `[0, size)`.
 pub fn request_body(size: usize) -> Result<Option<Vec<u8>>> {
-    hostcalls::get_buffer(BufferType::HttpRequestBody, 0, size).map_err(st("get_buffer(request_body)"))
+    abi::get_buffer(BufferType::HttpRequestBody as u32, 0, size).map_err(st("get_buffer(request_body)"))
 }
 
 /// A property as bytes; `None` when the host has no value for it (not an error).
 pub fn property(path: &[&str]) -> Result<Option<Vec<u8>>> {
-    hostcalls::get_property(path.to_vec()).map_err(st("get_property"))
+    abi::get_property(path).map_err(st("get_property"))
 }
 
 /// A property as UTF-8 text, `None` when absent or not text.
@@ -141,12 +147,12 @@ pub fn decode_pairs(bytes: &[u8]) -> Option<Vec<(&[u8], &[u8])>> {
 
 /// Sets filter state (`wasm.<name>` in Envoy), readable by access logs as `%FILTER_STATE%`.
 pub fn set_filter_state(name: &str, value: &str) -> Result<()> {
-    hostcalls::set_property(vec![name], Some(value.as_bytes())).map_err(st("set_property"))
+    abi::set_property(name, value.as_bytes()).map_err(st("set_property"))
 }
 
 /// Answers the stream locally.
 pub fn send_response(status: u32, headers: &[(&str, &str)], body: &[u8]) -> Result<()> {
-    hostcalls::send_http_response(status, headers.to_vec(), Some(body)).map_err(st("send_http_response"))
+    abi::send_local_response(status, headers, body).map_err(st("send_http_response"))
 }
 
 /// Resets the stream (nothing more reaches the upstream).
@@ -167,7 +173,8 @@ pub fn post(cluster: &str, authority: &str, path: &str, content_type: &str, body
 /// The `:status` of an HTTP call's response; `None` on timeout or reset (the host then gives no
 /// headers at all).
 pub fn http_call_status() -> Option<u16> {
-    hostcalls::get_map_value(MapType::HttpCallResponseHeaders, ":status").ok().flatten().and_then(|s| s.parse().ok())
+    let status = abi::get_map_value(MapType::HttpCallResponseHeaders as u32, ":status").ok().flatten()?;
+    std::str::from_utf8(&status).ok()?.parse().ok()
 }
 
 pub fn define_counter(name: &str) -> Result<u32> {
@@ -179,7 +186,7 @@ pub fn define_gauge(name: &str) -> Result<u32> {
 }
 
 pub fn increment(metric: u32, by: i64) {
-    let _ = hostcalls::increment_metric(metric, by);
+    let _ = abi::increment_metric(metric, by);
 }
 
 pub fn record(metric: u32, value: u64) {
@@ -189,7 +196,7 @@ pub fn record(metric: u32, value: u64) {
 /// A shared-data value and its CAS token; `None` when the key does not exist. (Envoy returns no
 /// bytes for an empty value that exists; that is an empty value with a token here.)
 pub fn shared_get(key: &str) -> Result<Option<(Vec<u8>, u32)>> {
-    match hostcalls::get_shared_data(key).map_err(st("get_shared_data"))? {
+    match abi::get_shared_data(key).map_err(st("get_shared_data"))? {
         (Some(v), Some(cas)) => Ok(Some((v, cas))),
         (None, Some(cas)) => Ok(Some((Vec::new(), cas))),
         (Some(v), None) => Ok(Some((v, 0))),
@@ -199,7 +206,7 @@ pub fn shared_get(key: &str) -> Result<Option<(Vec<u8>, u32)>> {
 
 /// Writes shared data if its CAS token is still `cas` (`None`: unconditionally).
 pub fn shared_set(key: &str, value: &[u8], cas: Option<u32>) -> std::result::Result<(), SetError> {
-    match hostcalls::set_shared_data(key, Some(value), cas) {
+    match abi::set_shared_data(key, value, cas) {
         Ok(()) => Ok(()),
         Err(Status::CasMismatch) => Err(SetError::CasMismatch),
         Err(status) => Err(SetError::Host(HostError::Status { call: "set_shared_data", status })),
@@ -240,26 +247,27 @@ pub fn get(cluster: &str, authority: &str, path: &str, timeout: Duration) -> Res
 
 /// The body of an HTTP call's response.
 pub fn http_call_body(size: usize) -> Option<Vec<u8>> {
-    hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, size).ok().flatten()
+    abi::get_buffer(BufferType::HttpCallResponseBody as u32, 0, size).ok().flatten()
 }
 
 /// A response header's value, `None` when absent.
 pub fn response_header(name: &str) -> Option<String> {
-    hostcalls::get_map_value(MapType::HttpResponseHeaders, name).ok().flatten()
+    // Upstream-controlled bytes: not UTF-8 is decoded lossily (the SDK would panic).
+    abi::get_map_value(MapType::HttpResponseHeaders as u32, name).ok().flatten().map(|v| String::from_utf8(v).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()))
 }
 
 pub fn remove_response_header(name: &str) -> Result<()> {
-    hostcalls::remove_map_value(MapType::HttpResponseHeaders, name).map_err(st("remove_map_value"))
+    abi::remove_map_value(MapType::HttpResponseHeaders as u32, name).map_err(st("remove_map_value"))
 }
 
 /// The buffered response body, `[0, size)`.
 pub fn response_body(size: usize) -> Result<Option<Vec<u8>>> {
-    hostcalls::get_buffer(BufferType::HttpResponseBody, 0, size).map_err(st("get_buffer(response_body)"))
+    abi::get_buffer(BufferType::HttpResponseBody as u32, 0, size).map_err(st("get_buffer(response_body)"))
 }
 
 /// Replaces `[0, size)` of the response body buffer with `value` (any length).
 pub fn set_response_body(size: usize, value: &[u8]) -> Result<()> {
-    hostcalls::set_buffer(BufferType::HttpResponseBody, 0, size, value).map_err(st("set_buffer(response_body)"))
+    abi::set_buffer(BufferType::HttpResponseBody as u32, 0, size, value).map_err(st("set_buffer(response_body)"))
 }
 
 /// Resets the response (used when a response must be refused after its headers left).
@@ -269,12 +277,204 @@ pub fn reset_response() -> Result<()> {
 
 /// Replaces `[0, size)` of the request body buffer with `value` (any length).
 pub fn set_request_body(size: usize, value: &[u8]) -> Result<()> {
-    hostcalls::set_buffer(BufferType::HttpRequestBody, 0, size, value).map_err(st("set_buffer(request_body)"))
+    abi::set_buffer(BufferType::HttpRequestBody as u32, 0, size, value).map_err(st("set_buffer(request_body)"))
+}
+
+/// The proxy-wasm ABI (v0.2.1, as Envoy implements it), called directly. Statuses are read as
+/// plain integers (an unknown one is `InternalFailure`, never undefined behaviour) and every one
+/// is returned, none panics. Memory the host returns was allocated through this module's
+/// `proxy_on_memory_allocate` (the SDK's: a boxed slice of exactly the size asked), and is taken
+/// back as such.
+#[allow(unsafe_code)]
+mod abi {
+    use std::ptr::{null, null_mut};
+
+    use proxy_wasm::types::Status;
+
+    #[link(wasm_import_module = "env")]
+    unsafe extern "C" {
+        fn proxy_log(level: u32, data: *const u8, size: usize) -> u32;
+        fn proxy_get_current_time_nanoseconds(ret: *mut u64) -> u32;
+        fn proxy_get_header_map_pairs(map: u32, ret_data: *mut *mut u8, ret_size: *mut usize) -> u32;
+        fn proxy_get_header_map_value(map: u32, key: *const u8, key_size: usize, ret_data: *mut *mut u8, ret_size: *mut usize) -> u32;
+        fn proxy_replace_header_map_value(map: u32, key: *const u8, key_size: usize, value: *const u8, value_size: usize) -> u32;
+        fn proxy_remove_header_map_value(map: u32, key: *const u8, key_size: usize) -> u32;
+        fn proxy_get_property(path: *const u8, path_size: usize, ret_data: *mut *mut u8, ret_size: *mut usize) -> u32;
+        fn proxy_set_property(path: *const u8, path_size: usize, value: *const u8, value_size: usize) -> u32;
+        fn proxy_get_shared_data(key: *const u8, key_size: usize, ret_data: *mut *mut u8, ret_size: *mut usize, ret_cas: *mut u32) -> u32;
+        fn proxy_set_shared_data(key: *const u8, key_size: usize, value: *const u8, value_size: usize, cas: u32) -> u32;
+        fn proxy_get_buffer_bytes(buffer: u32, start: usize, max_size: usize, ret_data: *mut *mut u8, ret_size: *mut usize) -> u32;
+        fn proxy_set_buffer_bytes(buffer: u32, start: usize, size: usize, data: *const u8, data_size: usize) -> u32;
+        #[allow(clippy::too_many_arguments)]
+        fn proxy_send_local_response(
+            status: u32,
+            details: *const u8,
+            details_size: usize,
+            body: *const u8,
+            body_size: usize,
+            headers: *const u8,
+            headers_size: usize,
+            grpc_status: i32,
+        ) -> u32;
+        fn proxy_increment_metric(metric: u32, offset: i64) -> u32;
+    }
+
+    const OK: u32 = 0;
+    const NOT_FOUND: u32 = 1;
+
+    fn status(code: u32) -> Status {
+        match code {
+            0 => Status::Ok,
+            1 => Status::NotFound,
+            2 => Status::BadArgument,
+            3 => Status::SerializationFailure,
+            4 => Status::ParseFailure,
+            7 => Status::Empty,
+            8 => Status::CasMismatch,
+            _ => Status::InternalFailure,
+        }
+    }
+
+    fn done(code: u32) -> Result<(), Status> {
+        if code == OK { Ok(()) } else { Err(status(code)) }
+    }
+
+    /// Takes ownership of what the host returned.
+    fn take(data: *mut u8, size: usize) -> Option<Vec<u8>> {
+        if data.is_null() {
+            return None;
+        }
+        // SAFETY: the host filled `data` with memory it got from `proxy_on_memory_allocate(size)`,
+        // a `Box<[u8]>` of exactly `size` bytes leaked for it, which is ours again now.
+        let boxed = unsafe { Box::from_raw(std::ptr::slice_from_raw_parts_mut(data, size)) };
+        Some(boxed.into_vec())
+    }
+
+    /// A call that returns bytes: `Ok(None)` for `NotFound` or no data.
+    fn returning(call: impl FnOnce(*mut *mut u8, *mut usize) -> u32) -> Result<Option<Vec<u8>>, Status> {
+        let (mut data, mut size): (*mut u8, usize) = (null_mut(), 0);
+        match call(&mut data, &mut size) {
+            OK => Ok(take(data, size)),
+            NOT_FOUND => Ok(None),
+            code => Err(status(code)),
+        }
+    }
+
+    pub fn log(level: u32, msg: &[u8]) -> Result<(), Status> {
+        // SAFETY: pointer and length of a live slice.
+        done(unsafe { proxy_log(level, msg.as_ptr(), msg.len()) })
+    }
+
+    pub fn now_ns() -> Result<u64, Status> {
+        let mut ns = 0u64;
+        // SAFETY: a valid out pointer.
+        done(unsafe { proxy_get_current_time_nanoseconds(&mut ns) }).map(|()| ns)
+    }
+
+    pub fn map_pairs(map: u32) -> Result<Option<Vec<u8>>, Status> {
+        // SAFETY: valid out pointers; the result is taken back by `take`.
+        returning(|d, s| unsafe { proxy_get_header_map_pairs(map, d, s) })
+    }
+
+    pub fn get_map_value(map: u32, key: &str) -> Result<Option<Vec<u8>>, Status> {
+        // SAFETY: as above; `key` is a live slice.
+        returning(|d, s| unsafe { proxy_get_header_map_value(map, key.as_ptr(), key.len(), d, s) })
+    }
+
+    pub fn replace_map_value(map: u32, key: &str, value: &str) -> Result<(), Status> {
+        // SAFETY: live slices.
+        done(unsafe { proxy_replace_header_map_value(map, key.as_ptr(), key.len(), value.as_ptr(), value.len()) })
+    }
+
+    pub fn remove_map_value(map: u32, key: &str) -> Result<(), Status> {
+        // SAFETY: a live slice.
+        done(unsafe { proxy_remove_header_map_value(map, key.as_ptr(), key.len()) })
+    }
+
+    /// A property path as the ABI takes it: the segments joined by NUL bytes.
+    fn path_bytes(path: &[&str]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(path.iter().map(|p| p.len() + 1).sum());
+        for (i, part) in path.iter().enumerate() {
+            if i > 0 {
+                out.push(0);
+            }
+            out.extend_from_slice(part.as_bytes());
+        }
+        out
+    }
+
+    /// `Ok(None)` when the host has no value; `SerializationFailure` when it has one it cannot
+    /// serialize.
+    pub fn get_property(path: &[&str]) -> Result<Option<Vec<u8>>, Status> {
+        let path = path_bytes(path);
+        // SAFETY: valid out pointers; `path` is a live buffer.
+        returning(|d, s| unsafe { proxy_get_property(path.as_ptr(), path.len(), d, s) })
+    }
+
+    pub fn set_property(name: &str, value: &[u8]) -> Result<(), Status> {
+        // SAFETY: live slices.
+        done(unsafe { proxy_set_property(name.as_ptr(), name.len(), value.as_ptr(), value.len()) })
+    }
+
+    /// (value, CAS token), both `None` when the key does not exist.
+    pub fn get_shared_data(key: &str) -> Result<(Option<Vec<u8>>, Option<u32>), Status> {
+        let (mut data, mut size, mut cas): (*mut u8, usize, u32) = (null_mut(), 0, 0);
+        // SAFETY: valid out pointers; `key` is a live slice.
+        match unsafe { proxy_get_shared_data(key.as_ptr(), key.len(), &mut data, &mut size, &mut cas) } {
+            OK => Ok((take(data, size), (cas != 0).then_some(cas))),
+            NOT_FOUND => Ok((None, None)),
+            code => Err(status(code)),
+        }
+    }
+
+    pub fn set_shared_data(key: &str, value: &[u8], cas: Option<u32>) -> Result<(), Status> {
+        // SAFETY: live slices.
+        done(unsafe { proxy_set_shared_data(key.as_ptr(), key.len(), value.as_ptr(), value.len(), cas.unwrap_or(0)) })
+    }
+
+    pub fn get_buffer(buffer: u32, start: usize, max_size: usize) -> Result<Option<Vec<u8>>, Status> {
+        // SAFETY: valid out pointers.
+        returning(|d, s| unsafe { proxy_get_buffer_bytes(buffer, start, max_size, d, s) })
+    }
+
+    pub fn set_buffer(buffer: u32, start: usize, size: usize, value: &[u8]) -> Result<(), Status> {
+        // SAFETY: a live slice.
+        done(unsafe { proxy_set_buffer_bytes(buffer, start, size, value.as_ptr(), value.len()) })
+    }
+
+    pub fn send_local_response(status_code: u32, headers: &[(&str, &str)], body: &[u8]) -> Result<(), Status> {
+        let pairs = super::encode_pairs(headers);
+        // SAFETY: live buffers; no details (null, 0); -1: not a gRPC reply.
+        done(unsafe { proxy_send_local_response(status_code, null(), 0, body.as_ptr(), body.len(), pairs.as_ptr(), pairs.len(), -1) })
+    }
+
+    pub fn increment_metric(metric: u32, by: i64) -> Result<(), Status> {
+        // SAFETY: no pointers.
+        done(unsafe { proxy_increment_metric(metric, by) })
+    }
+}
+
+/// Encodes pairs the way [`decode_pairs`] reads them (headers of a local reply).
+pub fn encode_pairs(pairs: &[(&str, &str)]) -> Vec<u8> {
+    let len32 = |n: usize| u32::try_from(n).unwrap_or(u32::MAX).to_le_bytes();
+    let mut out = Vec::with_capacity(4 + pairs.iter().map(|(k, v)| k.len() + v.len() + 10).sum::<usize>());
+    out.extend_from_slice(&len32(pairs.len()));
+    for (k, v) in pairs {
+        out.extend_from_slice(&len32(k.len()));
+        out.extend_from_slice(&len32(v.len()));
+    }
+    for (k, v) in pairs {
+        out.extend_from_slice(k.as_bytes());
+        out.push(0);
+        out.extend_from_slice(v.as_bytes());
+        out.push(0);
+    }
+    out
 }
 
 #[cfg(test)]
 mod tests {
-    use super::decode_pairs;
+    use super::{decode_pairs, encode_pairs};
 
     fn encode(pairs: &[(&[u8], &[u8])]) -> Vec<u8> {
         let mut out = u32::try_from(pairs.len()).unwrap().to_le_bytes().to_vec();
@@ -304,6 +504,15 @@ mod tests {
         assert_eq!(decode_pairs(&encode(&[])).unwrap(), Vec::<(&[u8], &[u8])>::new());
         // Empty values and values holding NUL bytes are kept whole.
         assert_eq!(decode_pairs(&encode(&[(b"k", b""), (b"n", b"a\0b")])).unwrap()[1].1, b"a\0b");
+    }
+
+    #[test]
+    fn local_reply_headers_decode_back() {
+        let headers = [("content-type", "application/json"), ("x-interlock-rule", "deny-x"), ("retry-after", "")];
+        let bytes = encode_pairs(&headers);
+        assert_eq!(bytes, encode(&headers.map(|(k, v)| (k.as_bytes(), v.as_bytes()))));
+        let back: Vec<(&str, &str)> = decode_pairs(&bytes).unwrap().into_iter().map(|(k, v)| (std::str::from_utf8(k).unwrap(), std::str::from_utf8(v).unwrap())).collect();
+        assert_eq!(back, headers);
     }
 
     #[test]
