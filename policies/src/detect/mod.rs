@@ -385,6 +385,35 @@ const fn sweep_table() -> [u8; 256] {
 
 static SWEEP: [u8; 256] = sweep_table();
 
+/// The length of the run of non-run bytes at the start of `rest`, and whether it holds an `@`.
+#[inline(always)]
+fn gap_len(rest: &[u8]) -> (usize, bool) {
+    let mut seen = 0u8;
+    for (k, &b) in rest.iter().enumerate() {
+        let c = SWEEP.get(usize::from(b)).copied().unwrap_or(0);
+        if c & RUN != 0 {
+            return (k, seen & AT != 0);
+        }
+        seen |= c;
+    }
+    (rest.len(), seen & AT != 0)
+}
+
+/// The length of the run of base64 characters at the start of `rest`, and the classes seen in
+/// it.
+#[inline(always)]
+fn run_len(rest: &[u8]) -> (usize, u8) {
+    let mut seen = 0u8;
+    for (k, &b) in rest.iter().enumerate() {
+        let c = SWEEP.get(usize::from(b)).copied().unwrap_or(0);
+        if c & RUN == 0 {
+            return (k, seen);
+        }
+        seen |= c;
+    }
+    (rest.len(), seen)
+}
+
 /// The one pass over normalized `text` (see the module documentation): secrets and/or PII
 /// reported through `report`, and, when `runs` is given, the base64 runs (with up to two `=` of
 /// padding) of at least [`encoded::MIN_RUN`] characters.
@@ -408,25 +437,22 @@ fn sweep_with(
     let mut i = 0usize;
     while i < n {
         // Between runs: only an `@` matters.
-        let mut c = class(i);
-        while c & RUN == 0 {
-            if c & AT != 0 && pii {
-                pii_rules.at_sign(text, i, &mut pii_state, report);
+        let (gap, at) = gap_len(text.get(i..).unwrap_or_default());
+        if at && pii {
+            for a in i..i + gap {
+                if text.get(a) == Some(&b'@') {
+                    pii_rules.at_sign(text, a, &mut pii_state, report);
+                }
             }
-            i += 1;
-            if i >= n {
-                return;
-            }
-            c = class(i);
+        }
+        i += gap;
+        if i >= n {
+            return;
         }
         // A run of base64 characters.
         let start = i;
-        let mut seen = 0u8;
-        while c & RUN != 0 {
-            seen |= c;
-            i += 1;
-            c = class(i);
-        }
+        let (run, seen) = run_len(text.get(i..).unwrap_or_default());
+        i += run;
         let len = i - start;
         if pii && seen & DIGIT != 0 {
             let mut p = start;
