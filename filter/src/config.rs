@@ -1,6 +1,7 @@
 //! The plugin configuration (Envoy's `configuration`, Istio's `pluginConfig`): the policy and how
 //! to reach the enforcer. Strict: an unknown field or a bad policy refuses the configuration.
 
+use interlock_policies::schema::PolicyDocument;
 use interlock_policies::{Engine, PolicyError};
 use serde::Deserialize;
 use thiserror::Error;
@@ -9,8 +10,9 @@ use thiserror::Error;
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PluginConfig {
-    /// The policy document, inline.
-    pub policy: serde_json::Value,
+    /// The policy document, inline. Deserialized straight from the configuration bytes into its
+    /// typed form: no intermediate JSON tree of a policy that may hold 100,000 rules.
+    pub policy: PolicyDocument,
     /// Where decision events go.
     #[serde(default)]
     pub enforcer: EnforcerConfig,
@@ -135,14 +137,21 @@ pub struct Loaded {
 pub fn load(bytes: Option<&[u8]>) -> Result<Loaded, ConfigError> {
     let bytes = bytes.filter(|b| !b.is_empty()).ok_or(ConfigError::Missing)?;
     // Strict first: serde would silently keep the last of two duplicate keys, inside the policy
-    // as anywhere else.
-    // One strict parse; the typed configuration and the policy are read from that value, so a
-    // large policy is parsed once (wasm memory keeps its peak for good).
-    let value = interlock_policies::json::parse_strict(bytes, 64)
-        .map_err(|e| ConfigError::Malformed { path: "$".into(), reason: e.to_string() })?;
-    let cfg: PluginConfig = serde_path_to_error::deserialize(value).map_err(|e| ConfigError::Malformed {
-        path: format!("$.{}", e.path()),
-        reason: e.inner().to_string(),
+    // as anywhere else. The check builds nothing (wasm memory keeps its peak for good, in every
+    // VM), then the typed configuration, policy included, is read from the same bytes once.
+    interlock_policies::json::check_strict(bytes, 64).map_err(|e| ConfigError::Malformed { path: "$".into(), reason: e.to_string() })?;
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    let cfg: PluginConfig = serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let reason = e.inner().to_string();
+        // Errors inside the policy read as `interlock check` reports them: `$.rules[0].id`.
+        match path.strip_prefix("policy") {
+            Some("") => ConfigError::Policy(PolicyError::Malformed { path: "$".into(), reason }),
+            Some(rest) if rest.starts_with('.') || rest.starts_with('[') => {
+                ConfigError::Policy(PolicyError::Malformed { path: format!("${rest}"), reason })
+            }
+            _ => ConfigError::Malformed { path: format!("$.{path}"), reason },
+        }
     })?;
     let e = &cfg.enforcer;
     let check = |field, value: u64, lo: u64, hi: u64, range| {
@@ -154,7 +163,7 @@ pub fn load(bytes: Option<&[u8]>) -> Result<Loaded, ConfigError> {
     check("timeout_ms", e.timeout_ms, 100, 60_000, "100..=60000")?;
     check("state_wait_ms", e.state_wait_ms, 1_000, 55_000, "1000..=55000")?;
     // Compiled by the same validation `interlock check` uses (duplicate keys were refused by the
-    // strict parse above, which covers the policy too).
-    let engine = Engine::from_value(cfg.policy)?;
+    // strict check above, which covers the policy too). The document is consumed as it compiles.
+    let engine = Engine::compile(cfg.policy)?;
     Ok(Loaded { engine, enforcer: cfg.enforcer, hold_headers: cfg.hold_headers, access_log_state: cfg.access_log_state })
 }

@@ -64,6 +64,16 @@ pub enum JsonError {
 /// `max_depth` bounds the nesting of arrays and objects: `0` admits only a scalar, `1` a flat
 /// array or object, and so on. It is capped at [`DEPTH_CEILING`].
 pub fn parse_strict(bytes: &[u8], max_depth: usize) -> Result<Value, JsonError> {
+    precheck(bytes)?;
+    let max = max_depth.min(DEPTH_CEILING);
+    // The visitor cannot return our error type through serde's, so it leaves the precise reason
+    // here and returns a generic serde error that only unwinds the parse.
+    let failure: Cell<Option<JsonError>> = Cell::new(None);
+    run(bytes, StrictValue { depth: 0, max, failure: &failure }, &failure, max)
+}
+
+/// What is refused before parsing: a byte-order mark, and nothing but whitespace.
+fn precheck(bytes: &[u8]) -> Result<(), JsonError> {
     if bytes.starts_with(b"\xEF\xBB\xBF") || bytes.starts_with(b"\xFE\xFF") || bytes.starts_with(b"\xFF\xFE") {
         return Err(JsonError::Bom);
     }
@@ -71,17 +81,38 @@ pub fn parse_strict(bytes: &[u8], max_depth: usize) -> Result<Value, JsonError> 
     if bytes.iter().all(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r')) {
         return Err(JsonError::Empty);
     }
-    let max = max_depth.min(DEPTH_CEILING);
-    // The visitor cannot return our error type through serde's, so it leaves the precise reason
-    // here and returns a generic serde error that only unwinds the parse.
-    let failure: Cell<Option<JsonError>> = Cell::new(None);
+    Ok(())
+}
+
+/// Reads one value with `seed` and nothing after it; an error is the precise reason the visitor
+/// left in `failure`, else serde_json's syntax error.
+fn run<'de, S: DeserializeSeed<'de>>(bytes: &'de [u8], seed: S, failure: &Cell<Option<JsonError>>, max: usize) -> Result<S::Value, JsonError> {
     let mut de = serde_json::Deserializer::from_slice(bytes);
-    let seed = StrictValue { depth: 0, max, failure: &failure };
     let parsed = seed.deserialize(&mut de).and_then(|value| de.end().map(|()| value));
-    match parsed {
-        Ok(value) => Ok(value),
-        Err(err) => Err(failure.take().unwrap_or_else(|| syntax_error(&err, max))),
+    parsed.map_err(|err| failure.take().unwrap_or_else(|| syntax_error(&err, max)))
+}
+
+/// The depth of a child of a container at `depth`, or an error (its reason left in `failure`)
+/// when that exceeds `max`. Called before reading any element, so recursion stops here.
+fn enter<E: de::Error>(depth: usize, max: usize, failure: &Cell<Option<JsonError>>) -> Result<usize, E> {
+    let depth = depth.saturating_add(1);
+    if depth > max {
+        failure.set(Some(JsonError::TooDeep { max }));
+        return Err(E::custom("nesting too deep"));
     }
+    Ok(depth)
+}
+
+/// Checks that `bytes` is one strict JSON value, exactly as [`parse_strict`] would, without
+/// building it: the same errors (syntax, duplicate keys, depth, BOM, empty), but memory bounded by
+/// the keys of the objects on the current nesting path, not by the document. For large documents
+/// that are deserialized into typed structures anyway (a policy of 100,000 rules: a `Value` tree
+/// of it costs several times its text, and wasm memory keeps that peak for good).
+pub fn check_strict(bytes: &[u8], max_depth: usize) -> Result<(), JsonError> {
+    precheck(bytes)?;
+    let max = max_depth.min(DEPTH_CEILING);
+    let failure: Cell<Option<JsonError>> = Cell::new(None);
+    run(bytes, StrictSkip { depth: 0, max, failure: &failure }, &failure, max)
 }
 
 fn syntax_error(err: &serde_json::Error, max: usize) -> JsonError {
@@ -111,14 +142,9 @@ struct StrictValue<'f> {
 
 impl StrictValue<'_> {
     /// The seed for a child of an array or object, or an error if the container itself already
-    /// exceeds the limit. Called before reading any element, so recursion stops here.
+    /// exceeds the limit.
     fn enter<E: de::Error>(self) -> Result<Self, E> {
-        let depth = self.depth.saturating_add(1);
-        if depth > self.max {
-            self.failure.set(Some(JsonError::TooDeep { max: self.max }));
-            return Err(E::custom("nesting too deep"));
-        }
-        Ok(Self { depth, ..self })
+        Ok(Self { depth: enter(self.depth, self.max, self.failure)?, ..self })
     }
 }
 
@@ -190,6 +216,114 @@ impl<'de> Visitor<'de> for StrictValue<'_> {
             members.insert(key, value);
         }
         Ok(Value::Object(members))
+    }
+}
+
+/// [`StrictValue`]'s checks without the value: numbers, strings and literals are validated by
+/// serde_json and dropped; object keys are kept only while their object is being read.
+#[derive(Clone, Copy)]
+struct StrictSkip<'f> {
+    depth: usize,
+    max: usize,
+    failure: &'f Cell<Option<JsonError>>,
+}
+
+impl StrictSkip<'_> {
+    fn enter<E: de::Error>(self) -> Result<Self, E> {
+        Ok(Self { depth: enter(self.depth, self.max, self.failure)?, ..self })
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for StrictSkip<'_> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for StrictSkip<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<(), E> {
+        if v.is_finite() { Ok(()) } else { Err(E::custom("non-finite number")) }
+    }
+
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let child = self.enter()?;
+        while seq.next_element_seed(child)?.is_some() {}
+        Ok(())
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let child = self.enter()?;
+        // Keys borrow from the input unless they contain escapes (then serde_json decodes them),
+        // so escaped and plain spellings compare equal, as in `parse_strict`.
+        let mut seen: std::collections::HashSet<std::borrow::Cow<'de, str>> = std::collections::HashSet::new();
+        while let Some(key) = map.next_key_seed(Key)? {
+            if seen.contains(&key) {
+                self.failure.set(Some(JsonError::DuplicateKey { key: truncate_key(&key) }));
+                return Err(de::Error::custom("duplicate key"));
+            }
+            map.next_value_seed(child)?;
+            seen.insert(key);
+        }
+        Ok(())
+    }
+}
+
+/// An object key, borrowed from the input when it has no escapes.
+struct Key;
+
+impl<'de> DeserializeSeed<'de> for Key {
+    type Value = std::borrow::Cow<'de, str>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Key {
+    type Value = std::borrow::Cow<'de, str>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an object key")
+    }
+
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(std::borrow::Cow::Borrowed(v))
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(std::borrow::Cow::Owned(v.to_owned()))
+    }
+
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+        Ok(std::borrow::Cow::Owned(v))
     }
 }
 

@@ -308,3 +308,27 @@ fn differs_from_serde_json_only_by_design() {
         "accepted {accepted}, duplicates {duplicates}, too deep {too_deep}, both refuse {both_refuse}"
     );
 }
+
+#[test]
+fn check_strict_refuses_exactly_what_parse_strict_refuses() {
+    // `check_strict` validates large documents without building them; it must give the very same
+    // verdict and error, or a policy could pass the check and be read differently.
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    let (mut same_ok, mut same_err) = (0, 0);
+    let fixed: [&[u8]; 8] = [b"{\"a\":1,\"\\u0061\":2}", b"\xEF\xBB\xBF{}", b" \n", b"[[[[1]]]]", b"{\"a\":[1,2,}", b"1e400", b"{\"a\":{\"b\":1},\"b\":{\"b\":2}}", b"\"x\" 1"];
+    let mut inputs: Vec<Vec<u8>> = fixed.iter().map(|b| b.to_vec()).collect();
+    for _ in 0..20_000 {
+        let mut input = Vec::new();
+        rng.json(&mut input, 4);
+        if rng.below(3) == 0 {
+            rng.mutate(&mut input);
+        }
+        inputs.push(input);
+    }
+    for input in &inputs {
+        let built = parse_strict(input, 3).map(|_| ());
+        assert_eq!(check_strict(input, 3), built, "{:?}", String::from_utf8_lossy(input));
+        if built.is_ok() { same_ok += 1 } else { same_err += 1 }
+    }
+    assert!(same_ok > 1_000 && same_err > 1_000, "ok {same_ok}, refused {same_err}");
+}

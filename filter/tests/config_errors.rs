@@ -1,0 +1,45 @@
+//! The plugin configuration is read strictly and its errors name the JSON path, inside the
+//! policy as `interlock check` names it.
+
+// Test helpers stop loudly on a broken fixture.
+#![allow(clippy::unwrap_used, clippy::panic)]
+
+use interlock_filter::config::{ConfigError, load};
+
+fn policy(extra: &str) -> String {
+    format!(r#"{{"version":"v1","governed":[{{"id":"mcp","path":"/mcp","protocol":"mcp"}}],"rules":[{{"id":"r1","effect":"deny","http":{{"paths":["/admin/**"]}}}}]{extra}}}"#)
+}
+
+fn error(config: &str) -> String {
+    match load(Some(config.as_bytes())) {
+        Ok(_) => panic!("accepted: {config}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn a_valid_configuration_compiles_its_policy() {
+    let loaded = load(Some(format!(r#"{{"policy":{},"hold_headers":false}}"#, policy("")).as_bytes())).unwrap();
+    assert_eq!(loaded.engine.rule_count(), 1);
+    assert!(!loaded.hold_headers);
+}
+
+#[test]
+fn errors_name_the_path() {
+    for (name, config, expected) in [
+        ("missing", "".to_owned(), "plugin configuration is missing".to_owned()),
+        ("not JSON", "{".to_owned(), "plugin configuration: $: invalid JSON".to_owned()),
+        ("duplicate key in the policy", format!(r#"{{"policy":{}}}"#, policy(r#","version":"v2""#)), "duplicate object key \"version\"".to_owned()),
+        ("duplicate top-level key", format!(r#"{{"policy":{p},"policy":{p}}}"#, p = policy("")), "duplicate object key \"policy\"".to_owned()),
+        ("unknown top-level field", format!(r#"{{"policy":{},"extra":1}}"#, policy("")), "plugin configuration: $.extra: unknown field `extra`".to_owned()),
+        ("unknown enforcer field", format!(r#"{{"policy":{},"enforcer":{{"clusterx":"a"}}}}"#, policy("")), "$.enforcer.clusterx: unknown field".to_owned()),
+        ("policy field, typed", format!(r#"{{"policy":{}}}"#, policy(r#","default_action":"maybe""#)), "policy: $.default_action: unknown variant".to_owned()),
+        ("policy nested field", r#"{"policy":{"version":"v","rules":[{"id":"r","effect":"deny","http":{"pathz":[]}}]}}"#.to_owned(), "$.rules[0].http.pathz: unknown field".to_owned()),
+        ("policy not an object", r#"{"policy":3}"#.to_owned(), "policy: $: invalid type".to_owned()),
+        ("policy validation", r#"{"policy":{"version":"v","rules":[{"id":"r","effect":"deny","http":{"paths":["/a/{x"]}}]}}"#.to_owned(), "$.rules[0].http.paths[0]".to_owned()),
+    ] {
+        let got = error(&config);
+        assert!(got.contains(&expected), "{name}: {got:?} should contain {expected:?}");
+    }
+    assert!(matches!(load(Some(br#"{"policy":3}"#)), Err(ConfigError::Policy(_))));
+}
