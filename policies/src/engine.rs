@@ -4,7 +4,7 @@
 //! is a set of tables keyed so that evaluating a request costs a handful of hash probes and a trie
 //! walk over the request path, however many rules the document has (see [`Tables`]).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use crate::builtin;
 use crate::detect::{Category, DataClass, Detector};
@@ -17,7 +17,7 @@ use crate::schema::{
     QuarantineBlock, RateLimit, RevokeAction, ToolsControl,
 };
 use crate::ratelimit::BucketSpec;
-use crate::template::{HostPattern, PathTemplate, PathTrie};
+use crate::template::{FastMap, HostPattern, PathTemplate, PathTrie};
 
 /// A compiled, immutable policy. Cheap to share; evaluation never allocates tables.
 #[derive(Debug, Clone)]
@@ -33,8 +33,11 @@ pub struct Engine {
     pub(crate) rules: Vec<CompiledRule>,
     /// Rules that apply to every agent.
     pub(crate) global: Scope,
-    /// Rules scoped to one agent (its grants, and rules that name it).
-    pub(crate) agents: HashMap<String, Scope>,
+    /// Rules scoped to one agent (its grants, and rules that name it): the agent's index in
+    /// `scopes`. A scope is a few hundred bytes of empty tables, so they sit in one exact-size
+    /// vector rather than in the hash table's slack (a table keeps up to half its buckets free).
+    pub(crate) agents: FastMap<String, u32>,
+    pub(crate) scopes: Vec<Scope>,
     pub(crate) rate_limits: Vec<CompiledLimit>,
     pub(crate) data_rules: Vec<CompiledDataRule>,
     /// Built once per policy when data rules exist (the regex tables are the costly part).
@@ -130,14 +133,36 @@ pub(crate) struct Scope {
 pub(crate) struct Tables {
     pub http_paths: PathTrie<usize>,
     /// HTTP rules without paths, keyed by exact host (all their hosts exact), else by method.
-    pub http_hosts: HashMap<String, Vec<usize>>,
-    pub http_methods: HashMap<String, Vec<usize>>,
+    pub http_hosts: FastMap<String, Vec<usize>>,
+    pub http_methods: FastMap<String, Vec<usize>>,
     pub http_any: Vec<usize>,
-    pub mcp_tools: HashMap<String, Vec<usize>>,
-    pub mcp_methods: HashMap<String, Vec<usize>>,
+    pub mcp_tools: FastMap<String, Vec<usize>>,
+    pub mcp_methods: FastMap<String, Vec<usize>>,
     pub mcp_any: Vec<usize>,
-    pub a2a_methods: HashMap<&'static str, Vec<usize>>,
+    pub a2a_methods: FastMap<&'static str, Vec<usize>>,
     pub a2a_any: Vec<usize>,
+}
+
+impl Scope {
+    fn shrink_to_fit(&mut self) {
+        self.allow.shrink_to_fit();
+        self.deny.shrink_to_fit();
+    }
+}
+
+impl Tables {
+    fn shrink_to_fit(&mut self) {
+        self.http_paths.shrink_to_fit();
+        for m in [&mut self.http_hosts, &mut self.http_methods, &mut self.mcp_tools, &mut self.mcp_methods] {
+            m.shrink_to_fit();
+            m.values_mut().for_each(Vec::shrink_to_fit);
+        }
+        self.a2a_methods.shrink_to_fit();
+        self.a2a_methods.values_mut().for_each(Vec::shrink_to_fit);
+        self.http_any.shrink_to_fit();
+        self.mcp_any.shrink_to_fit();
+        self.a2a_any.shrink_to_fit();
+    }
 }
 
 impl Engine {
@@ -204,7 +229,9 @@ pub fn parse_document(text: &str) -> Result<PolicyDocument, PolicyError> {
     })?;
     // The document may also carry duplicate keys, which serde would silently resolve (last wins):
     // a policy is security configuration, so reject them like any other ambiguity.
-    crate::json::parse_strict(text.as_bytes(), 64).map_err(|e| PolicyError::Malformed { path: "$".into(), reason: e.to_string() })?;
+    // Checked without building a tree of the document (a large policy's tree costs several times
+    // its text).
+    crate::json::check_strict(text.as_bytes(), 64).map_err(|e| PolicyError::Malformed { path: "$".into(), reason: e.to_string() })?;
     Ok(doc)
 }
 
@@ -216,13 +243,29 @@ fn json_path(p: &str) -> String {
 #[derive(Default)]
 struct Compiler {
     rules: Vec<CompiledRule>,
-    first_use: BTreeMap<String, String>,
+    /// Where each rule id was first used, to name it when an id repeats. Compact (no path text
+    /// per rule while a large policy compiles); the path is written out only for an error.
+    first_use: FastMap<String, Origin>,
+    /// Agent names in document order, to write out a grant's path.
+    agent_names: Vec<String>,
     global: Scope,
-    agents: HashMap<String, Scope>,
+    agents: FastMap<String, u32>,
+    scopes: Vec<Scope>,
+}
+
+/// Where a rule sits in the document.
+#[derive(Clone, Copy)]
+enum Origin {
+    /// `$.rules[i]`.
+    Rule(usize),
+    /// `$.agents[<agent_names[a]>].grants[i]`.
+    Grant(usize, usize),
 }
 
 impl Compiler {
-    fn compile(mut self, doc: PolicyDocument) -> Result<Engine, PolicyError> {
+    /// Consumes the document as it goes: each rule and grant is dropped once compiled, so a
+    /// large policy is not held twice (source and tables) at the peak, which a wasm VM keeps.
+    fn compile(mut self, mut doc: PolicyDocument) -> Result<Engine, PolicyError> {
         check_label("$.version", &doc.version, 128)?;
         validate_identity(&doc.identity, &doc.agents)?;
         validate_inspection(&doc.inspection)?;
@@ -239,13 +282,17 @@ impl Compiler {
             governed_trie.insert(&route.template, governed.len());
             governed.push(route);
         }
+        governed_trie.shrink_to_fit();
 
         for agent in doc.agents.keys() {
             check_label(&format!("$.agents[{agent:?}]"), agent, 256)?;
-            self.agents.insert(agent.clone(), Scope::default());
+            let idx = u32::try_from(self.scopes.len()).map_err(|_| PolicyError::invalid("$.agents", "agents", "too many agents"))?;
+            self.agents.insert(agent.clone(), idx);
+            self.agent_names.push(agent.clone());
+            self.scopes.push(Scope::default());
         }
 
-        for (i, rule) in doc.rules.iter().enumerate() {
+        for (i, rule) in std::mem::take(&mut doc.rules).into_iter().enumerate() {
             let path = format!("$.rules[{i}]");
             let mut compiled = compile_rule(&path, &rule.id, rule.effect, rule.mode, rule.http.as_ref(), rule.mcp.as_ref(), rule.a2a.as_ref())?;
             if let Some(k) = &rule.kernel {
@@ -256,7 +303,7 @@ impl Compiler {
                 validate_revoke(&format!("{path}.revoke"), rule.effect, r)?;
                 compiled.revoke = Some(r.clone());
             }
-            let idx = self.push(&path, compiled)?;
+            let idx = self.push(&path, Origin::Rule(i), compiled)?;
             match &rule.agents {
                 None => index_rule(&mut self.global, &self.rules, idx),
                 Some(list) => {
@@ -264,7 +311,7 @@ impl Compiler {
                         return Err(PolicyError::invalid(format!("{path}.agents"), list, "an empty list applies to nobody; omit it to apply to every agent"));
                     }
                     for (j, a) in list.iter().enumerate() {
-                        let scope = self.agents.get_mut(a).ok_or_else(|| {
+                        let scope = self.agents.get(a).and_then(|s| self.scopes.get_mut(*s as usize)).ok_or_else(|| {
                             PolicyError::invalid(format!("{path}.agents[{j}]"), a, "not an agent declared under $.agents")
                         })?;
                         index_rule(scope, &self.rules, idx);
@@ -273,16 +320,22 @@ impl Compiler {
             }
         }
 
-        for (agent, policy) in &doc.agents {
-            for (i, grant) in policy.grants.iter().enumerate() {
+        // The grants are taken out (and dropped as they compile); the agent names stay for the
+        // checks below.
+        for (a, (agent, policy)) in doc.agents.iter_mut().enumerate() {
+            for (i, grant) in std::mem::take(&mut policy.grants).into_iter().enumerate() {
                 let path = format!("$.agents[{agent:?}].grants[{i}]");
                 let compiled = compile_rule(&path, &grant.id, Effect::Allow, grant.mode, grant.http.as_ref(), grant.mcp.as_ref(), grant.a2a.as_ref())?;
-                let idx = self.push(&path, compiled)?;
-                if let Some(scope) = self.agents.get_mut(agent) {
+                let idx = self.push(&path, Origin::Grant(a, i), compiled)?;
+                if let Some(scope) = self.scopes.get_mut(a) {
                     index_rule(scope, &self.rules, idx);
                 }
             }
         }
+        // Growth slack is a third of a large policy's tables: give it back once they are built.
+        self.rules.shrink_to_fit();
+        self.global.shrink_to_fit();
+        self.scopes.iter_mut().for_each(Scope::shrink_to_fit);
 
         let mut rate_limits = Vec::new();
         for (i, l) in doc.rate_limits.iter().enumerate() {
@@ -323,17 +376,22 @@ impl Compiler {
             rules: self.rules,
             global: self.global,
             agents: self.agents,
+            scopes: self.scopes,
         })
     }
 
-    fn push(&mut self, path: &str, rule: CompiledRule) -> Result<usize, PolicyError> {
+    fn push(&mut self, path: &str, origin: Origin, rule: CompiledRule) -> Result<usize, PolicyError> {
         if builtin::ALL.contains(&rule.id.as_str()) {
             return Err(PolicyError::invalid(format!("{path}.id"), &rule.id, "reserved for a built-in rule"));
         }
         if let Some(first) = self.first_use.get(&rule.id) {
-            return Err(PolicyError::DuplicateRuleId { path: format!("{path}.id"), id: rule.id, first: first.clone() });
+            let first = match *first {
+                Origin::Rule(i) => format!("$.rules[{i}].id"),
+                Origin::Grant(a, i) => format!("$.agents[{:?}].grants[{i}].id", self.agent_names.get(a).map_or("", String::as_str)),
+            };
+            return Err(PolicyError::DuplicateRuleId { path: format!("{path}.id"), id: rule.id, first });
         }
-        self.first_use.insert(rule.id.clone(), format!("{path}.id"));
+        self.first_use.insert(rule.id.clone(), origin);
         self.rules.push(rule);
         Ok(self.rules.len().saturating_sub(1))
     }

@@ -18,6 +18,8 @@
 //!    content type other than JSON (415), a body over the limit (413), a missing body (400), or
 //!    a body that is not strict JSON / JSON-RPC (400) is refused, never allowed uninspected.
 
+use std::borrow::Cow;
+
 use serde_json::Value;
 
 use crate::builtin;
@@ -26,7 +28,7 @@ use crate::engine::{ArgKind, ArgMatcher, CompiledRule, Engine, HttpClause, RpcCl
 use crate::glob::glob_match;
 use crate::json::parse_strict;
 use crate::jsonrpc;
-use crate::path::canonicalize;
+use crate::path::{canonical_path, segments};
 use crate::request::HttpRequest;
 use crate::revocation::RevocationSet;
 use crate::ratelimit::BucketSpec;
@@ -48,7 +50,8 @@ pub enum HeadersVerdict {
 #[derive(Debug, Clone)]
 pub struct PendingBody {
     facts: Facts,
-    segments: Vec<String>,
+    /// The canonical path the headers were decided on.
+    path: String,
     /// Rules whose HTTP clause matched (no RPC clause), already checked in full.
     http_matches: Vec<usize>,
     protocol: Protocol,
@@ -92,22 +95,22 @@ struct Call<'a> {
     arguments: Option<&'a Value>,
 }
 
-/// The request line as the rules see it.
+/// The request line as the rules see it. Built once per request without a segment list: the
+/// tries and templates split the canonical path as they walk it.
 struct Line<'a> {
     method: &'a str,
     host: &'a str,
-    segments: Vec<&'a str>,
-    folded: Vec<String>,
+    /// The canonical path (`/` and the segments joined by `/`).
+    path: &'a str,
+    /// The same, lower-cased, for the case-folding deny tables; borrowed when there is no upper
+    /// case in it (the common case), so folding costs nothing then.
+    folded: Cow<'a, str>,
 }
 
 impl<'a> Line<'a> {
-    fn new(method: &'a str, host: &'a str, segments: &'a [String]) -> Self {
-        Self {
-            method,
-            host,
-            segments: segments.iter().map(String::as_str).collect(),
-            folded: segments.iter().map(|s| s.to_ascii_lowercase()).collect(),
-        }
+    fn new(method: &'a str, host: &'a str, path: &'a str) -> Self {
+        let folded = if path.bytes().any(|b| b.is_ascii_uppercase()) { Cow::Owned(path.to_ascii_lowercase()) } else { Cow::Borrowed(path) };
+        Self { method, host, path, folded }
     }
 }
 
@@ -154,7 +157,14 @@ impl Engine {
             return self.refuse(facts, 400, builtin::DUPLICATE_HEADER, format!("header {name:?} appears more than once"));
         }
         facts.trace = req.header_values("traceparent").next().and_then(traceparent::trace_id);
-        facts.user_agent = req.header_values("user-agent").next().map(|ua| ua.chars().filter(|c| !c.is_control()).take(256).collect());
+        facts.user_agent = req.header_values("user-agent").next().map(|ua| {
+            // Usually short printable ASCII, kept as is (one copy instead of a push per char).
+            if ua.len() <= 256 && ua.bytes().all(|b| (0x20..0x7F).contains(&b)) {
+                ua.to_owned()
+            } else {
+                ua.chars().filter(|c| !c.is_control()).take(256).collect()
+            }
+        });
 
         // Identity, from verified sources only.
         let id = &req.identity;
@@ -179,31 +189,48 @@ impl Engine {
             return self.refuse(facts, 403, builtin::REVOKED, reason);
         }
 
-        let canonical = match canonicalize(&req.path) {
-            Ok(c) => c,
+        let path = match canonical_path(&req.path) {
+            Ok(p) => p,
             Err(e) => return self.refuse(facts, 400, builtin::MALFORMED_PATH, format!("path refused: {e}")),
         };
-        facts.path = Some(canonical.path.clone());
-        let segments = canonical.segments;
-        let host = facts.authority.clone();
-        let line = Line::new(&req.method, &host, &segments);
+        // The line borrows the host and the path, which the facts own in the end: taken out of
+        // the facts while the line lives, put back after (no copies per request).
+        let host = std::mem::take(&mut facts.authority);
+        let verdict = self.decide_line(req, facts, &Line::new(&req.method, &host, &path));
+        match verdict {
+            HeadersVerdict::Decided(mut e) => {
+                e.facts.authority = host;
+                e.facts.path = Some(path);
+                HeadersVerdict::Decided(e)
+            }
+            HeadersVerdict::NeedBody(mut p) => {
+                p.facts.authority = host;
+                p.facts.path = Some(path.clone());
+                p.path = path;
+                HeadersVerdict::NeedBody(p)
+            }
+        }
+    }
 
+    /// The headers phase once the path is canonical: rules on the request line, the governed
+    /// route, what the body needs. The caller fills in the facts' authority and path.
+    fn decide_line(&self, req: &HttpRequest, mut facts: Facts, line: &Line<'_>) -> HeadersVerdict {
         let scopes = self.scopes(facts.agent.as_deref());
-        let mut http_matches = Vec::new();
-        for scope in &scopes {
-            for (tables, path) in [(&scope.allow, &line.segments), (&scope.deny, &line.folded.iter().map(String::as_str).collect())] {
-                tables.http_paths.lookup(path, &mut |i| http_matches.push(*i));
+        let mut http_matches = Vec::with_capacity(8);
+        for scope in scopes.into_iter().flatten() {
+            for (tables, path) in [(&scope.allow, line.path), (&scope.deny, &*line.folded)] {
+                tables.http_paths.lookup_path(path, &mut |i| http_matches.push(*i));
                 for v in [tables.http_hosts.get(line.host), tables.http_methods.get(line.method)].into_iter().flatten() {
                     http_matches.extend_from_slice(v);
                 }
                 http_matches.extend_from_slice(&tables.http_any);
             }
         }
-        http_matches.retain(|i| self.rules.get(*i).is_some_and(|r| self.rule_matches(r, &line, None)));
+        http_matches.retain(|i| self.rules.get(*i).is_some_and(|r| self.rule_matches(r, line, None)));
         http_matches.sort_unstable();
         http_matches.dedup();
 
-        let route = self.governed_route(&line);
+        let route = self.governed_route(line);
         if let Some(r) = route.and_then(|r| self.governed.get(r)) {
             facts.governed = Some(r.id.clone());
             facts.protocol = Some(r.protocol);
@@ -214,17 +241,17 @@ impl Engine {
         // An enforcing deny on the request line needs no body.
         let outcome = self.outcome(http_matches.iter().copied());
         if outcome.enforce_deny.is_some() {
-            return HeadersVerdict::Decided(self.finish(facts, &line, outcome));
+            return HeadersVerdict::Decided(self.finish(facts, line, outcome));
         }
 
         let (Some(_), Some(protocol)) = (route, facts.protocol) else {
-            return HeadersVerdict::Decided(self.finish(facts, &line, outcome));
+            return HeadersVerdict::Decided(self.finish(facts, line, outcome));
         };
         if req.end_of_stream {
             if matches!(req.method.as_str(), "POST" | "PUT" | "PATCH") {
                 return self.refuse(facts, 400, builtin::BODY_REQUIRED, "a governed route needs a body to inspect".into());
             }
-            return HeadersVerdict::Decided(self.finish(facts, &line, outcome));
+            return HeadersVerdict::Decided(self.finish(facts, line, outcome));
         }
         if let Some(enc) = req.header_values("content-encoding").next()
             && !enc.trim().eq_ignore_ascii_case("identity") {
@@ -246,7 +273,8 @@ impl Engine {
         }
         HeadersVerdict::NeedBody(PendingBody {
             facts,
-            segments,
+            // Filled in by the caller.
+            path: String::new(),
             http_matches,
             protocol,
             max_body_bytes,
@@ -262,8 +290,8 @@ impl Engine {
     fn unauthenticated(&self, req: &HttpRequest, mut facts: Facts) -> HeadersVerdict {
         let refusal = Decision::refusal(401, builtin::IDENTITY_REQUIRED, "no verified agent identity".into());
         let max_body_bytes = usize::try_from(self.inspection.max_body_bytes).unwrap_or(usize::MAX);
-        let route = canonicalize(&req.path).ok().and_then(|c| {
-            let line = Line::new(&req.method, &facts.authority, &c.segments);
+        let route = canonical_path(&req.path).ok().and_then(|c| {
+            let line = Line::new(&req.method, &facts.authority, &c);
             self.governed_route(&line).and_then(|r| self.governed.get(r)).map(|r| (r, c))
         });
         let readable = !req.end_of_stream
@@ -275,11 +303,11 @@ impl Engine {
                 facts.governed = Some(r.id.clone());
                 facts.protocol = Some(r.protocol);
                 facts.route = Some(r.template.text.clone());
-                facts.path = Some(c.path);
+                facts.path = Some(c.clone());
                 facts.jsonrpc = true;
                 HeadersVerdict::NeedBody(PendingBody {
                     facts,
-                    segments: c.segments,
+                    path: c,
                     http_matches: Vec::new(),
                     protocol: r.protocol,
                     max_body_bytes,
@@ -303,7 +331,7 @@ impl Engine {
 
     /// Decides on the whole body of a governed request.
     pub fn on_request_body(&self, pending: PendingBody, body: &[u8]) -> Evaluation {
-        let PendingBody { mut facts, segments, http_matches, protocol, max_body_bytes, mcp_method_header, mcp_name_header, deferred } = pending;
+        let PendingBody { mut facts, path, http_matches, protocol, max_body_bytes, mcp_method_header, mcp_name_header, deferred } = pending;
         if let Some(decision) = deferred {
             let max_batch = usize::try_from(self.inspection.max_batch).unwrap_or(32);
             let depth = usize::try_from(self.inspection.max_json_depth).unwrap_or(32);
@@ -323,7 +351,7 @@ impl Engine {
         };
         let method = facts.method.clone();
         let host = facts.authority.clone();
-        let line = Line::new(&method, &host, &segments);
+        let line = Line::new(&method, &host, &path);
 
         if !matches!(protocol, Protocol::Mcp | Protocol::A2a) {
             let outcome = self.outcome(http_matches.iter().copied());
@@ -405,14 +433,15 @@ impl Engine {
         let scopes = self.scopes(facts.agent.as_deref());
         let mut first_shadow: Option<Outcome> = None;
         let mut first_allow: Option<Outcome> = None;
+        let mut candidates = Vec::new();
         for call in &calls {
             let mut outcome = self.outcome(http_matches.iter().copied());
-            let mut candidates = Vec::new();
-            for scope in &scopes {
+            candidates.clear();
+            for scope in scopes.into_iter().flatten() {
                 call_candidates(&scope.allow, call, false, &mut candidates);
                 call_candidates(&scope.deny, call, true, &mut candidates);
             }
-            for i in candidates {
+            for &i in &candidates {
                 if let Some(rule) = self.rules.get(i)
                     && self.rule_matches(rule, &line, Some(call)) {
                         outcome.add(rule, i);
@@ -434,11 +463,10 @@ impl Engine {
 
     /// A tool call judged with the MCP tool rules of the caller's scopes alone.
     pub(crate) fn tool_call_decision(&self, facts: &Facts, tool: &str, arguments: Option<&Value>) -> Decision {
-        let segments: Vec<String> = facts.path.as_deref().unwrap_or("/").split('/').filter(|s| !s.is_empty()).map(str::to_owned).collect();
-        let line = Line::new(&facts.method, &facts.authority, &segments);
+        let line = Line::new(&facts.method, &facts.authority, facts.path.as_deref().unwrap_or("/"));
         let call = Call { protocol: Protocol::Mcp, method: "tools/call", canonical: None, tool: Some(tool.to_owned()), arguments };
         let mut candidates = Vec::new();
-        for scope in self.scopes(facts.agent.as_deref()) {
+        for scope in self.scopes(facts.agent.as_deref()).into_iter().flatten() {
             call_candidates(&scope.allow, &call, false, &mut candidates);
             call_candidates(&scope.deny, &call, true, &mut candidates);
         }
@@ -545,17 +573,19 @@ impl Engine {
         }
     }
 
-    fn scopes(&self, agent: Option<&str>) -> Vec<&Scope> {
-        let mut scopes = vec![&self.global];
-        if let Some(s) = agent.and_then(|a| self.agents.get(a)) {
-            scopes.push(s);
-        }
-        scopes
+    /// The rule scopes of a caller: every agent's, then its own (no list built per request).
+    fn scopes(&self, agent: Option<&str>) -> [Option<&Scope>; 2] {
+        [Some(&self.global), agent.and_then(|a| self.scope_of(a))]
+    }
+
+    /// The rules scoped to one agent.
+    pub(crate) fn scope_of(&self, agent: &str) -> Option<&Scope> {
+        self.agents.get(agent).and_then(|&i| self.scopes.get(i as usize))
     }
 
     fn governed_route(&self, line: &Line<'_>) -> Option<usize> {
         let mut best: Option<usize> = None;
-        self.governed_trie.lookup(&line.segments, &mut |i| {
+        self.governed_trie.lookup_path(line.path, &mut |i| {
             let host_ok = self
                 .governed
                 .get(*i)
@@ -613,10 +643,10 @@ impl Engine {
             Decision {
                 kernel: r.kernel.clone(),
                 revoke: r.revoke.clone(),
-                ..Decision::refusal(403, &r.id, format!("denied by rule {:?}", r.id))
+                ..Decision::refusal(403, &r.id, quoted("denied by rule ", &r.id, ""))
             }
-        } else if let Some(allow) = o.enforce_allow.and_then(rule).map(|r| r.id.clone()).or_else(|| {
-            (self.default_action == DefaultAction::Allow).then(|| builtin::DEFAULT_ALLOW.to_owned())
+        } else if let Some(allow) = o.enforce_allow.and_then(rule).map(|r| r.id.as_str()).or_else(|| {
+            (self.default_action == DefaultAction::Allow).then_some(builtin::DEFAULT_ALLOW)
         }) {
             if let Some(r) = o.enforce_allow.and_then(rule) {
                 self.note_route(&mut facts, r, line);
@@ -625,12 +655,12 @@ impl Engine {
                 Some(s) => Decision {
                     status: 0,
                     mode: Mode::Shadow,
-                    allowed_by: Some(allow.clone()),
+                    allowed_by: Some(allow.to_owned()),
                     ..Decision::refusal(0, &s.id, format!("shadow rule {:?} would deny; allowed by {allow:?}", s.id))
                 },
                 None => Decision {
                     action: Action::Allow,
-                    ..Decision::refusal(0, &allow, format!("allowed by {allow:?}"))
+                    ..Decision::refusal(0, allow, quoted("allowed by ", allow, ""))
                 },
             }
         } else {
@@ -670,15 +700,34 @@ impl Engine {
     }
 }
 
+/// `format!("{prefix}{id:?}{suffix}")` without the formatting machinery, for the reasons built on
+/// every decision. Rule ids are validated to `[A-Za-z0-9-_.:]`, which `Debug` prints as is
+/// between quotes; anything else takes the `Debug` path, so the text is always the same.
+fn quoted(prefix: &str, id: &str, suffix: &str) -> String {
+    if !id.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b)) {
+        return format!("{prefix}{id:?}{suffix}");
+    }
+    let mut s = String::with_capacity(prefix.len() + id.len() + suffix.len() + 2);
+    s.push_str(prefix);
+    s.push('"');
+    s.push_str(id);
+    s.push('"');
+    s.push_str(suffix);
+    s
+}
+
 fn call_candidates(t: &Tables, call: &Call<'_>, fold: bool, out: &mut Vec<usize>) {
-    let key = |s: &str| if fold { s.to_ascii_lowercase() } else { s.to_owned() };
+    // Folded only when there is upper case to fold: no allocation for the usual lower-case names.
+    fn key(s: &str, fold: bool) -> Cow<'_, str> {
+        if fold && s.bytes().any(|b| b.is_ascii_uppercase()) { Cow::Owned(s.to_ascii_lowercase()) } else { Cow::Borrowed(s) }
+    }
     match call.protocol {
         Protocol::Mcp => {
             if let Some(tool) = &call.tool
-                && let Some(v) = t.mcp_tools.get(&key(tool)) {
+                && let Some(v) = t.mcp_tools.get(&*key(tool, fold)) {
                     out.extend_from_slice(v);
                 }
-            if let Some(v) = t.mcp_methods.get(&key(call.method)) {
+            if let Some(v) = t.mcp_methods.get(&*key(call.method, fold)) {
                 out.extend_from_slice(v);
             }
             out.extend_from_slice(&t.mcp_any);
@@ -700,7 +749,9 @@ fn http_matches(h: &HttpClause, line: &Line<'_>, fold: bool) -> bool {
 }
 
 fn template_matches(t: &PathTemplate, line: &Line<'_>, fold: bool) -> bool {
-    let mut segs = line.segments.iter().zip(line.folded.iter());
+    // Folding compares the request's segment case-insensitively: the same as comparing its
+    // folded form, without walking the folded path too.
+    let mut segs = segments(line.path);
     for seg in &t.segments {
         match seg {
             Segment::Tail => return true,
@@ -710,8 +761,8 @@ fn template_matches(t: &PathTemplate, line: &Line<'_>, fold: bool) -> bool {
                 }
             }
             Segment::Literal(l) => match segs.next() {
-                Some((exact, folded)) => {
-                    let ok = if fold { l.eq_ignore_ascii_case(folded) } else { l == exact };
+                Some(exact) => {
+                    let ok = if fold { l.eq_ignore_ascii_case(exact) } else { l == exact };
                     if !ok {
                         return false;
                     }

@@ -211,7 +211,7 @@ fn lookup_is_indexed_not_scanned() {
     // not the rule list (checked through the tables, not timing; timing lives in the benches).
     let grants: Vec<_> = (0..20_000).map(|i| serde_json::json!({"id": format!("g{i}"), "http": {"paths": [format!("/svc{i}/items/{{id}}")]}})).collect();
     let e = engine(serde_json::json!({"version": "v", "agents": {"a": {"grants": grants}}}));
-    let scope = e.agents.get("a").unwrap();
+    let scope = e.scope_of("a").unwrap();
     let mut candidates = Vec::new();
     scope.allow.http_paths.lookup(&["svc12345", "items", "9"], &mut |i| candidates.push(*i));
     assert_eq!(candidates.len(), 1);
@@ -301,7 +301,7 @@ fn rules_without_paths_are_indexed_by_host_or_method() {
         .chain([serde_json::json!({"id": "deletes", "http": {"methods": ["DELETE"]}})])
         .collect();
     let e = engine(serde_json::json!({"version": "v", "agents": {"a": {"grants": grants}}}));
-    let scope = e.agents.get("a").unwrap();
+    let scope = e.scope_of("a").unwrap();
     assert!(scope.allow.http_any.is_empty(), "nothing left in the scanned list");
     assert_eq!(scope.allow.http_hosts.get("svc4321.example.com").map(Vec::len), Some(1));
     let mut req = get("a", "/anything");

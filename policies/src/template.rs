@@ -11,6 +11,53 @@
 //! paths that can match it; that is bounded by the trie, not by the rule count.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+
+/// The hash maps of the compiled policy. Their keys come from the policy, never from requests, so
+/// a request can only probe them and cannot degrade them (no flooding to defend against): a
+/// multiply-rotate hash (FxHash, as rustc uses) instead of SipHash, which profiled as a quarter
+/// of a REST decision (one probe per path segment per table walked), and no per-map random
+/// state.
+pub(crate) type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
+
+/// FxHash: one rotate, xor and multiply per 8 bytes.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct FxHasher {
+    hash: u64,
+}
+
+impl FxHasher {
+    const SEED: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+
+    fn add(&mut self, word: u64) {
+        self.hash = (self.hash.rotate_left(5) ^ word).wrapping_mul(Self::SEED);
+    }
+}
+
+impl Hasher for FxHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for chunk in &mut chunks {
+            self.add(u64::from_le_bytes(chunk.try_into().unwrap_or_default()));
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            self.add(rest.iter().rev().fold(0u64, |acc, &b| acc << 8 | u64::from(b)));
+        }
+    }
+
+    fn write_u8(&mut self, i: u8) {
+        self.add(u64::from(i));
+    }
+
+    fn write_usize(&mut self, i: usize) {
+        self.add(i as u64);
+    }
+
+    fn finish(&self) -> u64 {
+        self.hash
+    }
+}
 
 /// One segment of a compiled template.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -107,7 +154,7 @@ pub struct PathTrie<T> {
 
 #[derive(Debug, Clone)]
 struct Node<T> {
-    literal: HashMap<String, Node<T>>,
+    literal: Children<T>,
     one: Option<Box<Node<T>>>,
     /// Values of templates ending exactly here.
     exact: Vec<T>,
@@ -117,7 +164,54 @@ struct Node<T> {
 
 impl<T> Default for Node<T> {
     fn default() -> Self {
-        Self { literal: HashMap::new(), one: None, exact: Vec::new(), tail: Vec::new() }
+        Self { literal: Children::Few(Vec::new()), one: None, exact: Vec::new(), tail: Vec::new() }
+    }
+}
+
+/// Most trie nodes have one or two literal children (`/svc7/items/{id}`: one each), and a hash
+/// table of one entry costs four buckets of key and node: up to [`FEW_CHILDREN`] they sit in an
+/// exact-size vector that a lookup scans (a length check rejects most), beyond that in a table.
+#[derive(Debug, Clone)]
+enum Children<T> {
+    Few(Vec<(Box<str>, Node<T>)>),
+    Many(FastMap<Box<str>, Node<T>>),
+}
+
+const FEW_CHILDREN: usize = 8;
+
+impl<T> Children<T> {
+    fn get(&self, segment: &str) -> Option<&Node<T>> {
+        match self {
+            Self::Few(v) => v.iter().find(|(k, _)| **k == *segment).map(|(_, n)| n),
+            Self::Many(m) => m.get(segment),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        match self {
+            Self::Few(v) => v.is_empty(),
+            Self::Many(m) => m.is_empty(),
+        }
+    }
+
+    /// The child for `segment`, created if missing.
+    fn child_mut(&mut self, segment: &str) -> Option<&mut Node<T>> {
+        if let Self::Few(v) = self
+            && v.len() >= FEW_CHILDREN
+            && !v.iter().any(|(k, _)| **k == *segment)
+        {
+            *self = Self::Many(std::mem::take(v).into_iter().collect());
+        }
+        match self {
+            Self::Few(v) => {
+                if !v.iter().any(|(k, _)| **k == *segment) {
+                    v.push((segment.into(), Node::default()));
+                    v.shrink_to_fit();
+                }
+                v.iter_mut().find(|(k, _)| **k == *segment).map(|(_, n)| n)
+            }
+            Self::Many(m) => Some(m.entry(segment.into()).or_default()),
+        }
     }
 }
 
@@ -128,12 +222,40 @@ impl<T> Default for PathTrie<T> {
 }
 
 impl<T: Clone> PathTrie<T> {
+    /// Gives back the growth slack of every node's lists, once all templates are in.
+    pub fn shrink_to_fit(&mut self) {
+        fn shrink<T>(node: &mut Node<T>) {
+            node.exact.shrink_to_fit();
+            node.tail.shrink_to_fit();
+            if let Some(one) = node.one.as_deref_mut() {
+                shrink(one);
+            }
+            match &mut node.literal {
+                Children::Few(v) => v.iter_mut().for_each(|(_, n)| shrink(n)),
+                Children::Many(m) => {
+                    m.shrink_to_fit();
+                    m.values_mut().for_each(shrink);
+                }
+            }
+        }
+        shrink(&mut self.root);
+    }
+
+    /// True when no template was inserted (most scopes have no path rules of one effect).
+    pub fn is_empty(&self) -> bool {
+        let r = &self.root;
+        r.literal.is_empty() && r.one.is_none() && r.exact.is_empty() && r.tail.is_empty()
+    }
+
     /// Adds `value` under `template`.
     pub fn insert(&mut self, template: &PathTemplate, value: T) {
         let mut node = &mut self.root;
         for seg in &template.segments {
             match seg {
-                Segment::Literal(l) => node = node.literal.entry(l.clone()).or_default(),
+                Segment::Literal(l) => match node.literal.child_mut(l) {
+                    Some(next) => node = next,
+                    None => return,
+                },
                 Segment::One => node = node.one.get_or_insert_with(Default::default),
                 Segment::Tail => {
                     node.tail.push(value);
@@ -150,12 +272,38 @@ impl<T: Clone> PathTrie<T> {
         Self::walk(&self.root, segments, found);
     }
 
+    /// [`PathTrie::lookup`] over a canonical path (`/a/b`, `/` for the root), split as the walk
+    /// goes: no segment list is built per request.
+    pub fn lookup_path<'a>(&'a self, path: &str, found: &mut impl FnMut(&'a T)) {
+        if self.is_empty() {
+            return;
+        }
+        Self::walk_path(&self.root, path.strip_prefix('/').filter(|p| !p.is_empty()), found);
+    }
+
+    /// `rest` is what is left of the path after a `/`, or `None` when no segment is left.
+    fn walk_path<'a>(node: &'a Node<T>, rest: Option<&str>, found: &mut impl FnMut(&'a T)) {
+        node.tail.iter().for_each(&mut *found);
+        match rest {
+            None => node.exact.iter().for_each(&mut *found),
+            Some(rest) => {
+                let (head, tail) = crate::path::split_first_segment(rest);
+                if let Some(child) = node.literal.get(head) {
+                    Self::walk_path(child, tail, found);
+                }
+                if let Some(child) = &node.one {
+                    Self::walk_path(child, tail, found);
+                }
+            }
+        }
+    }
+
     fn walk<'a>(node: &'a Node<T>, rest: &[&str], found: &mut impl FnMut(&'a T)) {
         node.tail.iter().for_each(&mut *found);
         match rest.split_first() {
             None => node.exact.iter().for_each(&mut *found),
             Some((head, tail)) => {
-                if let Some(child) = node.literal.get(*head) {
+                if let Some(child) = node.literal.get(head) {
                     Self::walk(child, tail, found);
                 }
                 if let Some(child) = &node.one {
@@ -209,6 +357,11 @@ mod tests {
         let mut out = Vec::new();
         trie.lookup(&segs, &mut |v| out.push(*v));
         out.sort_unstable();
+        // Walking the path string finds the same values as walking its segments.
+        let mut by_path = Vec::new();
+        trie.lookup_path(path, &mut |v| by_path.push(*v));
+        by_path.sort_unstable();
+        assert_eq!(by_path, out, "{path}");
         out
     }
 
