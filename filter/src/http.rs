@@ -443,6 +443,18 @@ impl HttpContext for Stream {
                         if bytes != chunk && host::set_response_body(body_size, &bytes).is_err() {
                             let _ = host::reset_response();
                         }
+                        if end_of_stream {
+                            // A stream that went on after a redaction (or an audit) is one more
+                            // decision, about the response: recorded once, at its end, with the
+                            // classes and counts found.
+                            let outcome = stream.outcome().cloned();
+                            self.response = Inspecting::None;
+                            if let Some(eval) = outcome {
+                                let id = self.shared.ids.borrow_mut().next_id(host::now_ms());
+                                self.set_filter_state(&id, &eval);
+                                self.record(&id, &eval);
+                            }
+                        }
                         Action::Continue
                     }
                     StreamStep::Block(eval) => {

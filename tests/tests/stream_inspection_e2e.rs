@@ -16,6 +16,7 @@
 
 use interlock_tests::{Request, Response, Stack};
 use serde_json::{Value, json};
+use std::time::Duration;
 
 const EMAIL: &str = "bob.smith@example.org";
 
@@ -116,6 +117,42 @@ fn no_value_leaked(what: &str, body: &str, card: &str) {
     }
 }
 
+/// The redaction of a streamed answer is one response-phase event naming the rule, the classes
+/// and their counts (never the values) and the request's decision; the request has its own.
+fn redaction_recorded_once(stack: &Stack, r: &Response, card: &str) {
+    let request_id = r
+        .header("x-interlock-decision-id")
+        .expect("the request's decision id")
+        .to_owned();
+    // The request's event is queued at the end of the stream, after the response's: once it
+    // arrived, everything about this request did.
+    let request_event = stack.wait_for_event(&request_id, Duration::from_secs(5));
+    assert_eq!(request_event["phase"], "request", "{request_event}");
+    let about: Vec<Value> = stack
+        .events()
+        .into_iter()
+        .filter(|e| e["request_decision_id"].as_str() == Some(request_id.as_str()))
+        .collect();
+    assert_eq!(about.len(), 1, "exactly one event about the response: {about:?}");
+    let e = &about[0];
+    assert_eq!(e["phase"], "response", "{e}");
+    assert_eq!(e["rule"], "redact-pii-from-llm", "{e}");
+    assert_eq!(e["action"], "redact", "{e}");
+    assert_ne!(e["decision_id"].as_str(), Some(request_id.as_str()), "a decision id of its own");
+    let classes: Vec<(String, u64)> = e["data_classes"]
+        .as_array()
+        .expect("data_classes")
+        .iter()
+        .map(|c| (c["class"].as_str().unwrap().to_owned(), c["count"].as_u64().unwrap()))
+        .collect();
+    assert!(
+        classes.iter().any(|(c, n)| c == "pii.email" && *n >= 1)
+            && classes.iter().any(|(c, n)| c == "pii.payment_card" && *n >= 1),
+        "classes and counts: {classes:?}"
+    );
+    no_value_leaked("the redaction event", &e.to_string(), card);
+}
+
 #[test]
 fn values_in_a_streamed_answer_are_redacted_in_frame_and_the_stream_goes_on() {
     let stack = Stack::start();
@@ -141,6 +178,7 @@ fn values_in_a_streamed_answer_are_redacted_in_frame_and_the_stream_goes_on() {
         .filter_map(|(_, v)| v["choices"][0]["delta"]["content"].as_str())
         .collect();
     assert_eq!(text, want);
+    redaction_recorded_once(&stack, &r, &card);
 
     // Anthropic messages, streamed: event names kept.
     let r = messages(&stack, &token, &said, true);
