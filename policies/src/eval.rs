@@ -613,7 +613,7 @@ impl Engine {
             && !http_matches(h, line, fold) {
                 return false;
             }
-        match (&rule.rpc, call) {
+        match (rule.rpc.as_deref(), call) {
             (None, _) => true,
             (Some(_), None) => false,
             (Some(RpcClause::Mcp { methods, tools, arguments }), Some(c)) if c.protocol == Protocol::Mcp => {
@@ -641,8 +641,8 @@ impl Engine {
         let decision = if let Some(r) = o.enforce_deny.and_then(rule) {
             self.note_route(&mut facts, r, line);
             Decision {
-                kernel: r.kernel.clone(),
-                revoke: r.revoke.clone(),
+                kernel: r.kernel.as_deref().cloned(),
+                revoke: r.revoke.as_deref().cloned(),
                 ..Decision::refusal(403, &r.id, quoted("denied by rule ", &r.id, ""))
             }
         } else if let Some(allow) = o.enforce_allow.and_then(rule).map(|r| r.id.as_str()).or_else(|| {
