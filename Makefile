@@ -69,6 +69,7 @@ bench: $(ENVOY_STAMP) build
 	cargo build --release --target wasm32-wasip1 -p interlock-bench-wasm-inspect
 	node scripts/wasm-inspect.mjs target/wasm32-wasip1/release/interlock-bench-wasm-inspect.wasm 2>/dev/null | tee bench/wasm-inspect.txt
 	cargo run --release -q -p interlock-bench-wasm-inspect | tee -a bench/wasm-inspect.txt
+	cargo bench -q -p interlock-enforcer --bench kernel_latency | tee bench/enforcer.txt
 
 ## schema: regenerate policies/schema.json from the policy types
 schema:

@@ -433,7 +433,8 @@ async fn events(enforcer: Enforcer, follow: bool, json: bool, mut after: u64) ->
         let wait_ms = if follow { FOLLOW_WAIT_MS } else { 0 };
         let page = match enforcer.events(after, api::DEFAULT_LIMIT, wait_ms).await {
             Ok(page) => page,
-            Err(e) if follow => {
+            // A refused token will not start working by retrying: say so and stop.
+            Err(e) if follow && !matches!(e, interlock_enforcer::client::ClientError::Unauthorized { .. }) => {
                 // Following survives an enforcer restart: say so once, retry quietly.
                 if !failing {
                     eprintln!("interlock events: {e}; retrying every second");

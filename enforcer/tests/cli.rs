@@ -170,6 +170,26 @@ fn serve_receives_a_batch_and_events_shows_it_across_a_restart() {
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("admin token") && stderr.contains("--admin-token-file"), "{stderr}");
+    // Following gives up too: retrying will not make a refused token good.
+    let mut follow = Command::new(BIN)
+        .args(["events", "--enforcer", &url])
+        .env_remove("INTERLOCK_ADMIN_TOKEN_FILE")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let code = loop {
+        if let Some(status) = follow.try_wait().unwrap() {
+            break status.code();
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = follow.kill();
+            panic!("`interlock events` kept retrying a 401");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(code, Some(1));
     // The daemon made the token owner-only.
     let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(token_file(&dir.0)).unwrap().permissions());
     assert_eq!(mode & 0o777, 0o600);

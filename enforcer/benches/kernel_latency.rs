@@ -1,0 +1,520 @@
+// A bench program: a failed unwrap is a failed run, with its message.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
+//! The enforcer's kernel path, measured on this kernel with the real daemon (issue 7's targets):
+//!
+//! 1. **Event to refused connect** (target: p99 at most 1 ms). A workload (a managed cgroup, via
+//!    `interlock exec`) holds one connection to a stand-in proxy (this process) and calls
+//!    `connect()` in a loop; this process posts, as Envoy does (HTTP/1.1 keep-alive), a deny
+//!    that quarantines the workload. Measured: from just before the POST is written to the
+//!    workload's first `EPERM` (CLOCK_MONOTONIC on both sides), and the enforcer's own
+//!    `received_to_kernel_us` from the receipt (handler entry to the map written). Released
+//!    between iterations.
+//! 2. **Destroying a workload's 10,000 connections** (target: p99 at most 10 ms). The workload
+//!    opens 10,000 connections to this process; a deny with `terminate: workload` arrives; the
+//!    receipt gives the time from the event's arrival to the last socket destroyed, and the
+//!    workload checks that every one of its sockets was aborted (ECONNABORTED).
+//!
+//! Needs root, cgroup v2 and BPF; prints `SKIPPED: <reason>` otherwise. Creates its own cgroup
+//! root and pin directory and removes them (the enforcer runs with `--cleanup-on-exit`).
+//!
+//! `cargo bench -p interlock-enforcer --bench kernel_latency` (`make bench` writes the output
+//! to bench/enforcer.txt). ITERATIONS: `BENCH_CONNECT_ITERATIONS` (default 300),
+//! `BENCH_DESTROY_ITERATIONS` (default 50), `BENCH_CONNECTIONS` (default 10000).
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use interlock_enforcer::kernel::sys::{monotonic_ns, raise_nofile_limit};
+use serde_json::{Value, json};
+
+const BIN: &str = env!("CARGO_BIN_EXE_interlock");
+const ROLE_ENV: &str = "INTERLOCK_BENCH_ROLE";
+const EPERM: i32 = 1;
+const ECONNABORTED: i32 = 103;
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn main() {
+    if std::env::var(ROLE_ENV).as_deref() == Ok("workload") {
+        workload();
+        return;
+    }
+    if let Some(reason) = skip_reason() {
+        println!("SKIPPED: enforcer kernel-path benchmark: {reason}");
+        return;
+    }
+    let connections = env_usize("BENCH_CONNECTIONS", 10_000);
+    let nofile = raise_nofile_limit(u64::try_from(connections).unwrap() * 2 + 1_000).unwrap();
+    let scratch = Scratch::new();
+    let result = std::panic::catch_unwind(|| run(&scratch, connections));
+    drop(scratch);
+    if let Err(e) = result {
+        std::panic::resume_unwind(e);
+    }
+    eprintln!("(RLIMIT_NOFILE raised to {nofile})");
+}
+
+fn run(scratch: &Scratch, connections: usize) {
+    let enforcer = Enforcer::start(scratch);
+    let proxy = Proxy::start();
+    let mut w = Workload::start(&scratch.root, "bench");
+
+    let kernel = uname();
+    println!("# Enforcer kernel path (issue 7), {}", kernel);
+    println!();
+    println!("`cargo bench -p interlock-enforcer --bench kernel_latency`: the real `interlock serve --kernel on`, a managed");
+    println!(
+        "workload (cgroup) on loopback, {} cores, load average {} at the start. Times in microseconds.",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        std::fs::read_to_string("/proc/loadavg").unwrap_or_default().split(' ').take(3).collect::<Vec<_>>().join(" ")
+    );
+    println!();
+
+    // --- 1. event -> refused connect ---
+    let iterations = env_usize("BENCH_CONNECT_ITERATIONS", 300);
+    let closed_port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap(); // dropped: nothing listens
+    let downstream: SocketAddr = w.ask(&format!("open 1 {}", proxy.addr)).strip_prefix("ok ").unwrap().parse().unwrap();
+    let mut post = enforcer.keep_alive();
+    let (mut e2e, mut inside) = (Vec::new(), Vec::new());
+    for i in 0..iterations {
+        let id = format!("bench-connect-{}-{i}", std::process::id());
+        let event = event(&id, json!({"quarantine": {"duration_secs": 60, "block": "all"}}), downstream, proxy.addr);
+        assert_eq!(w.ask(&format!("spin {closed_port} 5000")), "spinning");
+        let t0 = monotonic_ns();
+        post.post_events(&event);
+        let answer = w.line();
+        let refused_at: u64 = answer.strip_prefix("refused ").unwrap_or_else(|| panic!("iteration {i}: {answer}")).split(' ').next().unwrap().parse().unwrap();
+        e2e.push(refused_at.saturating_sub(t0) / 1_000);
+        let receipt = enforcer.receipt(&id);
+        assert_eq!(receipt["outcome"], "enforced", "{receipt:#}");
+        inside.push(receipt["received_to_kernel_us"].as_u64().unwrap());
+        enforcer.release("bench");
+    }
+    println!("## Event to refused connect() (target: p99 <= 1,000 us), {iterations} iterations");
+    println!();
+    println!("| measured | p50 | p90 | p99 | max |");
+    println!("|---|---:|---:|---:|---:|");
+    row("POST written -> first EPERM in the workload", &mut e2e);
+    row("event received -> quarantine in the map (receipt)", &mut inside);
+    println!();
+
+    // --- 2. destroying 10,000 connections ---
+    w.ask("close");
+    proxy.clear();
+    let iterations = env_usize("BENCH_DESTROY_ITERATIONS", 50);
+    let (mut inside, mut e2e, mut destroyed_counts) = (Vec::new(), Vec::new(), Vec::new());
+    for i in 0..iterations {
+        let first: SocketAddr = w.ask(&format!("open {connections} {}", proxy.addr)).strip_prefix("ok ").unwrap().parse().unwrap();
+        proxy.wait_for(connections);
+        let id = format!("bench-destroy-{}-{i}", std::process::id());
+        let event = event(&id, json!({"terminate": "workload"}), first, proxy.addr);
+        let t0_unix_us = unix_us();
+        post.post_events(&event);
+        let receipt = enforcer.receipt(&id);
+        assert_eq!(receipt["outcome"], "enforced", "{receipt:#}");
+        let destroyed = receipt["sockets_destroyed"].as_u64().unwrap();
+        inside.push(receipt["received_to_kernel_us"].as_u64().unwrap());
+        e2e.push(receipt["kernel_unix_us"].as_u64().unwrap().saturating_sub(t0_unix_us));
+        let check = w.ask("check");
+        assert_eq!(check, format!("aborted {connections} of {connections}"), "iteration {i}: receipt says {destroyed} destroyed");
+        destroyed_counts.push(destroyed);
+        w.ask("close");
+        proxy.clear();
+    }
+    println!("## Destroying the sockets of a workload with {connections} connections (target: p99 <= 10,000 us), {iterations} iterations");
+    println!();
+    println!("| measured | p50 | p90 | p99 | max |");
+    println!("|---|---:|---:|---:|---:|");
+    row("event received -> last socket destroyed (receipt)", &mut inside);
+    row("POST written -> last socket destroyed", &mut e2e);
+    println!();
+    println!(
+        "Every iteration: the receipt counted {} sockets destroyed and the workload found all {connections} of its sockets aborted (ECONNABORTED).",
+        destroyed_counts.first().copied().unwrap_or(0)
+    );
+    assert!(destroyed_counts.iter().all(|&d| d == u64::try_from(connections).unwrap()), "{destroyed_counts:?}");
+    println!("Percentiles by nearest rank (with {iterations} iterations, p99 is the {}-th smallest).", (iterations * 99).div_ceil(100));
+    drop(post);
+    drop(w); // sends `exit`, which has no answer
+    enforcer.stop();
+}
+
+fn row(what: &str, values: &mut [u64]) {
+    values.sort_unstable();
+    let pct = |p: usize| {
+        // Nearest rank: the smallest value with at least p% of the values at or below it.
+        let rank = (values.len() * p).div_ceil(100).max(1);
+        values[rank - 1]
+    };
+    println!("| {what} | {} | {} | {} | {} |", pct(50), pct(90), pct(99), values[values.len() - 1]);
+}
+
+fn unix_us() -> u64 {
+    u64::try_from(SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_micros()).unwrap()
+}
+
+fn uname() -> String {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    format!("Linux {}", release.trim())
+}
+
+fn event(id: &str, kernel: Value, downstream: SocketAddr, destination: SocketAddr) -> Value {
+    json!({
+        "decision_id": id, "time_unix_ms": unix_us() / 1000, "policy_version": "bench",
+        "rule": "bench-deny", "action": "deny", "status": 403, "mode": "enforce",
+        "reason": "benchmark", "identity": {"agent": "bench-agent"},
+        "request": {"method": "POST", "authority": "bench", "path": "/mcp"}, "worker": "bench/0",
+        "kernel": kernel, "downstream": downstream.to_string(), "destination": destination.to_string(),
+    })
+}
+
+fn cgroup2_mount() -> Option<PathBuf> {
+    let mounts = std::fs::read_to_string("/proc/self/mounts").ok()?;
+    mounts.lines().find_map(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        (f.get(2) == Some(&"cgroup2")).then(|| PathBuf::from(f[1]))
+    })
+}
+
+fn skip_reason() -> Option<String> {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let uid = status.lines().find_map(|l| l.strip_prefix("Uid:")).and_then(|v| v.split_whitespace().nth(1).map(str::to_owned));
+    if uid.as_deref() != Some("0") {
+        return Some("not root (needs CAP_BPF, CAP_NET_ADMIN, CAP_SYS_ADMIN for cgroups)".to_owned());
+    }
+    if cgroup2_mount().is_none() {
+        return Some("no cgroup v2 mount".to_owned());
+    }
+    None
+}
+
+/// This run's cgroup root, pin directory and data directory; removed on drop.
+struct Scratch {
+    root: PathBuf,
+    pins: PathBuf,
+    data: PathBuf,
+}
+
+impl Scratch {
+    fn new() -> Self {
+        let unique = format!("interlock-bench-{}", std::process::id());
+        let s = Scratch {
+            root: cgroup2_mount().unwrap().join(&unique),
+            pins: Path::new("/sys/fs/bpf").join(&unique),
+            data: std::env::temp_dir().join(&unique),
+        };
+        std::fs::create_dir_all(&s.data).unwrap();
+        s
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if let Ok(entries) = std::fs::read_dir(&self.root) {
+            for e in entries.flatten() {
+                if e.file_type().is_ok_and(|t| t.is_dir()) {
+                    let _ = std::fs::remove_dir(e.path());
+                }
+            }
+        }
+        let _ = std::fs::remove_dir(&self.root);
+        let _ = std::fs::remove_dir_all(&self.data);
+        if self.pins.exists() {
+            eprintln!("WARNING: the enforcer left pins in {}; removing them", self.pins.display());
+            let _ = std::fs::remove_dir_all(&self.pins);
+        }
+        let left = self.root.exists();
+        eprintln!("cleaned up: cgroup root {} {}", self.root.display(), if left { "STILL THERE" } else { "removed" });
+    }
+}
+
+/// The daemon under test.
+struct Enforcer {
+    child: Child,
+    addr: SocketAddr,
+    token: String,
+}
+
+impl Enforcer {
+    fn start(s: &Scratch) -> Enforcer {
+        let mut child = Command::new(BIN)
+            .args(["serve", "--kernel", "on", "--cleanup-on-exit", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(&s.data)
+            .arg("--cgroup-root")
+            .arg(&s.root)
+            .arg("--bpf-pin-dir")
+            .arg(&s.pins)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (tx, rx) = mpsc::channel();
+        let stderr = child.stderr.take().unwrap();
+        let log_path = s.data.join("enforcer.log");
+        std::thread::spawn(move || {
+            let mut log = std::fs::File::create(log_path).ok();
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(f) = log.as_mut() {
+                    let _ = writeln!(f, "{line}");
+                }
+                let _ = tx.send(line);
+            }
+        });
+        let mut seen = Vec::new();
+        let addr = loop {
+            let line = rx.recv_timeout(Duration::from_secs(30)).unwrap_or_else(|e| panic!("enforcer did not start ({e}): {seen:#?}"));
+            if line.contains("kernel enforcement required") {
+                panic!("the enforcer cannot enforce here: {line}");
+            }
+            if let Some(rest) = line.split_once("listening on http://").map(|(_, r)| r) {
+                break rest.split_whitespace().next().unwrap().parse().unwrap();
+            }
+            seen.push(line);
+        };
+        assert!(seen.iter().any(|l| l.contains("kernel enforcement ON")), "{seen:#?}");
+        let token = std::fs::read_to_string(s.data.join("admin.token")).unwrap().trim().to_owned();
+        Enforcer { child, addr, token }
+    }
+
+    fn keep_alive(&self) -> Http {
+        Http::connect(self.addr)
+    }
+
+    /// One admin request on its own connection.
+    fn admin(&self, method: &str, path: &str, body: &str) -> (u16, Value) {
+        let mut h = Http::connect(self.addr);
+        h.exchange(method, path, body, Some(&self.token))
+    }
+
+    /// The decision's receipt, once written.
+    fn receipt(&self, decision_id: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let (status, v) = self.admin("GET", &format!("/v1/audit?decision_id={decision_id}"), "");
+            if status == 200
+                && let Some(r) = v["records"].as_array().and_then(|r| r.iter().map(|x| &x["record"]).find(|x| x["kind"] == "receipt" || x["kind"] == "refused"))
+            {
+                return r.clone();
+            }
+            assert!(Instant::now() < deadline, "no receipt for {decision_id}: {status} {v}");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    fn release(&self, workload: &str) {
+        let (status, v) = self.admin("POST", "/v1/release", &json!({"workload": workload}).to_string());
+        assert_eq!(status, 200, "{v}");
+    }
+
+    fn stop(mut self) {
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Enforcer {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// A minimal HTTP/1.1 keep-alive client (Content-Length bodies only: what axum sends).
+struct Http {
+    stream: BufReader<TcpStream>,
+}
+
+impl Http {
+    fn connect(addr: SocketAddr) -> Http {
+        let stream = TcpStream::connect(addr).unwrap();
+        stream.set_nodelay(true).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        Http { stream: BufReader::new(stream) }
+    }
+
+    fn post_events(&mut self, event: &Value) {
+        let (status, v) = self.exchange("POST", "/v1/events", &format!("{event}\n"), None);
+        assert_eq!((status, &v["accepted"]), (200, &json!(1)), "{v}");
+    }
+
+    fn exchange(&mut self, method: &str, path: &str, body: &str, token: Option<&str>) -> (u16, Value) {
+        let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+        let req = format!(
+            "{method} {path} HTTP/1.1\r\nHost: interlock-enforcer\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        self.stream.get_mut().write_all(req.as_bytes()).unwrap();
+        let mut status_line = String::new();
+        self.stream.read_line(&mut status_line).unwrap();
+        let status: u16 = status_line.split(' ').nth(1).unwrap_or_else(|| panic!("bad status line {status_line:?}")).parse().unwrap();
+        let mut length = 0usize;
+        loop {
+            let mut line = String::new();
+            self.stream.read_line(&mut line).unwrap();
+            let line = line.trim_end();
+            if line.is_empty() {
+                break;
+            }
+            if let Some((k, v)) = line.split_once(':')
+                && k.eq_ignore_ascii_case("content-length")
+            {
+                length = v.trim().parse().unwrap();
+            }
+        }
+        let mut buf = vec![0u8; length];
+        self.stream.read_exact(&mut buf).unwrap();
+        (status, serde_json::from_slice(&buf).unwrap_or(Value::Null))
+    }
+}
+
+/// The stand-in proxy: a listener in this process's cgroup that accepts and holds connections.
+struct Proxy {
+    addr: SocketAddr,
+    held: Arc<Mutex<Vec<TcpStream>>>,
+}
+
+impl Proxy {
+    fn start() -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let held = Arc::new(Mutex::new(Vec::new()));
+        let sink = held.clone();
+        std::thread::spawn(move || {
+            for s in listener.incoming().flatten() {
+                sink.lock().unwrap().push(s);
+            }
+        });
+        Proxy { addr, held }
+    }
+
+    fn wait_for(&self, n: usize) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while self.held.lock().unwrap().len() < n {
+            assert!(Instant::now() < deadline, "only {} of {n} connections accepted", self.held.lock().unwrap().len());
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    fn clear(&self) {
+        self.held.lock().unwrap().clear();
+    }
+}
+
+/// This program again, as a managed workload (`interlock exec`), driven over stdin/stdout.
+struct Workload {
+    child: Child,
+    stdin: ChildStdin,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Workload {
+    fn start(root: &Path, name: &str) -> Workload {
+        let mut child = Command::new(BIN)
+            .args(["exec", "--workload", name, "--cgroup-root"])
+            .arg(root)
+            .arg("--")
+            .arg(std::env::current_exe().unwrap())
+            .env(ROLE_ENV, "workload")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdin = child.stdin.take().unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Workload { child, stdin, lines }
+    }
+
+    fn ask(&mut self, command: &str) -> String {
+        writeln!(self.stdin, "{command}").unwrap();
+        self.stdin.flush().unwrap();
+        self.line()
+    }
+
+    fn line(&mut self) -> String {
+        self.lines.recv_timeout(Duration::from_secs(120)).unwrap_or_else(|e| panic!("the workload did not answer: {e}"))
+    }
+}
+
+impl Drop for Workload {
+    fn drop(&mut self) {
+        let _ = writeln!(self.stdin, "exit");
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The workload's side: `open N ADDR`, `check`, `close`, `spin ADDR TIMEOUT_MS`, `exit`.
+fn workload() {
+    let mut held: Vec<TcpStream> = Vec::new();
+    let stdin = std::io::stdin();
+    let mut out = std::io::stdout();
+    for line in stdin.lock().lines().map_while(Result::ok) {
+        let parts: Vec<&str> = line.split_whitespace().collect();
+        let answer = match parts.as_slice() {
+            ["open", n, addr] => {
+                let addr: SocketAddr = addr.parse().unwrap();
+                let n: usize = n.parse().unwrap();
+                let mut failed = None;
+                for _ in 0..n {
+                    match TcpStream::connect(addr) {
+                        Ok(s) => held.push(s),
+                        Err(e) => {
+                            failed = Some(e);
+                            break;
+                        }
+                    }
+                }
+                match failed {
+                    Some(e) => format!("err {e}"),
+                    None => format!("ok {}", held[held.len() - n].local_addr().unwrap()),
+                }
+            }
+            ["check"] => {
+                let aborted = held.iter().filter(|s| matches!(s.take_error(), Ok(Some(e)) if e.raw_os_error() == Some(ECONNABORTED))).count();
+                format!("aborted {aborted} of {}", held.len())
+            }
+            ["close"] => {
+                held.clear();
+                "ok".to_owned()
+            }
+            ["spin", addr, timeout_ms] => {
+                let addr: SocketAddr = addr.parse().unwrap();
+                let deadline = Instant::now() + Duration::from_millis(timeout_ms.parse().unwrap());
+                writeln!(out, "spinning").unwrap();
+                out.flush().unwrap();
+                let mut attempts = 0u64;
+                loop {
+                    attempts += 1;
+                    match TcpStream::connect(addr) {
+                        Err(e) if e.raw_os_error() == Some(EPERM) => break format!("refused {} {attempts}", monotonic_ns()),
+                        _ if Instant::now() > deadline => break format!("timeout after {attempts} connects"),
+                        _ => {}
+                    }
+                }
+            }
+            ["exit"] => return,
+            _ => format!("err unknown command {line:?}"),
+        };
+        writeln!(out, "{answer}").unwrap();
+        out.flush().unwrap();
+    }
+}
