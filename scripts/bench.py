@@ -703,6 +703,8 @@ def main() -> int:
     authz = start_helper([str(EXT_AUTHZ), "--listen", EXT_AUTHZ_ADDR], EXT_AUTHZ_ADDR, "bench-ext-authz", logs / "ext-authz.log")
     runs = []
     memory = {}
+    memory_allocated = {}
+    memory_heap = {}
     idle = {}
     try:
         # Scripts for wrk, one per (configuration, mix).
@@ -774,7 +776,19 @@ def main() -> int:
                         run_wrk(scripts[(c.name, mix)], 1, 8)
                     time.sleep(0.5)
                     memory[c.name] = envoy.rss_kb()
-                    print(f"  {c.name:<16} {memory[c.name] / 1024:7.1f} MB", flush=True)
+                    # Beside VmRSS, what Envoy's allocator (tcmalloc) says is in use: VmRSS also
+                    # holds tcmalloc's free pages and thread caches left by transient peaks (V8
+                    # compiling the module, each VM parsing the policy). wasm linear memory is
+                    # V8's own mmap, so it is in VmRSS but not in `allocated`.
+                    try:
+                        _, body = http("GET", f"http://{ADMIN}/memory")
+                        stats = json.loads(body)
+                        memory_allocated[c.name] = int(stats["allocated"]) // 1024
+                        memory_heap[c.name] = {k: int(stats[k]) // 1024 for k in ("heap_size", "pageheap_free", "pageheap_unmapped", "total_thread_cache") if k in stats}
+                    except (urllib.error.URLError, OSError, ValueError, KeyError):
+                        pass
+                    a = memory_allocated.get(c.name)
+                    print(f"  {c.name:<16} {memory[c.name] / 1024:7.1f} MB VmRSS  " + (f"{a / 1024:7.1f} MB allocated" if a is not None else "allocated: –"), flush=True)
                 finally:
                     envoy.stop()
         counters = {}
@@ -822,6 +836,9 @@ def main() -> int:
         "llm_response_bytes": LLM_RESPONSE_BYTES,
         "runs": runs,
         "memory_kb_concurrency_2": memory,
+        # Envoy admin `/memory` at the same moment: tcmalloc's bytes in use, and its heap breakdown.
+        "memory_allocated_kb_concurrency_2": memory_allocated,
+        "memory_tcmalloc_kb_concurrency_2": memory_heap,
         "idle_cpu_percent": idle,
         "wasm_bytes": {"interlock_filter.wasm": FILTER_WASM.stat().st_size, "interlock_bench_minimal_filter.wasm": MINIMAL_WASM.stat().st_size},
         "criterion": criterion,
@@ -934,18 +951,25 @@ def render(results: dict) -> str:
         lines += [
             "## Resident memory at `--concurrency 2`, and idle CPU",
             "",
-            "VmRSS after both workers served (so each compiled its VM and policy). Idle CPU: Envoy's CPU with no traffic "
+            "VmRSS after both workers served (so each compiled its VM and policy). Allocated: Envoy's admin `/memory` "
+            "`allocated` at the same moment, the bytes tcmalloc has handed out and not taken back; VmRSS minus it is mostly "
+            "allocator slack (free pages, thread caches) left by transient peaks, plus wasm linear memory (V8's own mmap, "
+            "not in `allocated`) and the binary's pages. Idle CPU: Envoy's CPU with no traffic "
             "over 2 s at `--concurrency 1` (timers, event flushes, state polls); it is inside every run's CPU figure.",
             "",
-            "| config | VmRSS MB | Δ bare MB | idle CPU % |",
-            "|---|--:|--:|--:|",
+            "| config | VmRSS MB | Δ bare MB | allocated MB | Δ bare MB | idle CPU % |",
+            "|---|--:|--:|--:|--:|--:|",
         ]
         b = mem.get("bare")
+        alloc = results.get("memory_allocated_kb_concurrency_2") or {}
+        ab = alloc.get("bare")
         for name in cfgs:
             if name in mem or name in idle:
                 r = mem.get(name)
+                a = alloc.get(name)
                 lines.append(
                     f"| `{name}` | " + (f"{r / 1024:.1f}" if r else "–") + " | " + (f"{(r - b) / 1024:+.1f}" if r and b else "–") + " | "
+                    + (f"{a / 1024:.1f}" if a else "–") + " | " + (f"{(a - ab) / 1024:+.1f}" if a and ab else "–") + " | "
                     + (f"{idle[name]:.1f}" if name in idle else "–") + " |"
                 )
         lines.append("")
