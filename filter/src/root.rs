@@ -136,6 +136,15 @@ impl Context for Root {
             Some(s) if (200..300).contains(&s) => {
                 metrics.add(state::EVENTS_SENT, batch.len() as u64);
                 self.failures = 0;
+                // A backlog of a full batch or more goes out at once, not on the next tick: one
+                // batch per tick caps delivery at max_batch / flush_interval (2,500 events/s by
+                // default) and a busier worker would drop the rest.
+                let enforcer = self.shared.enforcer.borrow();
+                let backlog = events.len() >= enforcer.max_batch.max(1);
+                drop((events, metrics, enforcer));
+                if backlog {
+                    self.flush();
+                }
             }
             status => {
                 metrics.add(state::EVENTS_POST_FAILURES, 1);
