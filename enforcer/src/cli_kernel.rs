@@ -44,7 +44,8 @@ pub enum KernelCommand {
         #[arg(required = true, last = true)]
         cmd: Vec<String>,
     },
-    /// Quarantines workload W by hand: every new connection it makes is refused.
+    /// Quarantines workload W by hand: every new connection it makes is refused and its live
+    /// connections fall silent (their packets dropped) until released.
     Quarantine {
         #[arg(long)]
         workload: String,

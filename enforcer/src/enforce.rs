@@ -300,6 +300,17 @@ impl Worker {
                 }
                 set(&mut record, "kernel_unix_us", json!(kernel_unix_us));
                 set(&mut record, "received_to_kernel_us", json!(received_to_kernel_us));
+                // Silenced at T (one map write: every packet of the workload's live sockets to a
+                // refused destination dropped), N sockets destroyed by T2 (the end of the above).
+                if let (Some(at), Some(mono)) = (applied.silenced_at, applied.silenced_mono_ns) {
+                    set(&mut record, "silenced", json!({
+                        "received_to_silenced_us": u64::try_from(at.saturating_duration_since(received).as_micros()).unwrap_or(u64::MAX),
+                        "monotonic_ns": mono,
+                    }));
+                }
+                if planned.terminate.is_some() {
+                    set(&mut record, "received_to_destroyed_us", json!(received_to_kernel_us));
+                }
                 // Decision time has millisecond resolution (the proxy's clock); kernel time
                 // microseconds (ours). Same host, same clock.
                 #[allow(clippy::cast_precision_loss)] // Unix times in ms fit f64's 53 bits exactly.

@@ -502,3 +502,64 @@ fn a_forged_event_from_another_process_cuts_nothing_and_is_counted() {
     stack.stop(interlock_tests::Which::Enforcer);
     assert!(!scratch.pins.exists());
 }
+
+/// Destroying 10,000 sockets takes the kernel about 50 ms (its own abort, ~5 us a socket), so a
+/// quarantine first silences: the `cgroup_skb` programs on the managed root drop every packet of
+/// the workload's live sockets to a refused destination, from the one map write on. Here a
+/// quarantine by hand (a map write, no socket destroyed) leaves the workload's established
+/// connection open but mute: a call on it gets no answer while the host's connections work;
+/// release restores new connections at once. A decision that quarantines and terminates says in
+/// its receipt that it silenced before it destroyed.
+#[test]
+fn a_quarantine_silences_live_connections_before_any_socket_is_destroyed() {
+    skip_unless_kernel!();
+    let scratch = Scratch::new("silence");
+    let mut stack = kernel_stack(&scratch);
+    let token = stack.token("triage-bot", Some("erin"), Some("kernel-silence"));
+    let mut probe = Probe::start(&scratch.root, "agent-s", stack.listener());
+    assert_eq!(probe.ask("open"), "ok");
+    let call = keep_alive(Request::get("/api/customers/1").bearer(&token));
+    assert_eq!(probe.send(&call).0, 200, "the connection carries calls before the quarantine");
+
+    let out = interlock(&stack, &["quarantine", "--workload", "agent-s"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // The established connection passes nothing (the probe waits 10 s for the answer; Envoy
+    // answers this call in milliseconds otherwise), yet its socket was not destroyed.
+    let started = Instant::now();
+    let answer = probe.try_send(&call);
+    assert!(
+        matches!(&answer, Err(e) if e.starts_with("err 11 ")),
+        "a quarantined workload's live connection must pass no data, got {answer:?} after {:?}",
+        started.elapsed()
+    );
+    assert_eq!(probe.ask("wait_closed 300"), "open", "silenced, not destroyed");
+    assert!(probe.ask("connect").starts_with(&format!("err {EPERM} ")), "new connects are refused too");
+    let status = Request::get("/api/customers/1").bearer(&token).send(stack.listener()).status;
+    assert_eq!(status, 200, "the host's own connections are never silenced");
+
+    // Released: new connections work at once and carry calls.
+    let out = interlock(&stack, &["release", "--workload", "agent-s"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(probe.ask("connect"), "ok");
+    assert_eq!(probe.ask("open"), "ok");
+    assert_eq!(probe.send(&call).0, 200, "released: calls pass again");
+
+    // A decision that quarantines and terminates: silenced at T, sockets destroyed by T2 >= T.
+    let decision_id = denied_and_cut(&mut probe, &stack, &token, "kernel-silence", 11);
+    let closed = probe.ask("wait_closed 10000");
+    assert!(closed.starts_with("reset") || closed.starts_with("err"), "the connection must be cut, got {closed:?}");
+    let records = wait_records(&stack, &decision_id, |r| r.iter().any(|x| x["kind"] == "receipt"));
+    let receipt = records.iter().find(|r| r["kind"] == "receipt").unwrap();
+    eprintln!("receipt: {receipt:#}");
+    let silenced = receipt["silenced"]["received_to_silenced_us"].as_u64().unwrap_or_else(|| panic!("{receipt:#}"));
+    let destroyed = receipt["received_to_destroyed_us"].as_u64().unwrap_or_else(|| panic!("{receipt:#}"));
+    assert!(silenced <= destroyed, "silenced at {silenced} us, destroyed by {destroyed} us: {receipt:#}");
+    assert!(receipt["sockets_destroyed"].as_u64().unwrap() >= 1, "{receipt:#}");
+    let status = Request::get("/v1/kernel").bearer(&stack.admin_token()).send(stack.enforcer()).json();
+    let programs = status["kernel"]["programs"].to_string();
+    assert!(programs.contains("cgroup_skb/ingress") && programs.contains("cgroup_skb/egress"), "{status:#}");
+
+    drop(probe);
+    stack.stop(interlock_tests::Which::Enforcer);
+    assert!(!scratch.pins.exists(), "pins left behind in {}", scratch.pins.display());
+}

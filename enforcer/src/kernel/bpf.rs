@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use aya::maps::{HashMap, MapData};
 use aya::programs::links::{FdLink, PinnedLink};
-use aya::programs::{CgroupAttachMode, CgroupSockAddr};
+use aya::programs::{CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, CgroupSockAddr};
 use aya::{Ebpf, EbpfLoader};
 use thiserror::Error;
 
@@ -21,8 +21,12 @@ use super::plan::{DestKey, QuarantineValue, RefusalsValue};
 /// The object built by build.rs from `enforcer/bpf/quarantine.c`; empty when clang was missing.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/quarantine.o"));
 
-/// The programs, in the order they are attached, with their hook.
-pub const PROGRAMS: [(&str, &str); 4] = [
+/// The programs, in the order they are attached, with their hook. The packet filters
+/// (`cgroup_skb`) come first: a quarantine written while a new daemon attaches its programs
+/// silences live sockets as soon as it refuses new ones.
+pub const PROGRAMS: [(&str, &str); 6] = [
+    ("interlock_skb_ingress", "cgroup_skb/ingress"),
+    ("interlock_skb_egress", "cgroup_skb/egress"),
     ("interlock_connect4", "cgroup/connect4"),
     ("interlock_connect6", "cgroup/connect6"),
     ("interlock_sendmsg4", "cgroup/sendmsg4"),
@@ -101,24 +105,11 @@ impl Programs {
         let mut unpinned = Vec::new();
         let mut replaced = 0;
         for (name, hook) in PROGRAMS {
-            let program: &mut CgroupSockAddr = ebpf
-                .program_mut(name)
-                .ok_or(BpfError::Missing(name))?
-                .try_into()
-                .map_err(|source| BpfError::Program { name, source })?;
-            program.load().map_err(|source| BpfError::Program { name, source })?;
             // A bpf_link (Linux 5.7+, which aya uses when it can): cgroup links always run next
             // to the cgroup's other programs (the kernel refuses flags on them, so "Single" is
             // the right mode here), so a previous daemon's link keeps enforcing until the new
             // one is in place, and other tools' programs on the cgroup are left alone.
-            let id = program
-                .attach(&cgroup, CgroupAttachMode::Single)
-                .map_err(|source| BpfError::Program { name, source })?;
-            let link = program.take_link(id).map_err(|source| BpfError::Program { name, source })?;
-            let link: FdLink = link.try_into().map_err(|e: aya::programs::links::LinkError| BpfError::Program {
-                name,
-                source: aya::programs::ProgramError::IOError(std::io::Error::other(e.to_string())),
-            })?;
+            let link = attach_one(&mut ebpf, name, hook, &cgroup)?;
             match pin_dir {
                 Some(dir) => {
                     let path = link_pin(dir, name);
@@ -230,6 +221,34 @@ impl Programs {
         }
         removed
     }
+}
+
+/// Loads and attaches one program to `cgroup`, returning its link.
+fn attach_one(ebpf: &mut Ebpf, name: &'static str, hook: &str, cgroup: &File) -> Result<FdLink, BpfError> {
+    let err = |source| BpfError::Program { name, source };
+    let program = ebpf.program_mut(name).ok_or(BpfError::Missing(name))?;
+    let link = match hook.strip_prefix("cgroup_skb/") {
+        Some(direction) => {
+            let program: &mut CgroupSkb = program.try_into().map_err(err)?;
+            program.load().map_err(err)?;
+            let attach_type =
+                if direction == "ingress" { CgroupSkbAttachType::Ingress } else { CgroupSkbAttachType::Egress };
+            let id = program.attach(cgroup, attach_type, CgroupAttachMode::Single).map_err(err)?;
+            let link = program.take_link(id).map_err(err)?;
+            FdLink::try_from(link)
+        }
+        None => {
+            let program: &mut CgroupSockAddr = program.try_into().map_err(err)?;
+            program.load().map_err(err)?;
+            let id = program.attach(cgroup, CgroupAttachMode::Single).map_err(err)?;
+            let link = program.take_link(id).map_err(err)?;
+            FdLink::try_from(link)
+        }
+    };
+    link.map_err(|e: aya::programs::links::LinkError| BpfError::Program {
+        name,
+        source: aya::programs::ProgramError::IOError(std::io::Error::other(e.to_string())),
+    })
 }
 
 fn is_enoent(e: &aya::maps::MapError) -> bool {

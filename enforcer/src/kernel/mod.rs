@@ -2,8 +2,9 @@
 //! and destroys sockets. What to do is decided by [`plan`] (pure, tested natively); this module
 //! carries a plan out and reports what the kernel did.
 //!
-//! - [`bpf`]: the quarantine programs (cgroup connect4/connect6/sendmsg4/sendmsg6 on the managed
-//!   root) and their pinned maps, through aya;
+//! - [`bpf`]: the quarantine programs (cgroup connect4/connect6/sendmsg4/sendmsg6, and the
+//!   cgroup_skb ingress/egress packet filters that silence live sockets, on the managed root)
+//!   and their pinned maps, through aya;
 //! - [`diag`]: finding and destroying sockets with netlink sock_diag;
 //! - [`sys`]: the raw system calls aya does not make for us (the only `unsafe` code).
 //!
@@ -112,6 +113,14 @@ pub struct Applied {
     pub sockets_destroyed: usize,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<String>,
+    /// When the quarantine entries were in the map (CLOCK_MONOTONIC ns, read after the last
+    /// write returned): from then on the packet filters drop every packet of the workload's
+    /// live sockets to a refused destination, before any socket is destroyed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub silenced_mono_ns: Option<u64>,
+    /// The same moment, for measuring from the event's arrival.
+    #[serde(skip)]
+    pub silenced_at: Option<std::time::Instant>,
 }
 
 /// Most sockets one receipt lists one by one.
@@ -262,12 +271,18 @@ impl Kernel {
     }
 
     /// Carries out `plan`: the quarantine first (so a reconnect is refused as soon as the
-    /// connection dies), then the terminations. Observe-only: does nothing and returns `None`.
+    /// connection dies, and the live sockets are silenced by the packet filters at once), then
+    /// the terminations. Observe-only: does nothing and returns `None`.
     pub fn apply(&mut self, plan: &Plan, resolved: &Resolved) -> Option<Applied> {
         let Kernel::Enforcing(k) = self else { return None };
         let mut applied = Applied::default();
         if let Some(q) = &plan.quarantine {
             k.install(q, &mut applied);
+            let quarantined = applied.maps_written.iter().any(|w| w.map == bpf::MAP_QUARANTINE && w.error.is_none());
+            if quarantined {
+                applied.silenced_at = Some(std::time::Instant::now());
+                applied.silenced_mono_ns = Some(sys::monotonic_ns());
+            }
         }
         match &plan.terminate {
             None => {}
