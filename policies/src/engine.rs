@@ -286,6 +286,12 @@ impl Compiler {
         }
         governed_trie.shrink_to_fit();
 
+        // One scope per agent, sized once: a vector that doubles holds its old and new buffers
+        // at once, and keeps up to half its capacity as slack (at 20,000 agents, natively 9 MB of empty
+        // scopes), which a wasm VM keeps for good.
+        self.agents.reserve(doc.agents.len());
+        self.agent_names.reserve_exact(doc.agents.len());
+        self.scopes.reserve_exact(doc.agents.len());
         for agent in doc.agents.keys() {
             check_label(&format!("$.agents[{agent:?}]"), agent, 256)?;
             let idx = u32::try_from(self.scopes.len()).map_err(|_| PolicyError::invalid("$.agents", "agents", "too many agents"))?;
