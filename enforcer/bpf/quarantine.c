@@ -203,7 +203,8 @@ static __always_inline int skb_decide(struct __sk_buff *skb)
 	return decide_for(cgroup_id, &key, 0);
 }
 
-// 1 when the outgoing packet (which starts at its IP header) is a TCP reset.
+// 1 when the packet is a TCP reset. In both directions a cgroup_skb program sees the packet from
+// its IP header on (the kernel pushes the headers back for ingress).
 static __always_inline int is_tcp_rst(struct __sk_buff *skb)
 {
 	__u8 b[2];
@@ -228,15 +229,19 @@ static __always_inline int is_tcp_rst(struct __sk_buff *skb)
 	return (b[0] & TCP_FLAG_RST) != 0;
 }
 
+// TCP resets pass both ways, every other packet of a silenced socket is dropped. Out: the reset
+// the enforcer's SOCK_DESTROY sends, so the peer (say, the proxy) drops its end at once instead of
+// waiting for a timeout. In: a reset only ends the socket (it carries no data). A connect() in
+// flight when the quarantine lands never connects: its SYN (or SYN-ACK) is dropped and it waits
+// out its SYN retries (seconds), unless a reset answers it first; the next connect() is refused.
 SEC("cgroup_skb/ingress")
 int interlock_skb_ingress(struct __sk_buff *skb)
 {
-	return skb_decide(skb);
+	if (skb_decide(skb))
+		return 1;
+	return is_tcp_rst(skb);
 }
 
-// The reset the enforcer's SOCK_DESTROY sends still leaves, so the peer (say, the proxy) drops
-// its end at once instead of waiting for a timeout; every other packet of a silenced socket is
-// dropped.
 SEC("cgroup_skb/egress")
 int interlock_skb_egress(struct __sk_buff *skb)
 {
