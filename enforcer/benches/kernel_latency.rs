@@ -10,10 +10,15 @@
 //!    workload's first `EPERM` (CLOCK_MONOTONIC on both sides), and the enforcer's own
 //!    `received_to_kernel_us` from the receipt (handler entry to the map written). Released
 //!    between iterations.
-//! 2. **Destroying a workload's 10,000 connections** (target: p99 at most 10 ms). The workload
-//!    opens 10,000 connections to this process; a deny with `terminate: workload` arrives; the
-//!    receipt gives the time from the event's arrival to the last socket destroyed, and the
-//!    workload checks that every one of its sockets was aborted (ECONNABORTED).
+//! 2. **Silencing, then destroying, a workload's 10,000 connections** (target: p99 at most
+//!    10 ms). The workload opens 10,000 connections to this process, and one more that it
+//!    echoes; a deny with `terminate: workload` and `quarantine: block: all` arrives. The
+//!    quarantine entry silences every socket of the workload at once (the cgroup_skb programs
+//!    drop their packets); the sockets are then destroyed. Measured: the receipt's times to
+//!    silenced and to the last socket destroyed; from before the POST, the first byte sent on the
+//!    echo connection that is never echoed (the probe) and the reset of its destruction as its other
+//!    end sees it; the workload checks that every one of its sockets was aborted
+//!    (ECONNABORTED). Released between iterations.
 //!
 //! Needs root, cgroup v2 and BPF; prints `SKIPPED: <reason>` otherwise. Creates its own cgroup
 //! root and pin directory and removes them (the enforcer runs with `--cleanup-on-exit`).
@@ -106,45 +111,177 @@ fn run(scratch: &Scratch, connections: usize) {
     row("event received -> quarantine in the map (receipt)", &mut inside);
     println!();
 
-    // --- 2. destroying 10,000 connections ---
+    // --- 2. silencing, then destroying, 10,000 connections ---
     w.ask("close");
     proxy.clear();
     let iterations = env_usize("BENCH_DESTROY_ITERATIONS", 50);
-    let (mut inside, mut e2e, mut destroyed_counts) = (Vec::new(), Vec::new(), Vec::new());
+    let mut m = DestroyRuns::default();
     for i in 0..iterations {
         let first: SocketAddr = w.ask(&format!("open {connections} {}", proxy.addr)).strip_prefix("ok ").unwrap().parse().unwrap();
         proxy.wait_for(connections);
+        // One more connection of the workload, which echoes what this process sends on it.
+        let echo = proxy.echo_connection(&mut w);
         let id = format!("bench-destroy-{}-{i}", std::process::id());
-        let event = event(&id, json!({"terminate": "workload"}), first, proxy.addr);
-        let t0_unix_us = unix_us();
+        let kernel = json!({"terminate": "workload", "quarantine": {"duration_secs": 60, "block": "all"}});
+        let event = event(&id, kernel, first, proxy.addr);
+        let prober = Prober::start(echo);
+        let (t0_unix_us, t0_mono) = (unix_us(), monotonic_ns());
         post.post_events(&event);
         let receipt = enforcer.receipt(&id);
         assert_eq!(receipt["outcome"], "enforced", "{receipt:#}");
-        let destroyed = receipt["sockets_destroyed"].as_u64().unwrap();
-        inside.push(receipt["received_to_kernel_us"].as_u64().unwrap());
-        e2e.push(receipt["kernel_unix_us"].as_u64().unwrap().saturating_sub(t0_unix_us));
+        let probed = prober.finish();
+        let reset_at = probed.reset_at.unwrap_or_else(|| panic!("iteration {i}: no reset on the probe connection: {probed:?}"));
+        // Nothing passes from the first byte never echoed on; when the probe's socket is among
+        // the first destroyed (and the prober was not scheduled in between), from its reset.
+        let quiet_at = match probed.silent_at {
+            Some(t) if t <= reset_at => {
+                m.silent_first += 1;
+                t
+            }
+            _ => reset_at,
+        };
+        m.probe_quiet.push(quiet_at.saturating_sub(t0_mono) / 1_000);
+        m.probe_reset.push(reset_at.saturating_sub(t0_mono) / 1_000);
+        m.silenced.push(receipt["silenced"]["received_to_silenced_us"].as_u64().unwrap_or_else(|| panic!("{receipt:#}")));
+        m.destroyed.push(receipt["received_to_destroyed_us"].as_u64().unwrap());
+        m.e2e_destroyed.push(receipt["kernel_unix_us"].as_u64().unwrap().saturating_sub(t0_unix_us));
         let check = w.ask("check");
+        let destroyed = receipt["sockets_destroyed"].as_u64().unwrap();
         assert_eq!(check, format!("aborted {connections} of {connections}"), "iteration {i}: receipt says {destroyed} destroyed");
-        destroyed_counts.push(destroyed);
+        m.counts.push(destroyed);
         w.ask("close");
         proxy.clear();
+        enforcer.release("bench");
     }
-    println!("## Destroying the sockets of a workload with {connections} connections (target: p99 <= 10,000 us), {iterations} iterations");
+    println!(
+        "## Silencing, then destroying, the sockets of a workload with {connections} connections (target: p99 <= 10,000 us), {iterations} iterations"
+    );
+    println!();
+    println!("A deny with `terminate: workload` and `quarantine: block: all`. The quarantine entry is one map write; from");
+    println!("then on the cgroup_skb programs drop every packet of the workload's sockets (only the resets of the");
+    println!("destruction leave). The probe: one more workload connection that echoes; this process sends it a byte and");
+    println!("waits for the echo, again and again, from before the POST; silent = the send time of the first byte never");
+    println!("echoed (or, when the probe's own socket was among the first destroyed, its reset); reset = this process's");
+    println!("end saw the reset of the probe socket's destruction.");
     println!();
     println!("| measured | p50 | p90 | p99 | max |");
     println!("|---|---:|---:|---:|---:|");
-    row("event received -> last socket destroyed (receipt)", &mut inside);
-    row("POST written -> last socket destroyed", &mut e2e);
+    row("event received -> silenced: quarantine in the map (receipt)", &mut m.silenced);
+    row("POST written -> probe passes nothing more (first byte never echoed, or its reset)", &mut m.probe_quiet);
+    row("event received -> last socket destroyed (receipt)", &mut m.destroyed);
+    row("POST written -> last socket destroyed", &mut m.e2e_destroyed);
+    row("POST written -> probe's end sees the reset", &mut m.probe_reset);
     println!();
     println!(
-        "Every iteration: the receipt counted {} sockets destroyed and the workload found all {connections} of its sockets aborted (ECONNABORTED).",
-        destroyed_counts.first().copied().unwrap_or(0)
+        "The probe went silent while its socket was still open (a byte sent, never echoed, before the reset) in {} of {iterations} iterations; in the others its socket was destroyed before the prober sent again.",
+        m.silent_first
     );
-    assert!(destroyed_counts.iter().all(|&d| d == u64::try_from(connections).unwrap()), "{destroyed_counts:?}");
+    println!(
+        "Every iteration: the probe echoed before the POST, the receipt counted {} sockets destroyed (the {connections} and the probe) and the workload found all {connections} of its sockets aborted (ECONNABORTED).",
+        m.counts.first().copied().unwrap_or(0)
+    );
+    assert!(m.counts.iter().all(|&d| d == u64::try_from(connections).unwrap() + 1), "{:?}", m.counts);
     println!("Percentiles by nearest rank (with {iterations} iterations, p99 is the {}-th smallest).", (iterations * 99).div_ceil(100));
     drop(post);
     drop(w); // sends `exit`, which has no answer
     enforcer.stop();
+}
+
+/// Part 2's figures, one value per iteration.
+#[derive(Default)]
+struct DestroyRuns {
+    silenced: Vec<u64>,
+    probe_quiet: Vec<u64>,
+    silent_first: usize,
+    destroyed: Vec<u64>,
+    e2e_destroyed: Vec<u64>,
+    probe_reset: Vec<u64>,
+    counts: Vec<u64>,
+}
+
+/// What the probe saw (CLOCK_MONOTONIC ns).
+#[derive(Debug, Default)]
+struct Probed {
+    echoes: u64,
+    /// Send time of the first byte never echoed.
+    silent_at: Option<u64>,
+    /// When this end saw the reset (or EOF).
+    reset_at: Option<u64>,
+    /// How the connection ended.
+    end: String,
+}
+
+/// Sends a byte on the workload's echo connection and waits for it, until the connection dies.
+struct Prober {
+    handle: std::thread::JoinHandle<Probed>,
+}
+
+impl Prober {
+    /// An echo not back within this long is taken as silence unless it arrives later.
+    const ECHO_WAIT: Duration = Duration::from_millis(20);
+
+    fn start(mut s: TcpStream) -> Prober {
+        s.set_nodelay(true).unwrap();
+        s.set_read_timeout(Some(Self::ECHO_WAIT)).unwrap();
+        let (ready_tx, ready) = mpsc::channel();
+        let handle = std::thread::spawn(move || {
+            let mut p = Probed::default();
+            let mut b = [0u8; 64];
+            let deadline = Instant::now() + Duration::from_secs(30);
+            let mut pending: Option<u64> = None; // send time of the byte not yet echoed
+            while Instant::now() < deadline {
+                if pending.is_none() {
+                    let t = monotonic_ns();
+                    if let Err(e) = s.write_all(b"x") {
+                        p.reset_at = Some(monotonic_ns());
+                        p.end = format!("write: {e}");
+                        break;
+                    }
+                    pending = Some(t);
+                }
+                match s.read(&mut b) {
+                    Ok(0) => {
+                        p.reset_at = Some(monotonic_ns());
+                        p.end = "eof".to_owned();
+                        break;
+                    }
+                    Ok(n) => {
+                        // An echo (a late one too: then it was no silence).
+                        if p.echoes == 0 {
+                            let _ = ready_tx.send(());
+                        }
+                        p.echoes += n as u64;
+                        p.silent_at = None;
+                        pending = None;
+                    }
+                    Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+                        // Keep waiting for this byte; remember when it was sent.
+                        if p.silent_at.is_none() {
+                            p.silent_at = pending;
+                        }
+                    }
+                    Err(e) => {
+                        p.reset_at = Some(monotonic_ns());
+                        p.end = format!("read: {e}");
+                        break;
+                    }
+                }
+            }
+            // A byte sent and never echoed before the reset counts too: from its sending on,
+            // nothing passed.
+            if p.silent_at.is_none() {
+                p.silent_at = pending;
+            }
+            p
+        });
+        // Echoing before the decision: the loop runs, and the connection passes data.
+        ready.recv_timeout(Duration::from_secs(10)).expect("the probe connection echoes before the decision");
+        Prober { handle }
+    }
+
+    fn finish(self) -> Probed {
+        self.handle.join().unwrap()
+    }
 }
 
 fn row(what: &str, values: &mut [u64]) {
@@ -226,7 +363,11 @@ impl Drop for Scratch {
             }
         }
         let _ = std::fs::remove_dir(&self.root);
-        let _ = std::fs::remove_dir_all(&self.data);
+        if std::env::var_os("BENCH_KEEP_DATA").is_some() {
+            eprintln!("kept the enforcer's data and log in {} (BENCH_KEEP_DATA)", self.data.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.data);
+        }
         if self.pins.exists() {
             eprintln!("WARNING: the enforcer left pins in {}; removing them", self.pins.display());
             let _ = std::fs::remove_dir_all(&self.pins);
@@ -409,6 +550,18 @@ impl Proxy {
     fn clear(&self) {
         self.held.lock().unwrap().clear();
     }
+
+    /// Has the workload open one more connection, which it echoes; returns this end of it.
+    fn echo_connection(&self, w: &mut Workload) -> TcpStream {
+        let before = self.held.lock().unwrap().len();
+        let answer = w.ask(&format!("echo {}", self.addr));
+        assert!(answer.starts_with("ok "), "{answer}");
+        self.wait_for(before + 1);
+        let local: SocketAddr = answer.strip_prefix("ok ").unwrap().parse().unwrap();
+        let mut held = self.held.lock().unwrap();
+        let at = held.iter().position(|s| s.peer_addr().is_ok_and(|p| p == local)).unwrap();
+        held.remove(at)
+    }
 }
 
 /// This program again, as a managed workload (`interlock exec`), driven over stdin/stdout.
@@ -462,7 +615,8 @@ impl Drop for Workload {
     }
 }
 
-/// The workload's side: `open N ADDR`, `check`, `close`, `spin ADDR TIMEOUT_MS`, `exit`.
+/// The workload's side: `open N ADDR`, `echo ADDR`, `check`, `close`, `spin ADDR TIMEOUT_MS`,
+/// `exit`.
 fn workload() {
     let mut held: Vec<TcpStream> = Vec::new();
     let stdin = std::io::stdin();
@@ -488,6 +642,23 @@ fn workload() {
                     None => format!("ok {}", held[held.len() - n].local_addr().unwrap()),
                 }
             }
+            ["echo", addr] => match TcpStream::connect(addr.parse::<SocketAddr>().unwrap()) {
+                Ok(s) => {
+                    let local = s.local_addr().unwrap();
+                    s.set_nodelay(true).unwrap();
+                    std::thread::spawn(move || {
+                        let mut s = s;
+                        let mut b = [0u8; 64];
+                        while let Ok(n) = s.read(&mut b) {
+                            if n == 0 || s.write_all(&b[..n]).is_err() {
+                                break;
+                            }
+                        }
+                    });
+                    format!("ok {local}")
+                }
+                Err(e) => format!("err {e}"),
+            },
             ["check"] => {
                 let aborted = held.iter().filter(|s| matches!(s.take_error(), Ok(Some(e)) if e.raw_os_error() == Some(ECONNABORTED))).count();
                 format!("aborted {aborted} of {}", held.len())
@@ -504,7 +675,10 @@ fn workload() {
                 let mut attempts = 0u64;
                 loop {
                     attempts += 1;
-                    match TcpStream::connect(addr) {
+                    // With a timeout: a connect whose SYN left just as the quarantine landed
+                    // is silenced (its SYN retries dropped) and would hang for seconds; the
+                    // next one is refused.
+                    match TcpStream::connect_timeout(&addr, Duration::from_millis(5)) {
                         Err(e) if e.raw_os_error() == Some(EPERM) => break format!("refused {} {attempts}", monotonic_ns()),
                         _ if Instant::now() > deadline => break format!("timeout after {attempts} connects"),
                         _ => {}
