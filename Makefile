@@ -65,11 +65,12 @@ lint:
 bench: $(ENVOY_STAMP) build
 	command -v wrk >/dev/null || (apt-get update && apt-get install -y wrk)
 	cargo build --release --target wasm32-wasip1 -p interlock-bench-minimal-filter && cargo build --release -p interlock-bench-ext-authz
+	# The enforcer's kernel path first: scripts/bench.py reads bench/enforcer.txt for the targets table.
+	cargo bench -q -p interlock-enforcer --bench kernel_latency | tee bench/enforcer.txt
 	$(VENV)/bin/python scripts/bench.py
 	cargo build --release --target wasm32-wasip1 -p interlock-bench-wasm-inspect
 	node scripts/wasm-inspect.mjs target/wasm32-wasip1/release/interlock-bench-wasm-inspect.wasm 2>/dev/null | tee bench/wasm-inspect.txt
 	cargo run --release -q -p interlock-bench-wasm-inspect | tee -a bench/wasm-inspect.txt
-	cargo bench -q -p interlock-enforcer --bench kernel_latency | tee bench/enforcer.txt
 
 ## schema: regenerate policies/schema.json from the policy types
 schema:
