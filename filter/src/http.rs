@@ -160,8 +160,7 @@ impl Stream {
         } else {
             // The upstream learns the decision id (for its own logs); client copies of our
             // headers were removed when the request arrived. Only while the headers are still
-            // ours to change: once they went upstream (Istio mode) the host refuses the call, and
-            // the SDK turns that refusal into a panic that would kill this worker's VM.
+            // ours to change: once they went upstream (Istio mode) the host would refuse it.
             if !self.headers_sent {
                 let _ = host::set_request_header("x-interlock-decision-id", &id);
             }
@@ -172,7 +171,7 @@ impl Stream {
 
     fn record(&mut self, id: &str, eval: &Evaluation) {
         // A decision about the response of a request that passed names that request's decision.
-        let request_decision_id = self.passed.as_ref().map(|(rid, _)| rid.clone()).filter(|rid| rid != id);
+        let request_decision_id = self.passed.as_ref().map(|(rid, _)| rid.as_str()).filter(|rid| *rid != id);
         let phase = if request_decision_id.is_some() { Phase::Response } else { Phase::Request };
         let Some(engine) = self.snapshot.as_ref().map(|s| &s.engine) else { return };
         let d = &eval.decision;
@@ -184,16 +183,17 @@ impl Stream {
             (Mode::Enforce, a) => a.as_str(),
         };
         let upstream = if d.blocks() { None } else { host::property_str(&["upstream", "address"]).filter(|s| !s.is_empty()) };
+        let worker = self.shared.worker.borrow();
         let facts = HostFacts {
             phase,
             request_decision_id,
-            decision_id: id.to_owned(),
+            decision_id: id,
             time_unix_ms: if phase == Phase::Request { self.now_ms } else { host::now_ms() },
             downstream: host::property_str(&["source", "address"]),
             // Only the enforcer's kernel actions need the 4-tuple's other half.
             destination: d.kernel.as_ref().and_then(|_| host::property_str(&["destination", "address"])),
             upstream,
-            worker: self.shared.worker.borrow().clone(),
+            worker: &worker,
         };
         let event = DecisionEventRef::new(eval, engine.version(), &facts);
         let mut metrics = self.shared.metrics.borrow_mut();

@@ -120,15 +120,15 @@ pub struct DataClassCount {
 
 /// Host facts the engine cannot know.
 #[derive(Debug, Clone, Default)]
-pub struct HostFacts {
+pub struct HostFacts<'a> {
     pub phase: Phase,
-    pub request_decision_id: Option<String>,
-    pub decision_id: String,
+    pub request_decision_id: Option<&'a str>,
+    pub decision_id: &'a str,
     pub time_unix_ms: u64,
     pub downstream: Option<String>,
     pub destination: Option<String>,
     pub upstream: Option<String>,
-    pub worker: String,
+    pub worker: &'a str,
 }
 
 /// A [`DecisionEvent`] as the filter writes it, borrowed from the evaluation and the host facts
@@ -207,11 +207,11 @@ struct DataClassCountRef<'a> {
 
 impl<'a> DecisionEventRef<'a> {
     /// The event for an evaluation, borrowing from it and from the host facts.
-    pub fn new(eval: &'a Evaluation, policy_version: &'a str, host: &'a HostFacts) -> Self {
+    pub fn new(eval: &'a Evaluation, policy_version: &'a str, host: &'a HostFacts<'a>) -> Self {
         let d = &eval.decision;
         let f = &eval.facts;
         Self {
-            decision_id: &host.decision_id,
+            decision_id: host.decision_id,
             time_unix_ms: host.time_unix_ms,
             policy_version,
             rule: &d.rule,
@@ -239,9 +239,9 @@ impl<'a> DecisionEventRef<'a> {
             downstream: host.downstream.as_deref(),
             destination: host.destination.as_deref(),
             upstream: host.upstream.as_deref(),
-            worker: &host.worker,
+            worker: host.worker,
             phase: host.phase,
-            request_decision_id: host.request_decision_id.as_deref(),
+            request_decision_id: host.request_decision_id,
         }
     }
 }
@@ -252,16 +252,16 @@ mod tests {
     use crate::decision::{Decision, Facts};
     use crate::detect::{ClassCount, DataClass};
 
-    fn host(phase: Phase, full: bool) -> HostFacts {
+    fn host(phase: Phase, full: bool) -> HostFacts<'static> {
         HostFacts {
             phase,
-            request_decision_id: full.then(|| "01abc".to_owned()),
-            decision_id: "0123456789ab0123456789abcdef".into(),
+            request_decision_id: full.then_some("01abc"),
+            decision_id: "0123456789ab0123456789abcdef",
             time_unix_ms: 1_763_758_135_123,
             downstream: Some("127.0.0.1:51234".into()),
             destination: full.then(|| "127.0.0.1:10000".into()),
             upstream: full.then(|| "127.0.0.1:18080".into()),
-            worker: "envoy/abcd1234".into(),
+            worker: "envoy/abcd1234",
         }
     }
 
@@ -299,7 +299,7 @@ mod tests {
         let facts = host(Phase::Response, true);
         let back: DecisionEvent = serde_json::from_str(&serde_json::to_string(&DecisionEventRef::new(&full, "v1", &facts)).unwrap()).unwrap();
         let (d, f) = (&full.decision, &full.facts);
-        assert_eq!((back.decision_id.as_str(), back.time_unix_ms, back.policy_version.as_str()), (facts.decision_id.as_str(), facts.time_unix_ms, "v1"));
+        assert_eq!((back.decision_id.as_str(), back.time_unix_ms, back.policy_version.as_str()), (facts.decision_id, facts.time_unix_ms, "v1"));
         assert_eq!((&back.rule, back.action, back.status, back.mode, &back.reason, &back.allowed_by), (&d.rule, d.action, d.status, d.mode, &d.reason, &d.allowed_by));
         assert_eq!(back.identity, EventIdentity { agent: f.agent.clone(), user: f.user.clone(), session: f.session.clone(), trace: f.trace.clone() });
         assert_eq!(
@@ -320,6 +320,6 @@ mod tests {
         assert_eq!(back.data_classes, [DataClassCount { class: "secret.aws_access_key".into(), count: 2 }]);
         assert_eq!((back.kernel, back.revoke), (None, None));
         assert_eq!((back.downstream, back.destination, back.upstream), (facts.downstream.clone(), facts.destination.clone(), facts.upstream.clone()));
-        assert_eq!((back.worker, back.phase, back.request_decision_id), (facts.worker.clone(), Phase::Response, facts.request_decision_id.clone()));
+        assert_eq!((back.worker, back.phase, back.request_decision_id), (facts.worker.to_owned(), Phase::Response, facts.request_decision_id.map(str::to_owned)));
     }
 }
