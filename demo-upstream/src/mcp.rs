@@ -1,4 +1,6 @@
-//! The demo MCP server: streamable HTTP transport with plain JSON answers (no SSE), six tools.
+//! The demo MCP server: streamable HTTP transport, six tools. Answers are plain JSON, or, for a
+//! request with `x-demo-mcp-sse: 1`, an event stream of one `message` event, the way SDK servers
+//! answer by default (so the filter's handling of both forms can be shown and tested).
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -24,9 +26,14 @@ pub struct Reply {
     pub opens_session: bool,
 }
 
-pub async fn handle_http(State(state): State<AppState>, body: Bytes) -> Response {
+/// The request header that asks for the answer as an event stream.
+pub const SSE_HEADER: &str = "x-demo-mcp-sse";
+
+pub async fn handle_http(State(state): State<AppState>, headers: axum::http::HeaderMap, body: Bytes) -> Response {
     let reply = handle(&state.stats, &body);
+    let sse = headers.get(SSE_HEADER).is_some_and(|v| v.as_bytes() == b"1");
     let mut response = match reply.body {
+        Some(body) if sse => (reply.status, [(header::CONTENT_TYPE, "text/event-stream")], format!("event: message\ndata: {body}\n\n")).into_response(),
         Some(body) => (reply.status, axum::Json(body)).into_response(),
         None => reply.status.into_response(),
     };

@@ -438,7 +438,7 @@ impl HttpContext for Stream {
             }
             Inspecting::Stream(stream) => {
                 let chunk = host::response_body(body_size).ok().flatten().unwrap_or_default();
-                match engine.feed_response_stream(stream, &facts, &chunk, end_of_stream) {
+                match engine.feed_response_stream(stream, &facts, &chunk, end_of_stream, &mut host::HostStore) {
                     StreamStep::Deliver(bytes) => {
                         if bytes != chunk && host::set_response_body(body_size, &bytes).is_err() {
                             let _ = host::reset_response();

@@ -10,7 +10,20 @@ use std::error::Error;
 use std::time::Instant;
 
 use interlock_policies::inspect::StreamStep;
+use interlock_policies::ratelimit::{SharedStore, StoreError};
 use interlock_policies::{Engine, HttpRequest, VerifiedIdentity};
+
+/// Shared data for tool pins: a model's answer never consults them.
+struct NoPins;
+
+impl SharedStore for NoPins {
+    fn get(&mut self, _key: &str) -> Result<Option<(Vec<u8>, u32)>, StoreError> {
+        Ok(None)
+    }
+    fn set(&mut self, _key: &str, _value: &[u8], _cas: Option<u32>) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
 
 fn main() -> Result<(), Box<dyn Error>> {
     let path = std::env::args().nth(1).unwrap_or_else(|| concat!(env!("CARGO_MANIFEST_DIR"), "/examples/demo.json").to_owned());
@@ -42,7 +55,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     for _ in 0..rounds {
         let mut s = engine.response_stream(&facts);
         for (i, chunk) in chunks.iter().enumerate() {
-            match engine.feed_response_stream(&mut s, &facts, chunk, i + 1 == chunks.len()) {
+            match engine.feed_response_stream(&mut s, &facts, chunk, i + 1 == chunks.len(), &mut NoPins) {
                 StreamStep::Deliver(out) => delivered += out.len(),
                 StreamStep::Block(eval) => return Err(format!("blocked: {}", eval.decision.reason).into()),
             }

@@ -189,10 +189,11 @@ impl Engine {
     /// How to inspect the response to a request with these facts.
     pub fn response_plan(&self, facts: &Facts, status: u16, content_type: Option<&str>, content_encoding: Option<&str>) -> ResponsePlan {
         let Some(protocol) = facts.protocol else { return ResponsePlan::Skip };
-        let route_tools = facts.governed.as_ref().and_then(|id| self.governed.iter().find(|r| &r.id == id)).and_then(|r| r.tools.as_ref());
         let wanted = match protocol {
             Protocol::Openai | Protocol::Anthropic => true,
-            Protocol::Mcp => route_tools.is_some() || self.watches_data(facts, Direction::Response),
+            // Tool controls look at the answer to a tools/list only: a tools/call answer passes
+            // unread unless a data rule watches it.
+            Protocol::Mcp => self.tools_control_for(facts).is_some() || self.watches_data(facts, Direction::Response),
             _ => self.watches_data(facts, Direction::Response),
         };
         if !wanted || status == 204 || status == 304 {
@@ -240,9 +241,9 @@ impl Engine {
                 Err(e) => return Some(self.uninspectable(start.facts, Direction::Response, &format!("{e}"))),
             }
         }
-        // A tools/list answer on a route with tool controls: pins, descriptions, hiding.
-        let control = facts.governed.as_ref().and_then(|id| self.governed.iter().find(|r| &r.id == id)).and_then(|r| r.tools.as_ref());
-        if let Some(control) = control.filter(|_| facts.calls.len() == 1 && facts.calls.iter().all(|c| c.method == "tools/list"))
+        // The answer to a tools/list (alone or in a batch) on a route with tool controls: pins,
+        // descriptions, hiding.
+        if let Some(control) = self.tools_control_for(facts)
             && let Some(eval) = self.judge_tools_list(facts, &value, control, store) {
                 return Some(eval);
             }
@@ -293,6 +294,9 @@ pub struct ResponseStream {
     redaction: Option<StreamRedaction>,
     /// The last data decision that let the stream go on (a redaction, an audit), to record.
     outcome: Option<Evaluation>,
+    /// Frames rewritten whole (`start`, `end`, new bytes) outside in-frame redaction: a tool
+    /// list with tools hidden.
+    splices: std::collections::VecDeque<(u64, u64, Vec<u8>)>,
 }
 
 impl ResponseStream {
@@ -374,6 +378,8 @@ struct HeldFrame {
     edits: Vec<Edit>,
     /// The whole frame rewritten (a snapshot event redacted as a whole).
     replacement: Option<Vec<u8>>,
+    /// `data` differs from the frame as received (tools hidden from a tool list).
+    rewritten: bool,
 }
 
 #[derive(Debug, Default)]
@@ -495,7 +501,7 @@ fn render_frame(frame: &HeldFrame) -> Result<Option<Vec<u8>>, String> {
         return Ok(Some(r.clone()));
     }
     if frame.edits.is_empty() {
-        return Ok(None);
+        return Ok(frame.rewritten.then(|| sse_frame(frame.event.as_deref(), frame.id.as_deref(), &frame.data)));
     }
     // The whole data (a stream that is not a model's answer), or strings inside its JSON.
     let whole = frame.segments.iter().all(|seg| seg.pointer.is_empty());
@@ -529,6 +535,27 @@ fn render_frame(frame: &HeldFrame) -> Result<Option<Vec<u8>>, String> {
     }
     let data = data.unwrap_or_else(|| value.to_string());
     Ok(Some(sse_frame(frame.event.as_deref(), frame.id.as_deref(), &data)))
+}
+
+/// `raw`, delivered from stream offset `from`, with the frames rewritten whole in it replaced.
+fn apply_splices(raw: Vec<u8>, from: u64, splices: &mut std::collections::VecDeque<(u64, u64, Vec<u8>)>) -> Result<Vec<u8>, String> {
+    let to = from.saturating_add(raw.len() as u64);
+    if !splices.iter().any(|(start, _, _)| *start < to) {
+        return Ok(raw);
+    }
+    let local = |x: u64| usize::try_from(x.saturating_sub(from)).unwrap_or(usize::MAX);
+    let mut out = Vec::with_capacity(raw.len());
+    let mut at = 0usize;
+    while let Some((start, end, bytes)) = splices.pop_front_if(|(start, _, _)| *start < to) {
+        if start < from || end > to {
+            return Err("a rewritten frame is not on a frame boundary".into());
+        }
+        out.extend_from_slice(raw.get(at..local(start)).ok_or("a rewritten frame is not on a frame boundary")?);
+        out.extend_from_slice(&bytes);
+        at = local(end);
+    }
+    out.extend_from_slice(raw.get(at..).ok_or("a rewritten frame is not on a frame boundary")?);
+    Ok(out)
 }
 
 fn sse_frame(event: Option<&str>, id: Option<&str>, data: &str) -> Vec<u8> {
@@ -595,6 +622,7 @@ impl Engine {
             found: Vec::new(),
             blocked: false,
             outcome: None,
+            splices: std::collections::VecDeque::new(),
         }
     }
 
@@ -633,7 +661,8 @@ impl Engine {
     }
 
     /// Feeds the next chunk of a streamed response (`end` on the last); says what may go out.
-    pub fn feed_response_stream(&self, s: &mut ResponseStream, facts: &Facts, chunk: &[u8], end: bool) -> StreamStep {
+    /// `store` is the shared data where tool pins are kept.
+    pub fn feed_response_stream(&self, s: &mut ResponseStream, facts: &Facts, chunk: &[u8], end: bool, store: &mut dyn crate::ratelimit::SharedStore) -> StreamStep {
         if s.blocked {
             return StreamStep::Deliver(Vec::new());
         }
@@ -649,7 +678,7 @@ impl Engine {
             }
         }
         for event in events {
-            if let Err(step) = self.judge_stream_event(s, facts, event) {
+            if let Err(step) = self.judge_stream_event(s, facts, event, store) {
                 return step;
             }
         }
@@ -690,7 +719,8 @@ impl Engine {
     }
 
     /// Judges one complete event: its tool calls, and the data in its text.
-    fn judge_stream_event(&self, s: &mut ResponseStream, facts: &Facts, event: crate::sse::SseEvent) -> Result<(), StreamStep> {
+    fn judge_stream_event(&self, s: &mut ResponseStream, facts: &Facts, mut event: crate::sse::SseEvent, store: &mut dyn crate::ratelimit::SharedStore) -> Result<(), StreamStep> {
+        let rewritten = self.judge_streamed_tools_list(s, facts, &mut event, store)?;
         let mut texts: Vec<crate::llm::TextSpan> = Vec::new();
         let mut snapshot = false;
         if let Some(assembler) = s.assembler.as_mut() {
@@ -729,7 +759,7 @@ impl Engine {
         };
         let mut findings = Vec::new();
         let event_end = event.end;
-        let mut frame = HeldFrame { start: event.start, end: event.end, event: event.event, id: event.id, data: event.data, segments: Vec::new(), edits: Vec::new(), replacement: None };
+        let mut frame = HeldFrame { start: event.start, end: event.end, event: event.event, id: event.id, data: event.data, segments: Vec::new(), edits: Vec::new(), replacement: None, rewritten };
         for t in texts {
             match scanner.push(detector, t.text.as_bytes()) {
                 Ok(f) => findings.extend(f),
@@ -795,6 +825,32 @@ impl Engine {
         }
         s.judged_to = event_end;
         Ok(())
+    }
+
+    /// An MCP server may answer a tools/list with an event stream: each event of it is judged by
+    /// the route's tool controls before it leaves, like a buffered answer. Returns whether the
+    /// event's data was rewritten (tools hidden); the rewritten frame replaces the received one.
+    fn judge_streamed_tools_list(&self, s: &mut ResponseStream, facts: &Facts, event: &mut crate::sse::SseEvent, store: &mut dyn crate::ratelimit::SharedStore) -> Result<bool, StreamStep> {
+        let Some(control) = self.tools_control_for(facts) else { return Ok(false) };
+        if event.data.trim().is_empty() {
+            return Ok(false);
+        }
+        let value = match crate::json::parse_strict(event.data.as_bytes(), crate::llm::MAX_JSON_DEPTH) {
+            Ok(v) => v,
+            Err(e) => return Err(self.block_stream(s, self.uninspectable(facts.clone(), Direction::Response, &format!("event data: {e}")))),
+        };
+        let Some(mut eval) = self.judge_tools_list(facts, &value, control, store) else { return Ok(false) };
+        if eval.decision.blocks() {
+            return Err(self.block_stream(s, eval));
+        }
+        let rewrite = eval.rewrite.take();
+        s.outcome = Some(eval);
+        let Some(data) = rewrite.and_then(|b| String::from_utf8(b).ok()) else { return Ok(false) };
+        if s.redaction.is_none() {
+            s.splices.push_back((event.start, event.end, sse_frame(event.event.as_deref(), event.id.as_deref(), &data)));
+        }
+        event.data = data;
+        Ok(true)
     }
 
     /// Judges what the stream's scan found: stops the stream, or redacts in the held frames.
@@ -888,7 +944,7 @@ impl Engine {
         let raw: Vec<u8> = s.pending.drain(..n).collect();
         let from = s.base;
         s.base = s.base.saturating_add(n as u64);
-        let Some(r) = s.redaction.as_mut() else { return Ok(raw) };
+        let Some(r) = s.redaction.as_mut() else { return apply_splices(raw, from, &mut s.splices) };
         let local = |x: u64| usize::try_from(x.saturating_sub(from)).unwrap_or(usize::MAX);
         let mut out = Vec::with_capacity(raw.len());
         let mut at = 0usize;

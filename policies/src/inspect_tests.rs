@@ -1,5 +1,5 @@
 use super::*;
-use crate::ratelimit::{SharedStore, StoreError};
+use crate::ratelimit::{MapStore, SharedStore, StoreError};
 
 /// Pins are not exercised here (tools_tests.rs does): a store with nothing in it.
 struct NoStore;
@@ -268,7 +268,7 @@ fn run_stream_outcome(e: &Engine, facts: &Facts, stream: &[u8], size: usize) -> 
     let mut out = Vec::new();
     let chunks: Vec<&[u8]> = stream.chunks(size.max(1)).collect();
     for (i, c) in chunks.iter().enumerate() {
-        match e.feed_response_stream(&mut s, facts, c, i + 1 == chunks.len()) {
+        match e.feed_response_stream(&mut s, facts, c, i + 1 == chunks.len(), &mut MapStore::default()) {
             StreamStep::Deliver(b) => out.extend(b),
             StreamStep::Block(eval) => return (out, Some(*eval), None),
         }
@@ -491,7 +491,7 @@ fn held_frames_leave_once_enough_text_followed_them() {
     let frames: Vec<&str> = stream.split_inclusive("\n\n").collect();
     let hold = usize::try_from(REDACT_HOLD_BYTES + REDACT_SCAN_STEP).unwrap_or(256);
     for (i, frame) in frames.iter().enumerate() {
-        match e.feed_response_stream(&mut s, &facts, frame.as_bytes(), i + 1 == frames.len()) {
+        match e.feed_response_stream(&mut s, &facts, frame.as_bytes(), i + 1 == frames.len(), &mut MapStore::default()) {
             StreamStep::Deliver(b) => out.extend(b),
             StreamStep::Block(b) => panic!("{:?}", b.decision),
         }
@@ -524,7 +524,7 @@ fn a_stream_that_is_no_model_answer_is_redacted_event_by_event() {
         let mut s = e.response_stream(&mcp);
         let mut out = Vec::new();
         for chunk in stream.as_bytes().chunks(size) {
-            match e.feed_response_stream(&mut s, &mcp, chunk, false) {
+            match e.feed_response_stream(&mut s, &mcp, chunk, false, &mut MapStore::default()) {
                 StreamStep::Deliver(b) => out.extend(b),
                 StreamStep::Block(b) => panic!("{size}: {:?}", b.decision),
             }

@@ -114,9 +114,52 @@ fn check_pin(store: &mut dyn SharedStore, server: &str, name: &str, hash: &str) 
 }
 
 impl Engine {
-    /// Judges a `tools/list` answer on a route with tool controls: pins, suspicious descriptions,
-    /// hiding. `None` when nothing is to be recorded or changed.
+    /// The tool controls of the route a request with these facts took, if it asked for a tool
+    /// list: only then does its answer need judging.
+    pub(crate) fn tools_control_for(&self, facts: &Facts) -> Option<&ToolsControl> {
+        if !facts.calls.iter().any(|c| c.method == "tools/list") {
+            return None;
+        }
+        facts.governed.as_ref().and_then(|id| self.governed.iter().find(|r| &r.id == id)).and_then(|r| r.tools.as_ref())
+    }
+
+    /// Judges the answer to a `tools/list` on a route with tool controls: pins, suspicious
+    /// descriptions, hiding. The answer is one JSON-RPC response or a batch of them; every element
+    /// that carries a tool list is judged, so a batch is no way around a pin. `None` when nothing
+    /// is to be recorded or changed.
     pub(crate) fn judge_tools_list(&self, facts: &Facts, value: &Value, control: &ToolsControl, store: &mut dyn SharedStore) -> Option<Evaluation> {
+        let Value::Array(items) = value else {
+            let (mut eval, rewritten) = self.judge_one_tools_list(facts, value, control, store)?;
+            eval.rewrite = rewritten.and_then(|v| serde_json::to_vec(&v).ok());
+            return Some(eval);
+        };
+        let mut out: Vec<Value> = Vec::with_capacity(items.len());
+        let mut recorded: Option<Evaluation> = None;
+        let mut changed = false;
+        for item in items {
+            let Some((eval, rewritten)) = self.judge_one_tools_list(facts, item, control, store) else {
+                out.push(item.clone());
+                continue;
+            };
+            if eval.decision.blocks() {
+                return Some(eval);
+            }
+            changed |= rewritten.is_some();
+            out.push(rewritten.unwrap_or_else(|| item.clone()));
+            // Hiding is what the caller sees changed: it is the decision recorded.
+            if recorded.as_ref().is_none_or(|r| r.decision.action != Action::Redact && eval.decision.action == Action::Redact) {
+                recorded = Some(eval);
+            }
+        }
+        recorded.map(|mut eval| {
+            eval.rewrite = changed.then(|| serde_json::to_vec(&Value::Array(out))).and_then(Result::ok);
+            eval
+        })
+    }
+
+    /// One JSON-RPC response's tool list: the decision, and the response rewritten when tools
+    /// are hidden from it.
+    fn judge_one_tools_list(&self, facts: &Facts, value: &Value, control: &ToolsControl, store: &mut dyn SharedStore) -> Option<(Evaluation, Option<Value>)> {
         let tools = value.pointer("/result/tools")?.as_array()?;
         let server = format!("{}|{}", facts.authority, facts.governed.as_deref().unwrap_or_default());
         let mut problems: Vec<(String, &'static str)> = Vec::new();
@@ -153,11 +196,8 @@ impl Engine {
                 DataAction::Deny => Decision::refusal(403, rule, reason),
                 _ => Decision { action: Action::Audit, status: 0, ..Decision::refusal(0, rule, reason) },
             };
-            if decision.blocks() {
-                return Some(Evaluation { decision, facts, rewrite: None });
-            }
-            if hidden.is_empty() {
-                return Some(Evaluation { decision, facts, rewrite: None });
+            if decision.blocks() || hidden.is_empty() {
+                return Some((Evaluation { decision, facts, rewrite: None }, None));
             }
         }
         if hidden.is_empty() {
@@ -168,11 +208,8 @@ impl Engine {
             list.retain(|t| !t.get("name").and_then(Value::as_str).is_some_and(|n| hidden.iter().any(|h| h == n)));
         }
         let reason = format!("hid {} tool(s) the caller may not call: {}", hidden.len(), hidden.join(", "));
-        Some(Evaluation {
-            decision: Decision { action: Action::Redact, status: 0, ..Decision::refusal(0, crate::builtin::HIDDEN_TOOLS, reason) },
-            facts,
-            rewrite: serde_json::to_vec(&out).ok(),
-        })
+        let decision = Decision { action: Action::Redact, status: 0, ..Decision::refusal(0, crate::builtin::HIDDEN_TOOLS, reason) };
+        Some((Evaluation { decision, facts, rewrite: None }, Some(out)))
     }
 }
 

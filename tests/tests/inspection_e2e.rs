@@ -201,6 +201,22 @@ fn tools_list_hides_what_the_caller_may_not_call_and_a_rug_pull_is_caught() {
     assert_eq!(r.status, 200, "{}", r.text());
     let names: Vec<String> = r.json()["result"]["tools"].as_array().unwrap().iter().filter_map(|t| t["name"].as_str().map(str::to_owned)).collect();
     assert_eq!(names, ["search_issues", "get_issue", "create_comment", "read_file"], "triage-bot only sees the tools it may call");
+    // The same list answered as an event stream (what SDK servers do by default) is trimmed too.
+    let list_sse = || {
+        Request::post("/mcp")
+            .bearer(&token)
+            .header("accept", "application/json, text/event-stream")
+            .header("x-demo-mcp-sse", "1")
+            .json(&json!({"jsonrpc": "2.0", "id": 4, "method": "tools/list"}))
+            .send(stack.listener())
+    };
+    let r = list_sse();
+    assert_eq!((r.status, r.header("content-type")), (200, Some("text/event-stream")), "{}", r.text());
+    let text = r.text();
+    let data = text.lines().find_map(|l| l.strip_prefix("data: ")).unwrap_or_else(|| panic!("no data line: {text}"));
+    let streamed: Value = serde_json::from_str(data).expect("the event's data is the JSON-RPC answer");
+    let names: Vec<&str> = streamed["result"]["tools"].as_array().unwrap().iter().filter_map(|t| t["name"].as_str()).collect();
+    assert_eq!(names, ["search_issues", "get_issue", "create_comment", "read_file"], "hidden in the stream as well: {text}");
     // The server changes get_issue's definition under the agents' feet.
     let pulled = Request::post("/__demo/rugpull").send(stack.upstream());
     assert_eq!(pulled.status, 200);
@@ -210,5 +226,12 @@ fn tools_list_hides_what_the_caller_may_not_call_and_a_rug_pull_is_caught() {
     assert_eq!(r.json()["id"], 3);
     let event = stack.wait_for_event_matching("the rug pull", |e| e["rule"] == "tool-definition-changed", Duration::from_secs(5));
     assert!(event["reason"].as_str().unwrap().contains("get_issue"), "{event}");
+    // Neither a batch nor an event stream is a way around the pin.
+    let r = Request::post("/mcp").bearer(&token).json(&json!([{"jsonrpc": "2.0", "id": 5, "method": "tools/list"}])).send(stack.listener());
+    assert_eq!((r.status, r.header("x-interlock-rule")), (403, Some("tool-definition-changed")), "a batch of one: {}", r.text());
+    let r = list_sse();
+    let text = r.text();
+    assert!(!text.contains("search_issues") && !text.contains("id_rsa"), "no part of the pulled list left as a stream: {text}");
+    assert!(text.contains("tool-definition-changed"), "the stream ends with the policy's error event: {text}");
     let _ = Request::post("/__demo/rugpull?undo=1").send(stack.upstream());
 }
