@@ -182,16 +182,16 @@ impl Stream {
             (Mode::Shadow, interlock_policies::Action::Audit) => "shadow_audit",
             (Mode::Enforce, a) => a.as_str(),
         };
-        let upstream = if d.blocks() { None } else { host::property_str(&["upstream", "address"]).filter(|s| !s.is_empty()) };
+        let upstream = if d.blocks() { None } else { host::property_str_at(host::UPSTREAM_ADDRESS).filter(|s| !s.is_empty()) };
         let worker = self.shared.worker.borrow();
         let facts = HostFacts {
             phase,
             request_decision_id,
             decision_id: id,
             time_unix_ms: if phase == Phase::Request { self.now_ms } else { host::now_ms() },
-            downstream: host::property_str(&["source", "address"]),
+            downstream: host::property_str_at(host::SOURCE_ADDRESS),
             // Only the enforcer's kernel actions need the 4-tuple's other half.
-            destination: d.kernel.as_ref().and_then(|_| host::property_str(&["destination", "address"])),
+            destination: d.kernel.as_ref().and_then(|_| host::property_str_at(host::DESTINATION_ADDRESS)),
             upstream,
             worker: &worker,
         };
