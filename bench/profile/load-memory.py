@@ -2,7 +2,8 @@
 """Envoy's resident memory after load, and what became of the decision events (issue 7).
 
 For each NAME=WASM[:ENFORCER_JSON] (ENFORCER_JSON: extra fields of the plugin's `enforcer` block,
-e.g. '"max_buffered_events":500'), rounds alternating: Envoy 1.40 at --concurrency 2 with
+e.g. '"max_buffered_events":500', or '"cluster":"nowhere"' for an enforcer that is never reached),
+rounds alternating: Envoy 1.40 at --concurrency 2 with
 envoy-config/bench/interlock.yaml and that .wasm, the enforcer running; wrk drives the `rest` and
 `mcp` mixes for SECONDS each at CONNS connections; then, after a second for the last events to
 leave: VmRSS, admin /memory, the anonymous mappings over BIGKB (the workers' wasm linear memories
@@ -67,6 +68,11 @@ for a in sys.argv[4:]:
         anchor = '"authority": "interlock-enforcer"\n'
         assert y.count(anchor) == 1
         y = y.replace(anchor, f'"authority": "interlock-enforcer", {extra}\n')
+        if '"cluster"' in extra:
+            # e.g. '"cluster":"nowhere"': every POST fails, the buffer fills to its bound.
+            default = '"cluster": "interlock_enforcer",'
+            assert y.count(default) == 1
+            y = y.replace(default, "")
     p = OUT / f"{name}.yaml"; p.write_text(y)
     specs.append((name, p))
 

@@ -66,7 +66,8 @@ pub struct EnforcerConfig {
     /// posted; whichever of this and `max_buffered_events` is reached first drops the oldest
     /// events, counted in `interlock.events.dropped` (an event larger than this on its own is
     /// dropped and counted too). Wasm linear memory never shrinks, so this is memory each
-    /// worker keeps once it has filled. Default 4194304 (4 MiB, about 5,000 events).
+    /// worker keeps once it has filled. Default 4194304 (4 MiB: about 6,000 events of the demo
+    /// policy, ~660 bytes each).
     #[serde(default = "default_buffer_bytes")]
     pub max_buffered_bytes: usize,
     /// Events per POST (1..=5000). Default 500.
