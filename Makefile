@@ -104,7 +104,7 @@ istio-config:
 envoy-config: envoy-config-deploy
 .PHONY: envoy-config-deploy
 envoy-config-deploy:
-	$(PYTHON) scripts/embed-policy.py envoy-config/production.yaml policies/examples/demo.json '{"cluster": "interlock_enforcer", "authority": "interlock-enforcer", "flush_interval_ms": 200, "max_buffered_events": 10000, "max_batch": 500, "timeout_ms": 2000}'
+	$(PYTHON) scripts/embed-policy.py envoy-config/production.yaml policies/examples/demo.json '{"cluster": "interlock_enforcer", "authority": "interlock-enforcer", "flush_interval_ms": 200, "max_buffered_events": 10000, "max_buffered_bytes": 4194304, "max_batch": 500, "timeout_ms": 2000}'
 	$(PYTHON) scripts/embed-policy.py envoy-config/compose-envoy.yaml policies/examples/demo.json '{"cluster": "interlock_enforcer", "authority": "interlock-enforcer"}'
 
 ## compose: the demo stack under docker compose (needs docker): builds the filter, then the images

@@ -44,6 +44,7 @@ def plugin_config(policy: dict) -> dict:
             "authority": host,
             "flush_interval_ms": 200,
             "max_buffered_events": 10000,
+            "max_buffered_bytes": 4194304,
             "max_batch": 500,
             "timeout_ms": 2000,
         },

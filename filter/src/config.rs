@@ -6,6 +6,8 @@ use interlock_policies::{Engine, PolicyError};
 use serde::Deserialize;
 use thiserror::Error;
 
+use crate::events::Limits;
+
 /// The plugin configuration as written.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -60,6 +62,14 @@ pub struct EnforcerConfig {
     /// oldest are dropped and counted in `interlock.events.dropped`. Default 10000.
     #[serde(default = "default_buffer")]
     pub max_buffered_events: usize,
+    /// Bytes of serialized events a worker buffers (65536..=268435456), besides the batch being
+    /// posted; whichever of this and `max_buffered_events` is reached first drops the oldest
+    /// events, counted in `interlock.events.dropped` (an event larger than this on its own is
+    /// dropped and counted too). Wasm linear memory never shrinks, so this is memory each
+    /// worker keeps once it has filled. Default 4194304 (4 MiB: about 6,000 events of the demo
+    /// policy, ~660 bytes each).
+    #[serde(default = "default_buffer_bytes")]
+    pub max_buffered_bytes: usize,
     /// Events per POST (1..=5000). Default 500.
     #[serde(default = "default_batch")]
     pub max_batch: usize,
@@ -75,6 +85,13 @@ pub struct EnforcerConfig {
     pub state_wait_ms: u64,
 }
 
+impl EnforcerConfig {
+    /// The bounds of the event queue.
+    pub fn limits(&self) -> Limits {
+        Limits { max_events: self.max_buffered_events, max_bytes: self.max_buffered_bytes, max_batch: self.max_batch }
+    }
+}
+
 impl Default for EnforcerConfig {
     fn default() -> Self {
         Self {
@@ -82,6 +99,7 @@ impl Default for EnforcerConfig {
             authority: default_authority(),
             flush_interval_ms: default_flush(),
             max_buffered_events: default_buffer(),
+            max_buffered_bytes: default_buffer_bytes(),
             max_batch: default_batch(),
             timeout_ms: default_timeout(),
             live: true,
@@ -101,6 +119,9 @@ fn default_flush() -> u64 {
 }
 fn default_buffer() -> usize {
     10_000
+}
+fn default_buffer_bytes() -> usize {
+    4 << 20
 }
 fn default_batch() -> usize {
     500
@@ -159,6 +180,7 @@ pub fn load(bytes: Option<&[u8]>) -> Result<Loaded, ConfigError> {
     };
     check("flush_interval_ms", e.flush_interval_ms, 50, 10_000, "50..=10000")?;
     check("max_buffered_events", e.max_buffered_events as u64, 1, 100_000, "1..=100000")?;
+    check("max_buffered_bytes", e.max_buffered_bytes as u64, 1 << 16, 1 << 28, "65536..=268435456")?;
     check("max_batch", e.max_batch as u64, 1, 5_000, "1..=5000")?;
     check("timeout_ms", e.timeout_ms, 100, 60_000, "100..=60000")?;
     check("state_wait_ms", e.state_wait_ms, 1_000, 55_000, "1000..=55000")?;

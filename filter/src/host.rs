@@ -86,6 +86,17 @@ pub fn property_str(path: &[&str]) -> Option<String> {
     property(path).ok().flatten().and_then(|b| String::from_utf8(b).ok())
 }
 
+/// Property paths of the addresses a decision event names, already in the ABI's form (segments
+/// separated by NUL bytes): read for every decision, they need no path buffer built each time.
+pub const SOURCE_ADDRESS: &str = "source\0address";
+pub const UPSTREAM_ADDRESS: &str = "upstream\0address";
+pub const DESTINATION_ADDRESS: &str = "destination\0address";
+
+/// [`property_str`] for a path already in the ABI's form (one of the constants above).
+pub fn property_str_at(joined_path: &'static str) -> Option<String> {
+    abi::get_property_joined(joined_path.as_bytes()).ok().flatten().and_then(|b| String::from_utf8(b).ok())
+}
+
 /// The verified JWT payload's claims named in `claims`, as UTF-8 text, with one host call for
 /// the whole payload instead of one per claim (each `get_property` costs about a microsecond
 /// inside Envoy). Envoy serializes the payload (a `google.protobuf.Struct`, which CEL sees as a
@@ -392,7 +403,7 @@ mod abi {
     }
 
     /// A property path as the ABI takes it: the segments joined by NUL bytes.
-    fn path_bytes(path: &[&str]) -> Vec<u8> {
+    pub(super) fn path_bytes(path: &[&str]) -> Vec<u8> {
         let mut out = Vec::with_capacity(path.iter().map(|p| p.len() + 1).sum());
         for (i, part) in path.iter().enumerate() {
             if i > 0 {
@@ -406,7 +417,11 @@ mod abi {
     /// `Ok(None)` when the host has no value; `SerializationFailure` when it has one it cannot
     /// serialize.
     pub fn get_property(path: &[&str]) -> Result<Option<Vec<u8>>, Status> {
-        let path = path_bytes(path);
+        get_property_joined(&path_bytes(path))
+    }
+
+    /// [`get_property`] with the path already joined by NUL bytes.
+    pub fn get_property_joined(path: &[u8]) -> Result<Option<Vec<u8>>, Status> {
         // SAFETY: valid out pointers; `path` is a live buffer.
         returning(|d, s| unsafe { proxy_get_property(path.as_ptr(), path.len(), d, s) })
     }
@@ -475,6 +490,13 @@ pub fn encode_pairs(pairs: &[(&str, &str)]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::{decode_pairs, encode_pairs};
+
+    #[test]
+    fn joined_address_paths_are_what_the_segments_join_to() {
+        for (joined, segments) in [(super::SOURCE_ADDRESS, ["source", "address"]), (super::UPSTREAM_ADDRESS, ["upstream", "address"]), (super::DESTINATION_ADDRESS, ["destination", "address"])] {
+            assert_eq!(joined.as_bytes(), super::abi::path_bytes(&segments), "{segments:?}");
+        }
+    }
 
     fn encode(pairs: &[(&[u8], &[u8])]) -> Vec<u8> {
         let mut out = u32::try_from(pairs.len()).unwrap().to_le_bytes().to_vec();

@@ -31,7 +31,7 @@ pub struct Stream {
     body_size: usize,
     /// An event asking the enforcer to act, sent at `on_log` (once the local reply is out) ahead
     /// of the batch, on the root's next tick.
-    urgent: Option<String>,
+    urgent: Option<Vec<u8>>,
     /// How the response is inspected.
     response: Inspecting,
     /// The request headers already went upstream (the body is still held): they can no longer
@@ -182,16 +182,16 @@ impl Stream {
             (Mode::Shadow, interlock_policies::Action::Audit) => "shadow_audit",
             (Mode::Enforce, a) => a.as_str(),
         };
-        let upstream = if d.blocks() { None } else { host::property_str(&["upstream", "address"]).filter(|s| !s.is_empty()) };
+        let upstream = if d.blocks() { None } else { host::property_str_at(host::UPSTREAM_ADDRESS).filter(|s| !s.is_empty()) };
         let worker = self.shared.worker.borrow();
         let facts = HostFacts {
             phase,
             request_decision_id,
             decision_id: id,
             time_unix_ms: if phase == Phase::Request { self.now_ms } else { host::now_ms() },
-            downstream: host::property_str(&["source", "address"]),
+            downstream: host::property_str_at(host::SOURCE_ADDRESS),
             // Only the enforcer's kernel actions need the 4-tuple's other half.
-            destination: d.kernel.as_ref().and_then(|_| host::property_str(&["destination", "address"])),
+            destination: d.kernel.as_ref().and_then(|_| host::property_str_at(host::DESTINATION_ADDRESS)),
             upstream,
             worker: &worker,
         };
@@ -199,16 +199,22 @@ impl Stream {
         let mut metrics = self.shared.metrics.borrow_mut();
         metrics.count_decision(outcome, &d.rule);
         let urgent = d.blocks() && (d.kernel.is_some() || d.revoke.is_some());
-        match serde_json::to_string(&event) {
-            Ok(line) if urgent => self.urgent = Some(line),
-            Ok(line) => {
-                {
-                    let cap = self.shared.enforcer.borrow().max_buffered_events;
-                    let dropped = self.shared.events.borrow_mut().push(line, cap);
-                    metrics.add(state::EVENTS_DROPPED, dropped);
-                }
+        if urgent {
+            // Held until `on_log`, once the local reply is out (rare: kernel and revoke denies).
+            match serde_json::to_vec(&event) {
+                Ok(line) => self.urgent = Some(line),
+                Err(_) => metrics.add(state::EVENTS_DROPPED, 1),
             }
-            Err(_) => metrics.add(state::EVENTS_DROPPED, 1),
+        } else {
+            // Serialized straight into the batch it will be posted in.
+            let limits = self.shared.enforcer.borrow().limits();
+            let mut events = self.shared.events.borrow_mut();
+            metrics.add(state::EVENTS_DROPPED, events.push(&event, limits));
+            // A full batch leaves now (the root's next tick in a millisecond) rather than up to
+            // a flush interval later: the buffer stays about one batch deep under load.
+            if events.wants_flush(limits) && !self.shared.fast_tick.get() && host::set_tick_period(std::time::Duration::from_millis(1)).is_ok() {
+                self.shared.fast_tick.set(true);
+            }
         }
         // Refusals are logged at info; the rest only when the host logs debug (formatting a line
         // the host then drops costs microseconds per request).
@@ -476,8 +482,8 @@ impl HttpContext for Stream {
         if let Some(line) = self.urgent.take() {
             // First in line, and the root's next tick in a millisecond: a stream's own callout
             // would answer to this stream, which is about to be gone.
-            let cap = self.shared.enforcer.borrow().max_buffered_events;
-            let dropped = self.shared.events.borrow_mut().push_front(line, cap);
+            let limits = self.shared.enforcer.borrow().limits();
+            let dropped = self.shared.events.borrow_mut().push_front(&line, limits);
             self.shared.metrics.borrow_mut().add(state::EVENTS_DROPPED, dropped);
             if host::set_tick_period(std::time::Duration::from_millis(1)).is_ok() {
                 self.shared.fast_tick.set(true);

@@ -3,10 +3,11 @@
 //! decision (continue or local reply), and ships one event per decision to the enforcer.
 //!
 //! Modules: [`host`] is the only one that calls the host; [`config`] parses the plugin
-//! configuration; [`root`] compiles it and flushes events; [`http`] handles a stream; [`state`]
-//! is what a VM's contexts share.
+//! configuration; [`root`] compiles it and flushes events; [`events`] keeps them as the NDJSON
+//! they are posted as; [`http`] handles a stream; [`state`] is what a VM's contexts share.
 
 pub mod config;
+pub mod events;
 pub mod host;
 pub mod http;
 pub mod live;

@@ -82,33 +82,36 @@ impl Root {
     }
 
     fn flush(&mut self) {
-        let enforcer = self.shared.enforcer.borrow().clone();
+        let enforcer = self.shared.enforcer.borrow();
         let mut events = self.shared.events.borrow_mut();
         let mut metrics = self.shared.metrics.borrow_mut();
         // Counters first: whoever sees an event can already see its decision counted.
         metrics.flush();
         metrics.set_gauge(state::EVENTS_BUFFERED, events.len() as u64);
-        if events.in_flight.is_some() || events.is_empty() {
+        metrics.set_gauge(state::EVENTS_BUFFERED_BYTES, events.bytes() as u64);
+        if events.in_flight.is_some() {
             return;
         }
-        let batch = events.take_batch(enforcer.max_batch);
-        let body = batch.join("\n");
+        let Some(batch) = events.take_batch() else { return };
+        // The batch's buffer is the body as it is: no copy to assemble it.
         match host::post(
             &enforcer.cluster,
             &enforcer.authority,
             "/v1/events",
             "application/x-ndjson",
-            body.as_bytes(),
+            batch.body(),
             Duration::from_millis(enforcer.timeout_ms),
         ) {
             Ok(token) => events.in_flight = Some((token, batch)),
             Err(e) => {
                 // Typically an unknown cluster: keep the events, count the failure, retry later.
                 metrics.add(state::EVENTS_POST_FAILURES, 1);
-                let dropped = events.requeue(batch, enforcer.max_buffered_events);
+                events.retrying = true;
+                let dropped = events.requeue(batch, enforcer.limits());
                 metrics.add(state::EVENTS_DROPPED, dropped);
-                drop((events, metrics));
-                self.warn_failure(&format!("cannot post events to cluster {:?}: {e}", enforcer.cluster));
+                let what = format!("cannot post events to cluster {:?}: {e}", enforcer.cluster);
+                drop((events, metrics, enforcer));
+                self.warn_failure(&what);
             }
         }
     }
@@ -124,7 +127,7 @@ impl Context for Root {
             self.follow_live_state();
             return;
         }
-        let cap = self.shared.enforcer.borrow().max_buffered_events;
+        let limits = self.shared.enforcer.borrow().limits();
         let mut events = self.shared.events.borrow_mut();
         let mut metrics = self.shared.metrics.borrow_mut();
         let Some((token, batch)) = events.in_flight.take() else { return };
@@ -135,20 +138,22 @@ impl Context for Root {
         match host::http_call_status() {
             Some(s) if (200..300).contains(&s) => {
                 metrics.add(state::EVENTS_SENT, batch.len() as u64);
+                events.recycle(batch);
+                events.retrying = false;
                 self.failures = 0;
-                // A backlog of a full batch or more goes out at once, not on the next tick: one
+                // A full batch (or an urgent event) goes out at once, not on the next tick: one
                 // batch per tick caps delivery at max_batch / flush_interval (2,500 events/s by
                 // default) and a busier worker would drop the rest.
-                let enforcer = self.shared.enforcer.borrow();
-                let backlog = events.len() >= enforcer.max_batch.max(1);
-                drop((events, metrics, enforcer));
-                if backlog {
+                let ready = events.ready(limits);
+                drop((events, metrics));
+                if ready {
                     self.flush();
                 }
             }
             status => {
                 metrics.add(state::EVENTS_POST_FAILURES, 1);
-                let dropped = events.requeue(batch, cap);
+                events.retrying = true;
+                let dropped = events.requeue(batch, limits);
                 metrics.add(state::EVENTS_DROPPED, dropped);
                 drop((events, metrics));
                 self.warn_failure(&format!("the enforcer answered {status:?} to an event batch"));

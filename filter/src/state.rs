@@ -1,14 +1,15 @@
 //! State one VM (one Envoy worker) shares between its root context and its streams: the compiled
-//! engine, the event buffer, the metric handles, the decision-id generator.
+//! engine, the event queue ([`crate::events`]), the metric handles, the decision-id generator.
 //!
 //! Everything here is per worker on purpose: events and ids need no coordination across workers,
 //! and the engine is compiled into each VM's memory (shared data would copy it on every read).
 
 use std::cell::RefCell;
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::rc::Rc;
 
 use crate::config::{AccessLogState, EnforcerConfig};
+use crate::events::EventQueue;
 use crate::host;
 use crate::live::Live;
 
@@ -46,69 +47,6 @@ impl Shared {
     }
 }
 
-/// Serialized events waiting for the enforcer, bounded. When full, the oldest event is dropped
-/// and counted: never silently lost.
-#[derive(Default)]
-pub struct EventQueue {
-    pending: VecDeque<String>,
-    /// The batch posted and not yet answered: (call token, events).
-    pub in_flight: Option<(u32, Vec<String>)>,
-}
-
-impl EventQueue {
-    /// Queues an event; returns how many old events had to be dropped to stay within `cap`.
-    pub fn push(&mut self, event: String, cap: usize) -> u64 {
-        self.pending.push_back(event);
-        self.trim(cap)
-    }
-
-    /// Queues an event ahead of the others (it asks the enforcer to act).
-    pub fn push_front(&mut self, event: String, cap: usize) -> u64 {
-        self.pending.push_front(event);
-        self.trim_back(cap)
-    }
-
-    fn trim_back(&mut self, cap: usize) -> u64 {
-        let mut dropped = 0;
-        while self.pending.len() > cap {
-            self.pending.pop_back();
-            dropped += 1;
-        }
-        dropped
-    }
-
-    /// Puts an unanswered batch back at the front, oldest first; returns how many were dropped.
-    pub fn requeue(&mut self, batch: Vec<String>, cap: usize) -> u64 {
-        for e in batch.into_iter().rev() {
-            self.pending.push_front(e);
-        }
-        self.trim(cap)
-    }
-
-    /// Takes up to `max` events for one POST.
-    pub fn take_batch(&mut self, max: usize) -> Vec<String> {
-        let n = max.min(self.pending.len());
-        self.pending.drain(..n).collect()
-    }
-
-    pub fn len(&self) -> usize {
-        self.pending.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.pending.is_empty()
-    }
-
-    fn trim(&mut self, cap: usize) -> u64 {
-        let mut dropped = 0;
-        while self.pending.len() > cap {
-            self.pending.pop_front();
-            dropped += 1;
-        }
-        dropped
-    }
-}
-
 /// Metric handles. Decision counters are defined lazily per (outcome, rule); rules come from the
 /// policy, so the cardinality is bounded by the policy, never by requests.
 ///
@@ -129,6 +67,7 @@ pub const EVENTS_SENT: &str = "interlock.events.sent";
 pub const EVENTS_DROPPED: &str = "interlock.events.dropped";
 pub const EVENTS_POST_FAILURES: &str = "interlock.events.post_failures";
 pub const EVENTS_BUFFERED: &str = "interlock.events.buffered";
+pub const EVENTS_BUFFERED_BYTES: &str = "interlock.events.buffered_bytes";
 pub const HOST_ERRORS: &str = "interlock.host_errors";
 pub const POLICY_UPDATES: &str = "interlock.policy.updates";
 pub const POLICY_REJECTED: &str = "interlock.policy.rejected";
@@ -233,21 +172,6 @@ impl IdGen {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn queue_is_bounded_and_counts_drops() {
-        let mut q = EventQueue::default();
-        for i in 0..5 {
-            assert_eq!(q.push(format!("e{i}"), 3), u64::from(i >= 3));
-        }
-        assert_eq!(q.len(), 3);
-        let batch = q.take_batch(2);
-        assert_eq!(batch, ["e2", "e3"]);
-        q.push("e5".into(), 3);
-        // The unanswered batch goes back in front; the queue stays within its cap.
-        assert_eq!(q.requeue(batch, 3), 1);
-        assert_eq!(q.take_batch(10), ["e3", "e4", "e5"]);
-    }
 
     #[test]
     fn ids_are_unique_and_shaped() {

@@ -43,3 +43,31 @@ fn errors_name_the_path() {
     }
     assert!(matches!(load(Some(br#"{"policy":3}"#)), Err(ConfigError::Policy(_))));
 }
+
+#[test]
+fn enforcer_bounds_are_checked_and_named() {
+    // Named cases: (what, enforcer block, expected error or None when accepted).
+    for (name, enforcer, expected) in [
+        ("defaults", "{}", None),
+        ("byte bound at its floor", r#"{"max_buffered_bytes":65536}"#, None),
+        ("byte bound at its ceiling", r#"{"max_buffered_bytes":268435456}"#, None),
+        ("byte bound too small", r#"{"max_buffered_bytes":65535}"#, Some("$.enforcer.max_buffered_bytes: 65535 is out of range 65536..=268435456")),
+        ("byte bound too large", r#"{"max_buffered_bytes":268435457}"#, Some("$.enforcer.max_buffered_bytes: 268435457 is out of range")),
+        ("byte bound not a number", r#"{"max_buffered_bytes":"4MiB"}"#, Some("$.enforcer.max_buffered_bytes: invalid type")),
+        ("event bound zero", r#"{"max_buffered_events":0}"#, Some("$.enforcer.max_buffered_events: 0 is out of range 1..=100000")),
+        ("batch too large", r#"{"max_batch":5001}"#, Some("$.enforcer.max_batch: 5001 is out of range 1..=5000")),
+    ] {
+        let config = format!(r#"{{"policy":{},"enforcer":{enforcer}}}"#, policy(""));
+        match (load(Some(config.as_bytes())), expected) {
+            (Ok(loaded), None) => {
+                let limits = loaded.enforcer.limits();
+                assert!(limits.max_bytes >= 65_536 && limits.max_events >= 1 && limits.max_batch >= 1, "{name}: {limits:?}");
+            }
+            (Ok(_), Some(e)) => panic!("{name}: accepted, expected {e:?}"),
+            (Err(got), Some(e)) => assert!(got.to_string().contains(e), "{name}: {got} should contain {e:?}"),
+            (Err(got), None) => panic!("{name}: refused: {got}"),
+        }
+    }
+    let defaults = load(Some(format!(r#"{{"policy":{}}}"#, policy("")).as_bytes())).unwrap().enforcer.limits();
+    assert_eq!((defaults.max_events, defaults.max_bytes, defaults.max_batch), (10_000, 4 << 20, 500));
+}

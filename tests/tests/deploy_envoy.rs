@@ -42,7 +42,8 @@ fn deployment_envoy_configs_embed_the_demo_policy_and_reach_their_enforcer_clust
         (
             "envoy-config/production.yaml",
             json!({"cluster": "interlock_enforcer", "authority": "interlock-enforcer",
-                   "flush_interval_ms": 200, "max_buffered_events": 10000, "max_batch": 500,
+                   "flush_interval_ms": 200, "max_buffered_events": 10000,
+                   "max_buffered_bytes": 4194304, "max_batch": 500,
                    "timeout_ms": 2000}),
         ),
         (
