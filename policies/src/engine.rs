@@ -16,6 +16,7 @@ use crate::schema::{
     DataAction, DataRule, Direction, JwtIdentity, KernelAction, LimitKey, McpMatch, Mode, PolicyDocument, Protocol,
     QuarantineBlock, RateLimit, RevokeAction, ToolsControl,
 };
+use crate::prepared::{Prepared, PreparedPolicy};
 use crate::ratelimit::BucketSpec;
 use crate::template::{FastMap, HostPattern, PathTemplate, PathTrie};
 
@@ -168,24 +169,32 @@ impl Tables {
 }
 
 impl Engine {
-    /// Parses, validates and compiles a policy document from JSON text.
+    /// Parses, validates and compiles a policy document from JSON text. Rules are compiled as
+    /// they are read (see [`PreparedPolicy`]); errors are those of [`parse_document`] then
+    /// [`Engine::compile`].
     pub fn from_json(text: &str) -> Result<Self, PolicyError> {
-        Self::compile(parse_document(text)?)
+        Self::from_prepared(read_strict(text)?)
     }
 
     /// Validates and compiles a document already parsed into a JSON value by a strict parser
     /// (`json::parse_strict`: a `Value` cannot hold duplicate keys, so that check must have been
     /// made on the text). Saves parsing a large policy twice more; errors name the same paths.
     pub fn from_value(value: serde_json::Value) -> Result<Self, PolicyError> {
-        let doc = serde_path_to_error::deserialize(value).map_err(|e| PolicyError::Malformed {
+        let doc: PreparedPolicy = serde_path_to_error::deserialize(value).map_err(|e| PolicyError::Malformed {
             path: json_path(&e.path().to_string()),
             reason: e.inner().to_string(),
         })?;
-        Self::compile(doc)
+        Self::from_prepared(doc)
     }
 
     /// Validates and compiles a parsed document.
     pub fn compile(doc: PolicyDocument) -> Result<Self, PolicyError> {
+        Self::from_prepared(doc.into())
+    }
+
+    /// Validates and compiles a document whose rules were compiled as it was read (what a large
+    /// policy is loaded as: its typed form is never held whole).
+    pub fn from_prepared(doc: PreparedPolicy) -> Result<Self, PolicyError> {
         Compiler::default().compile(doc)
     }
 
@@ -224,6 +233,12 @@ impl Engine {
 
 /// Parses the document's JSON shape, naming the JSON path of the first error.
 pub fn parse_document(text: &str) -> Result<PolicyDocument, PolicyError> {
+    read_strict(text)
+}
+
+/// Reads `text` as a `T` (the document or its prepared form: the same shape), then checks it is
+/// strict JSON: shape errors first, then duplicate keys, as the document has always been read.
+fn read_strict<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, PolicyError> {
     let de = &mut serde_json::Deserializer::from_str(text);
     let doc = serde_path_to_error::deserialize(de).map_err(|e| PolicyError::Malformed {
         path: json_path(&e.path().to_string()),
@@ -265,9 +280,12 @@ enum Origin {
 }
 
 impl Compiler {
-    /// Consumes the document as it goes: each rule and grant is dropped once compiled, so a
-    /// large policy is not held twice (source and tables) at the peak, which a wasm VM keeps.
-    fn compile(mut self, mut doc: PolicyDocument) -> Result<Engine, PolicyError> {
+    /// Checks what needs the whole document (ids unique, agents declared) and indexes the rules,
+    /// in document order: document rules, then grants by agent. The rules arrive compiled (see
+    /// [`PreparedPolicy`]) and move into the tables, so a large policy is not held twice at the
+    /// peak, which a wasm VM keeps.
+    fn compile(mut self, doc: PreparedPolicy) -> Result<Engine, PolicyError> {
+        let mut doc = doc.0;
         check_label("$.version", &doc.version, 128)?;
         validate_identity(&doc.identity, &doc.agents)?;
         validate_inspection(&doc.inspection)?;
@@ -300,19 +318,17 @@ impl Compiler {
             self.scopes.push(Scope::default());
         }
 
-        for (i, rule) in std::mem::take(&mut doc.rules).into_iter().enumerate() {
+        // Sized once: a vector that doubles holds its old and new buffers at once.
+        let total = doc.agents.values().fold(doc.rules.len(), |n, a| n.saturating_add(a.grants.len()));
+        self.rules.reserve_exact(total);
+        self.first_use.reserve(total);
+
+        let rules = std::mem::take(&mut doc.rules);
+        let reached = rules.compiled.len();
+        for (i, prepared) in rules.compiled.into_iter().enumerate() {
             let path = format!("$.rules[{i}]");
-            let mut compiled = compile_rule(&path, &rule.id, rule.effect, rule.mode, rule.http.as_ref(), rule.mcp.as_ref(), rule.a2a.as_ref())?;
-            if let Some(k) = &rule.kernel {
-                validate_kernel(&format!("{path}.kernel"), rule.effect, k)?;
-                compiled.kernel = Some(Box::new(k.clone()));
-            }
-            if let Some(r) = &rule.revoke {
-                validate_revoke(&format!("{path}.revoke"), rule.effect, r)?;
-                compiled.revoke = Some(Box::new(r.clone()));
-            }
-            let idx = self.push(&path, Origin::Rule(i), compiled)?;
-            match &rule.agents {
+            let idx = self.push(&path, Origin::Rule(i), prepared.rule)?;
+            match &prepared.agents {
                 None => index_rule(&mut self.global, &self.rules, idx),
                 Some(list) => {
                     if list.is_empty() {
@@ -327,17 +343,24 @@ impl Compiler {
                 }
             }
         }
+        if let Some(failed) = rules.failed.as_deref() {
+            return Err(Prepared::error_at(failed, &format!("$.rules[{reached}]")));
+        }
 
-        // The grants are taken out (and dropped as they compile); the agent names stay for the
-        // checks below.
+        // The grants are taken out (and dropped as they are indexed); the agent names stay for
+        // the checks below.
         for (a, (agent, policy)) in doc.agents.iter_mut().enumerate() {
-            for (i, grant) in std::mem::take(&mut policy.grants).into_iter().enumerate() {
+            let grants = std::mem::take(&mut policy.grants);
+            let reached = grants.compiled.len();
+            for (i, compiled) in grants.compiled.into_iter().enumerate() {
                 let path = format!("$.agents[{agent:?}].grants[{i}]");
-                let compiled = compile_rule(&path, &grant.id, Effect::Allow, grant.mode, grant.http.as_ref(), grant.mcp.as_ref(), grant.a2a.as_ref())?;
                 let idx = self.push(&path, Origin::Grant(a, i), compiled)?;
                 if let Some(scope) = self.scopes.get_mut(a) {
                     index_rule(scope, &self.rules, idx);
                 }
+            }
+            if let Some(failed) = grants.failed.as_deref() {
+                return Err(Prepared::error_at(failed, &format!("$.agents[{agent:?}].grants[{reached}]")));
             }
         }
         // Growth slack is a third of a large policy's tables: give it back once they are built.
@@ -457,7 +480,7 @@ fn check_label(path: &str, value: &str, max: usize) -> Result<(), PolicyError> {
     Ok(())
 }
 
-fn validate_identity(id: &IdentityConfig, agents: &BTreeMap<String, crate::schema::AgentPolicy>) -> Result<(), PolicyError> {
+fn validate_identity<A>(id: &IdentityConfig, agents: &BTreeMap<String, A>) -> Result<(), PolicyError> {
     let j = &id.jwt;
     for (field, v) in [
         ("metadata_namespace", &j.metadata_namespace),
@@ -531,7 +554,7 @@ fn non_empty<T: std::fmt::Debug>(path: &str, list: &[T]) -> Result<(), PolicyErr
 }
 
 #[allow(clippy::too_many_arguments)]
-fn compile_rule(
+pub(crate) fn compile_rule(
     path: &str,
     id: &str,
     effect: Effect,
@@ -558,10 +581,10 @@ fn compile_rule(
     Ok(CompiledRule { id: id.to_owned(), effect, mode, http, rpc: rpc.map(Box::new), kernel: None, revoke: None })
 }
 
-fn compile_data_rule(
+fn compile_data_rule<A>(
     path: &str,
     r: &DataRule,
-    agents: &BTreeMap<String, crate::schema::AgentPolicy>,
+    agents: &BTreeMap<String, A>,
     routes: &BTreeMap<String, String>,
 ) -> Result<CompiledDataRule, PolicyError> {
     if r.id.is_empty() || r.id.len() > 128 || !r.id.chars().all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c)) {
@@ -630,7 +653,7 @@ fn compile_data_rule(
     })
 }
 
-fn validate_revoke(path: &str, effect: Effect, r: &RevokeAction) -> Result<(), PolicyError> {
+pub(crate) fn validate_revoke(path: &str, effect: Effect, r: &RevokeAction) -> Result<(), PolicyError> {
     if effect != Effect::Deny {
         return Err(PolicyError::invalid(path, "revoke", "revocation follows a deny; this rule allows"));
     }
@@ -641,7 +664,7 @@ fn validate_revoke(path: &str, effect: Effect, r: &RevokeAction) -> Result<(), P
     Ok(())
 }
 
-fn compile_limit(path: &str, l: &RateLimit, agents: &BTreeMap<String, crate::schema::AgentPolicy>) -> Result<CompiledLimit, PolicyError> {
+fn compile_limit<A>(path: &str, l: &RateLimit, agents: &BTreeMap<String, A>) -> Result<CompiledLimit, PolicyError> {
     if l.id.is_empty() || l.id.len() > 128 || !l.id.chars().all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c)) {
         return Err(PolicyError::invalid(format!("{path}.id"), &l.id, "limit ids are 1..=128 of [A-Za-z0-9-_.:]"));
     }
@@ -677,7 +700,7 @@ fn compile_limit(path: &str, l: &RateLimit, agents: &BTreeMap<String, crate::sch
     })
 }
 
-fn validate_kernel(path: &str, effect: Effect, k: &KernelAction) -> Result<(), PolicyError> {
+pub(crate) fn validate_kernel(path: &str, effect: Effect, k: &KernelAction) -> Result<(), PolicyError> {
     if effect != Effect::Deny {
         return Err(PolicyError::invalid(path, "kernel", "kernel enforcement follows a deny; this rule allows"));
     }
