@@ -10,6 +10,7 @@ use crate::builtin;
 use crate::detect::{Category, DataClass, Detector};
 use crate::error::PolicyError;
 use crate::glob;
+use crate::index::KeyIndex;
 use crate::jsonrpc;
 use crate::schema::{
     A2aMatch, ArgumentMatch, DefaultAction, Effect, GovernedRoute, HttpMatch, IdentityConfig, InspectionConfig,
@@ -35,9 +36,9 @@ pub struct Engine {
     /// Rules that apply to every agent.
     pub(crate) global: Scope,
     /// Rules scoped to one agent (its grants, and rules that name it): the agent's index in
-    /// `scopes`. A scope is a few hundred bytes of empty tables, so they sit in one exact-size
-    /// vector rather than in the hash table's slack (a table keeps up to half its buckets free).
-    pub(crate) agents: FastMap<String, u32>,
+    /// `scopes`. Scopes sit in one exact-size vector rather than in the hash table's slack (a
+    /// table keeps up to half its buckets free).
+    pub(crate) agents: FastMap<Box<str>, u32>,
     pub(crate) scopes: Vec<Scope>,
     pub(crate) rate_limits: Vec<CompiledLimit>,
     pub(crate) data_rules: Vec<CompiledDataRule>,
@@ -123,45 +124,81 @@ pub(crate) enum ArgKind {
 /// `/api/admin/**` catches `/API/Admin`, in case an upstream folds case; an allow never widens).
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Scope {
-    pub allow: Tables,
-    pub deny: Tables,
+    pub allow: SparseTables,
+    pub deny: SparseTables,
+}
+
+/// [`Tables`] allocated only once a rule is indexed in them: many scopes hold rules of one effect
+/// only (an agent's grants), and empty tables inline cost a couple of hundred bytes per agent in
+/// every wasm VM. Reads as [`Tables`] (empty ones when none were allocated).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct SparseTables(Option<Box<Tables>>);
+
+static NO_TABLES: Tables = Tables::EMPTY;
+
+impl std::ops::Deref for SparseTables {
+    type Target = Tables;
+
+    fn deref(&self) -> &Tables {
+        self.0.as_deref().unwrap_or(&NO_TABLES)
+    }
+}
+
+impl SparseTables {
+    fn get_mut(&mut self) -> &mut Tables {
+        self.0.get_or_insert_with(Box::default)
+    }
 }
 
 /// Rule indices keyed for lookup. Each rule sits in exactly one place per scope, chosen by its
 /// most selective clause: an RPC clause (tool name, else method, else "any call"), else the HTTP
 /// path templates (trie), else "any request". Lookup collects candidates from the request's keys
 /// only; each candidate is then checked in full. Cost per request: one trie walk plus one hash
-/// probe per RPC call, independent of how many rules exist. Memory: one entry per (rule, key).
+/// probe per RPC call, independent of how many rules exist. Memory: one entry per (rule, key);
+/// a table of a few keys is a scanned vector rather than a hash table (see [`KeyIndex`]).
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Tables {
     pub http_paths: PathTrie<usize>,
     /// HTTP rules without paths, keyed by exact host (all their hosts exact), else by method.
-    pub http_hosts: FastMap<String, Vec<usize>>,
-    pub http_methods: FastMap<String, Vec<usize>>,
+    pub http_hosts: KeyIndex<Box<str>>,
+    pub http_methods: KeyIndex<Box<str>>,
     pub http_any: Vec<usize>,
-    pub mcp_tools: FastMap<String, Vec<usize>>,
-    pub mcp_methods: FastMap<String, Vec<usize>>,
+    pub mcp_tools: KeyIndex<Box<str>>,
+    pub mcp_methods: KeyIndex<Box<str>>,
     pub mcp_any: Vec<usize>,
-    pub a2a_methods: FastMap<&'static str, Vec<usize>>,
+    pub a2a_methods: KeyIndex<&'static str>,
     pub a2a_any: Vec<usize>,
 }
 
 impl Scope {
     fn shrink_to_fit(&mut self) {
-        self.allow.shrink_to_fit();
-        self.deny.shrink_to_fit();
+        for t in [&mut self.allow, &mut self.deny] {
+            if let Some(t) = t.0.as_deref_mut() {
+                t.shrink_to_fit();
+            }
+        }
     }
 }
 
 impl Tables {
+    const EMPTY: Self = Self {
+        http_paths: PathTrie::EMPTY,
+        http_hosts: KeyIndex::EMPTY,
+        http_methods: KeyIndex::EMPTY,
+        http_any: Vec::new(),
+        mcp_tools: KeyIndex::EMPTY,
+        mcp_methods: KeyIndex::EMPTY,
+        mcp_any: Vec::new(),
+        a2a_methods: KeyIndex::EMPTY,
+        a2a_any: Vec::new(),
+    };
+
     fn shrink_to_fit(&mut self) {
         self.http_paths.shrink_to_fit();
         for m in [&mut self.http_hosts, &mut self.http_methods, &mut self.mcp_tools, &mut self.mcp_methods] {
             m.shrink_to_fit();
-            m.values_mut().for_each(Vec::shrink_to_fit);
         }
         self.a2a_methods.shrink_to_fit();
-        self.a2a_methods.values_mut().for_each(Vec::shrink_to_fit);
         self.http_any.shrink_to_fit();
         self.mcp_any.shrink_to_fit();
         self.a2a_any.shrink_to_fit();
@@ -262,21 +299,21 @@ struct Compiler {
     rules: Vec<CompiledRule>,
     /// Where each rule id was first used, to name it when an id repeats. Compact (no path text
     /// per rule while a large policy compiles); the path is written out only for an error.
-    first_use: FastMap<String, Origin>,
+    first_use: FastMap<Box<str>, Origin>,
     /// Agent names in document order, to write out a grant's path.
     agent_names: Vec<String>,
     global: Scope,
-    agents: FastMap<String, u32>,
+    agents: FastMap<Box<str>, u32>,
     scopes: Vec<Scope>,
 }
 
-/// Where a rule sits in the document.
+/// Where a rule sits in the document (`u32`: a policy of 4 billion rules is refused long before).
 #[derive(Clone, Copy)]
 enum Origin {
     /// `$.rules[i]`.
-    Rule(usize),
+    Rule(u32),
     /// `$.agents[<agent_names[a]>].grants[i]`.
-    Grant(usize, usize),
+    Grant(u32, u32),
 }
 
 impl Compiler {
@@ -313,7 +350,7 @@ impl Compiler {
         for agent in doc.agents.keys() {
             check_label(&format!("$.agents[{agent:?}]"), agent, 256)?;
             let idx = u32::try_from(self.scopes.len()).map_err(|_| PolicyError::invalid("$.agents", "agents", "too many agents"))?;
-            self.agents.insert(agent.clone(), idx);
+            self.agents.insert(agent.as_str().into(), idx);
             self.agent_names.push(agent.clone());
             self.scopes.push(Scope::default());
         }
@@ -327,7 +364,7 @@ impl Compiler {
         let reached = rules.compiled.len();
         for (i, prepared) in rules.compiled.into_iter().enumerate() {
             let path = format!("$.rules[{i}]");
-            let idx = self.push(&path, Origin::Rule(i), prepared.rule)?;
+            let idx = self.push(&path, Origin::Rule(index_u32(i)?), prepared.rule)?;
             match &prepared.agents {
                 None => index_rule(&mut self.global, &self.rules, idx),
                 Some(list) => {
@@ -335,7 +372,7 @@ impl Compiler {
                         return Err(PolicyError::invalid(format!("{path}.agents"), list, "an empty list applies to nobody; omit it to apply to every agent"));
                     }
                     for (j, a) in list.iter().enumerate() {
-                        let scope = self.agents.get(a).and_then(|s| self.scopes.get_mut(*s as usize)).ok_or_else(|| {
+                        let scope = self.agents.get(a.as_str()).and_then(|s| self.scopes.get_mut(*s as usize)).ok_or_else(|| {
                             PolicyError::invalid(format!("{path}.agents[{j}]"), a, "not an agent declared under $.agents")
                         })?;
                         index_rule(scope, &self.rules, idx);
@@ -354,7 +391,7 @@ impl Compiler {
             let reached = grants.compiled.len();
             for (i, compiled) in grants.compiled.into_iter().enumerate() {
                 let path = format!("$.agents[{agent:?}].grants[{i}]");
-                let idx = self.push(&path, Origin::Grant(a, i), compiled)?;
+                let idx = self.push(&path, Origin::Grant(index_u32(a)?, index_u32(i)?), compiled)?;
                 if let Some(scope) = self.scopes.get_mut(a) {
                     index_rule(scope, &self.rules, idx);
                 }
@@ -371,7 +408,7 @@ impl Compiler {
         let mut rate_limits = Vec::new();
         for (i, l) in doc.rate_limits.iter().enumerate() {
             let path = format!("$.rate_limits[{i}]");
-            if rate_limits.iter().any(|c: &CompiledLimit| c.id == l.id) || self.first_use.contains_key(&l.id) {
+            if rate_limits.iter().any(|c: &CompiledLimit| c.id == l.id) || self.first_use.contains_key(l.id.as_str()) {
                 return Err(PolicyError::invalid(format!("{path}.id"), &l.id, "ids are unique across rules and limits"));
             }
             rate_limits.push(compile_limit(&path, l, &doc.agents)?);
@@ -380,7 +417,7 @@ impl Compiler {
         let mut data_rules = Vec::new();
         for (i, r) in doc.data_rules.iter().enumerate() {
             let path = format!("$.data_rules[{i}]");
-            let taken = self.first_use.contains_key(&r.id)
+            let taken = self.first_use.contains_key(r.id.as_str())
                 || rate_limits.iter().any(|l: &CompiledLimit| l.id == r.id)
                 || data_rules.iter().any(|d: &CompiledDataRule| d.id == r.id);
             if taken {
@@ -415,39 +452,44 @@ impl Compiler {
         if builtin::ALL.contains(&rule.id.as_str()) {
             return Err(PolicyError::invalid(format!("{path}.id"), &rule.id, "reserved for a built-in rule"));
         }
-        if let Some(first) = self.first_use.get(&rule.id) {
+        if let Some(first) = self.first_use.get(rule.id.as_str()) {
             let first = match *first {
                 Origin::Rule(i) => format!("$.rules[{i}].id"),
-                Origin::Grant(a, i) => format!("$.agents[{:?}].grants[{i}].id", self.agent_names.get(a).map_or("", String::as_str)),
+                Origin::Grant(a, i) => format!("$.agents[{:?}].grants[{i}].id", self.agent_names.get(a as usize).map_or("", String::as_str)),
             };
             return Err(PolicyError::DuplicateRuleId { path: format!("{path}.id"), id: rule.id, first });
         }
-        self.first_use.insert(rule.id.clone(), origin);
+        self.first_use.insert(rule.id.as_str().into(), origin);
         self.rules.push(rule);
         Ok(self.rules.len().saturating_sub(1))
     }
 }
 
+/// A position in the document as stored in [`Origin`].
+fn index_u32(i: usize) -> Result<u32, PolicyError> {
+    u32::try_from(i).map_err(|_| PolicyError::invalid("$", i, "too many rules"))
+}
+
 fn index_rule(scope: &mut Scope, rules: &[CompiledRule], idx: usize) {
     let Some(rule) = rules.get(idx) else { return };
     let fold = rule.effect == Effect::Deny;
-    let t = if fold { &mut scope.deny } else { &mut scope.allow };
-    let key = |s: &str| if fold { s.to_ascii_lowercase() } else { s.to_owned() };
+    let t = if fold { scope.deny.get_mut() } else { scope.allow.get_mut() };
+    let key = |s: &str| -> Box<str> { if fold { s.to_ascii_lowercase().into() } else { s.into() } };
     match (rule.rpc.as_deref(), rule.http.as_deref()) {
         (Some(RpcClause::Mcp { tools: Some(tools), .. }), _) => {
             for tool in tools {
-                t.mcp_tools.entry(key(tool)).or_default().push(idx);
+                t.mcp_tools.push(key(tool), idx);
             }
         }
         (Some(RpcClause::Mcp { methods: Some(methods), .. }), _) => {
             for m in methods {
-                t.mcp_methods.entry(key(m)).or_default().push(idx);
+                t.mcp_methods.push(key(m), idx);
             }
         }
         (Some(RpcClause::Mcp { .. }), _) => t.mcp_any.push(idx),
         (Some(RpcClause::A2a { methods: Some(methods) }), _) => {
             for m in methods {
-                t.a2a_methods.entry(m).or_default().push(idx);
+                t.a2a_methods.push(*m, idx);
             }
         }
         (Some(RpcClause::A2a { methods: None }), _) => t.a2a_any.push(idx),
@@ -460,13 +502,13 @@ fn index_rule(scope: &mut Scope, rules: &[CompiledRule], idx: usize) {
         (None, Some(HttpClause { hosts: Some(hosts), .. })) if hosts.iter().all(|h| matches!(h, HostPattern::Exact(_))) => {
             for h in hosts {
                 if let HostPattern::Exact(h) = h {
-                    t.http_hosts.entry(h.clone()).or_default().push(idx);
+                    t.http_hosts.push(h.as_str().into(), idx);
                 }
             }
         }
         (None, Some(HttpClause { methods: Some(methods), .. })) => {
             for m in methods {
-                t.http_methods.entry(m.clone()).or_default().push(idx);
+                t.http_methods.push(m.as_str().into(), idx);
             }
         }
         (None, _) => t.http_any.push(idx),

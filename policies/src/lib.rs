@@ -14,6 +14,7 @@ pub mod error;
 pub mod eval;
 pub mod event;
 pub mod glob;
+mod index;
 pub mod inspect;
 pub mod json;
 pub mod json_schema;

@@ -146,10 +146,12 @@ impl PathTemplate {
     }
 }
 
-/// A segment trie from templates to values.
+/// A segment trie from templates to values. The root is allocated with the first template: most
+/// tables of a compiled policy hold no path rule, and an empty node inline is a hundred bytes in
+/// every one of them.
 #[derive(Debug, Clone)]
 pub struct PathTrie<T> {
-    root: Node<T>,
+    root: Option<Box<Node<T>>>,
 }
 
 #[derive(Debug, Clone)]
@@ -215,9 +217,14 @@ impl<T> Children<T> {
     }
 }
 
+impl<T> PathTrie<T> {
+    /// No templates; no allocation.
+    pub const EMPTY: Self = Self { root: None };
+}
+
 impl<T> Default for PathTrie<T> {
     fn default() -> Self {
-        Self { root: Node::default() }
+        Self::EMPTY
     }
 }
 
@@ -238,18 +245,19 @@ impl<T: Clone> PathTrie<T> {
                 }
             }
         }
-        shrink(&mut self.root);
+        if let Some(root) = self.root.as_deref_mut() {
+            shrink(root);
+        }
     }
 
     /// True when no template was inserted (most scopes have no path rules of one effect).
     pub fn is_empty(&self) -> bool {
-        let r = &self.root;
-        r.literal.is_empty() && r.one.is_none() && r.exact.is_empty() && r.tail.is_empty()
+        self.root.as_deref().is_none_or(|r| r.literal.is_empty() && r.one.is_none() && r.exact.is_empty() && r.tail.is_empty())
     }
 
     /// Adds `value` under `template`.
     pub fn insert(&mut self, template: &PathTemplate, value: T) {
-        let mut node = &mut self.root;
+        let mut node: &mut Node<T> = self.root.get_or_insert_with(Box::default);
         for seg in &template.segments {
             match seg {
                 Segment::Literal(l) => match node.literal.child_mut(l) {
@@ -269,16 +277,16 @@ impl<T: Clone> PathTrie<T> {
     /// Calls `found` with every value whose template matches `segments`, and the template depth
     /// walked (for tie-breaking). Segments must already be folded when the trie is.
     pub fn lookup<'a>(&'a self, segments: &[&str], found: &mut impl FnMut(&'a T)) {
-        Self::walk(&self.root, segments, found);
+        if let Some(root) = self.root.as_deref() {
+            Self::walk(root, segments, found);
+        }
     }
 
     /// [`PathTrie::lookup`] over a canonical path (`/a/b`, `/` for the root), split as the walk
     /// goes: no segment list is built per request.
     pub fn lookup_path<'a>(&'a self, path: &str, found: &mut impl FnMut(&'a T)) {
-        if self.is_empty() {
-            return;
-        }
-        Self::walk_path(&self.root, path.strip_prefix('/').filter(|p| !p.is_empty()), found);
+        let Some(root) = self.root.as_deref() else { return };
+        Self::walk_path(root, path.strip_prefix('/').filter(|p| !p.is_empty()), found);
     }
 
     /// `rest` is what is left of the path after a `/`, or `None` when no segment is left.
