@@ -10,7 +10,7 @@ use crate::builtin;
 use crate::detect::{Category, DataClass, Detector};
 use crate::error::PolicyError;
 use crate::glob;
-use crate::index::KeyIndex;
+use crate::index::{IdSet, KeyIndex};
 use crate::jsonrpc;
 use crate::schema::{
     A2aMatch, ArgumentMatch, DefaultAction, Effect, GovernedRoute, HttpMatch, IdentityConfig, InspectionConfig,
@@ -297,23 +297,18 @@ fn json_path(p: &str) -> String {
 #[derive(Default)]
 struct Compiler {
     rules: Vec<CompiledRule>,
-    /// Where each rule id was first used, to name it when an id repeats. Compact (no path text
-    /// per rule while a large policy compiles); the path is written out only for an error.
-    first_use: FastMap<Box<str>, Origin>,
+    /// The ids used so far, as positions in `rules`, to find an id that repeats. Compact (no
+    /// copy of the ids, no path text per rule while a large policy compiles); where the first
+    /// use sits is worked out from its position only for an error ([`Compiler::id_path`]).
+    ids: IdSet,
     /// Agent names in document order, to write out a grant's path.
     agent_names: Vec<String>,
+    /// Position in `rules` of each agent's first grant (`agent_names` order); document rules
+    /// come before the first.
+    grant_starts: Vec<u32>,
     global: Scope,
     agents: FastMap<Box<str>, u32>,
     scopes: Vec<Scope>,
-}
-
-/// Where a rule sits in the document (`u32`: a policy of 4 billion rules is refused long before).
-#[derive(Clone, Copy)]
-enum Origin {
-    /// `$.rules[i]`.
-    Rule(u32),
-    /// `$.agents[<agent_names[a]>].grants[i]`.
-    Grant(u32, u32),
 }
 
 impl Compiler {
@@ -358,13 +353,13 @@ impl Compiler {
         // Sized once: a vector that doubles holds its old and new buffers at once.
         let total = doc.agents.values().fold(doc.rules.len(), |n, a| n.saturating_add(a.grants.len()));
         self.rules.reserve_exact(total);
-        self.first_use.reserve(total);
+        self.ids = IdSet::with_capacity(total);
 
         let rules = std::mem::take(&mut doc.rules);
         let reached = rules.compiled.len();
         for (i, prepared) in rules.compiled.into_iter().enumerate() {
             let path = format!("$.rules[{i}]");
-            let idx = self.push(&path, Origin::Rule(index_u32(i)?), prepared.rule)?;
+            let idx = self.push(&path, prepared.rule)?;
             match &prepared.agents {
                 None => index_rule(&mut self.global, &self.rules, idx),
                 Some(list) => {
@@ -389,9 +384,10 @@ impl Compiler {
         for (a, (agent, policy)) in doc.agents.iter_mut().enumerate() {
             let grants = std::mem::take(&mut policy.grants);
             let reached = grants.compiled.len();
+            self.grant_starts.push(index_u32(self.rules.len())?);
             for (i, compiled) in grants.compiled.into_iter().enumerate() {
                 let path = format!("$.agents[{agent:?}].grants[{i}]");
-                let idx = self.push(&path, Origin::Grant(index_u32(a)?, index_u32(i)?), compiled)?;
+                let idx = self.push(&path, compiled)?;
                 if let Some(scope) = self.scopes.get_mut(a) {
                     index_rule(scope, &self.rules, idx);
                 }
@@ -408,7 +404,7 @@ impl Compiler {
         let mut rate_limits = Vec::new();
         for (i, l) in doc.rate_limits.iter().enumerate() {
             let path = format!("$.rate_limits[{i}]");
-            if rate_limits.iter().any(|c: &CompiledLimit| c.id == l.id) || self.first_use.contains_key(l.id.as_str()) {
+            if rate_limits.iter().any(|c: &CompiledLimit| c.id == l.id) || self.id_used(&l.id) {
                 return Err(PolicyError::invalid(format!("{path}.id"), &l.id, "ids are unique across rules and limits"));
             }
             rate_limits.push(compile_limit(&path, l, &doc.agents)?);
@@ -417,7 +413,7 @@ impl Compiler {
         let mut data_rules = Vec::new();
         for (i, r) in doc.data_rules.iter().enumerate() {
             let path = format!("$.data_rules[{i}]");
-            let taken = self.first_use.contains_key(r.id.as_str())
+            let taken = self.id_used(&r.id)
                 || rate_limits.iter().any(|l: &CompiledLimit| l.id == r.id)
                 || data_rules.iter().any(|d: &CompiledDataRule| d.id == r.id);
             if taken {
@@ -448,24 +444,42 @@ impl Compiler {
         })
     }
 
-    fn push(&mut self, path: &str, origin: Origin, rule: CompiledRule) -> Result<usize, PolicyError> {
+    fn push(&mut self, path: &str, rule: CompiledRule) -> Result<usize, PolicyError> {
         if builtin::ALL.contains(&rule.id.as_str()) {
             return Err(PolicyError::invalid(format!("{path}.id"), &rule.id, "reserved for a built-in rule"));
         }
-        if let Some(first) = self.first_use.get(rule.id.as_str()) {
-            let first = match *first {
-                Origin::Rule(i) => format!("$.rules[{i}].id"),
-                Origin::Grant(a, i) => format!("$.agents[{:?}].grants[{i}].id", self.agent_names.get(a as usize).map_or("", String::as_str)),
-            };
-            return Err(PolicyError::DuplicateRuleId { path: format!("{path}.id"), id: rule.id, first });
+        let rules = &self.rules;
+        let id_of = |p: u32| rules.get(p as usize).map(|r| r.id.as_str());
+        if let Some(first) = self.ids.find(&rule.id, id_of) {
+            return Err(PolicyError::DuplicateRuleId { path: format!("{path}.id"), id: rule.id, first: self.id_path(first) });
         }
-        self.first_use.insert(rule.id.as_str().into(), origin);
+        let pos = index_u32(self.rules.len())?;
+        self.ids.insert(&rule.id, pos, id_of);
         self.rules.push(rule);
         Ok(self.rules.len().saturating_sub(1))
     }
+
+    fn id_used(&self, id: &str) -> bool {
+        self.ids.find(id, |p| self.rules.get(p as usize).map(|r| r.id.as_str())).is_some()
+    }
+
+    /// The JSON path of the id of the rule at `pos` in `rules`.
+    fn id_path(&self, pos: u32) -> String {
+        // The last agent whose grants start at or before `pos` (agents without grants share
+        // their start with the next agent, which comes later in the list).
+        let after = self.grant_starts.partition_point(|&s| s <= pos);
+        match after.checked_sub(1) {
+            None => format!("$.rules[{pos}].id"),
+            Some(a) => {
+                let i = pos.saturating_sub(self.grant_starts.get(a).copied().unwrap_or(0));
+                format!("$.agents[{:?}].grants[{i}].id", self.agent_names.get(a).map_or("", String::as_str))
+            }
+        }
+    }
 }
 
-/// A position in the document as stored in [`Origin`].
+/// A position in the rule list, as the compiler's tables hold it (`u32`: a policy of 4 billion
+/// rules is refused long before).
 fn index_u32(i: usize) -> Result<u32, PolicyError> {
     u32::try_from(i).map_err(|_| PolicyError::invalid("$", i, "too many rules"))
 }

@@ -80,6 +80,74 @@ impl<K: Borrow<str> + Hash + Eq> KeyIndex<K> {
     }
 }
 
+/// A set of rule ids held as positions in the rule list (4 bytes a slot) rather than as copies
+/// of the ids in a hash table (a key and a bucket each): the compiler's duplicate-id check, which
+/// lives through the load's peak. Open addressing, linear probing, at most half full.
+pub(crate) struct IdSet {
+    slots: Vec<u32>,
+    len: usize,
+}
+
+const VACANT: u32 = u32::MAX;
+
+impl Default for IdSet {
+    fn default() -> Self {
+        Self::with_capacity(0)
+    }
+}
+
+impl IdSet {
+    pub(crate) fn with_capacity(n: usize) -> Self {
+        let slots = n.saturating_mul(2).max(16).checked_next_power_of_two().unwrap_or(usize::MAX);
+        Self { slots: vec![VACANT; slots], len: 0 }
+    }
+
+    /// The position of the rule whose id is `id`; `id_of` reads the id at a position.
+    pub(crate) fn find<'a>(&self, id: &str, id_of: impl Fn(u32) -> Option<&'a str>) -> Option<u32> {
+        let mask = self.slots.len().saturating_sub(1);
+        let mut at = hash(id) & mask;
+        loop {
+            match self.slots.get(at).copied() {
+                None | Some(VACANT) => return None,
+                Some(pos) if id_of(pos) == Some(id) => return Some(pos),
+                Some(_) => at = (at + 1) & mask,
+            }
+        }
+    }
+
+    /// Adds position `pos`, whose id is `id` and not in the set yet.
+    pub(crate) fn insert<'a>(&mut self, id: &str, pos: u32, id_of: impl Fn(u32) -> Option<&'a str>) {
+        if self.len.saturating_add(1).saturating_mul(2) > self.slots.len() {
+            let old = std::mem::replace(self, Self::with_capacity(self.slots.len()));
+            for p in old.slots.into_iter().filter(|p| *p != VACANT) {
+                if let Some(old_id) = id_of(p) {
+                    self.place(old_id, p);
+                }
+            }
+        }
+        self.place(id, pos);
+    }
+
+    fn place(&mut self, id: &str, pos: u32) {
+        let mask = self.slots.len().saturating_sub(1);
+        let mut at = hash(id) & mask;
+        while let Some(slot) = self.slots.get_mut(at) {
+            if *slot == VACANT {
+                *slot = pos;
+                self.len = self.len.saturating_add(1);
+                return;
+            }
+            at = (at + 1) & mask;
+        }
+    }
+}
+
+fn hash(id: &str) -> usize {
+    use std::hash::{BuildHasher, BuildHasherDefault};
+    // Truncated on 32-bit targets: the low bits pick the slot.
+    BuildHasherDefault::<crate::template::FxHasher>::default().hash_one(id) as usize
+}
+
 fn push_list(list: &mut Vec<usize>, idx: usize) {
     if list.len() < SHORT_LIST {
         list.reserve_exact(1);
@@ -90,6 +158,22 @@ fn push_list(list: &mut Vec<usize>, idx: usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn id_set_finds_every_id_it_was_given_and_nothing_else() {
+        let ids: Vec<String> = (0..1000).map(|i| format!("rule-{i}")).collect();
+        let id_of = |p: u32| ids.get(p as usize).map(String::as_str);
+        let mut set = IdSet::with_capacity(3);
+        for (p, id) in ids.iter().enumerate() {
+            assert_eq!(set.find(id, id_of), None);
+            set.insert(id, p as u32, id_of);
+        }
+        for (p, id) in ids.iter().enumerate() {
+            assert_eq!(set.find(id, id_of), Some(p as u32));
+        }
+        assert_eq!(set.find("rule-1000", id_of), None);
+        assert_eq!(set.find("", id_of), None);
+    }
 
     #[test]
     fn few_then_many_keep_every_rule_under_its_key() {

@@ -330,6 +330,39 @@ mod tests {
         }
     }
 
+    /// A repeated id names where it was first used, found from the rule's position.
+    #[test]
+    fn a_repeated_id_names_its_first_use() {
+        let rule = |id: &str| serde_json::json!({"id": id, "effect": "deny", "http": {}});
+        let grant = |id: &str| serde_json::json!({"id": id, "http": {}});
+        let cases = [
+            ("two rules", serde_json::json!({"rules": [rule("x"), rule("r"), rule("r")]}), "$.rules[2].id", "$.rules[1].id"),
+            ("a grant and a rule", serde_json::json!({"agents": {"a": {"grants": [grant("r")]}}, "rules": [rule("r")]}), r#"$.agents["a"].grants[0].id"#, "$.rules[0].id"),
+            (
+                "grants of two agents, one without grants between",
+                serde_json::json!({"agents": {"c": {"grants": [grant("x"), grant("g")]}, "b": {}, "a": {"grants": [grant("g")]}}}),
+                r#"$.agents["c"].grants[1].id"#,
+                r#"$.agents["a"].grants[0].id"#,
+            ),
+            (
+                "one agent's grants, after agents without grants",
+                serde_json::json!({"agents": {"a": {}, "b": {"grants": []}, "c": {"grants": [grant("x"), grant("g"), grant("g")]}}}),
+                r#"$.agents["c"].grants[2].id"#,
+                r#"$.agents["c"].grants[1].id"#,
+            ),
+        ];
+        for (name, mut doc, path, first) in cases {
+            doc["version"] = "v".into();
+            match crate::Engine::from_json(&doc.to_string()).err() {
+                Some(PolicyError::DuplicateRuleId { path: p, first: f, .. }) => assert_eq!((p.as_str(), f.as_str()), (path, first), "{name}"),
+                other => panic!("{name}: {other:?}, want a duplicate id at {path}"),
+            }
+        }
+        let doc = serde_json::json!({"version": "v", "agents": {"a": {"grants": [grant("g")]}}, "rate_limits": [{"id": "g", "key": ["agent"], "requests": 1, "per_seconds": 1}]});
+        let err = crate::Engine::from_json(&doc.to_string()).err();
+        assert_eq!(err.as_ref().map(PolicyError::path), Some("$.rate_limits[0].id"), "{err:?}");
+    }
+
     /// The mirrors read exactly as the schema types do: the same error for the same text.
     #[test]
     fn shape_errors_are_the_documents() {
