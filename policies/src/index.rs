@@ -36,10 +36,14 @@ impl<K> Default for KeyIndex<K> {
 }
 
 impl<K: Borrow<str> + Hash + Eq> KeyIndex<K> {
-    /// The rules under `key`.
-    pub(crate) fn get(&self, key: &str) -> Option<&Vec<usize>> {
+    /// The rules under `key` (typed as `HashMap::get`, which the tables were and eval.rs calls).
+    pub(crate) fn get<Q>(&self, key: &Q) -> Option<&Vec<usize>>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
         match self {
-            Self::Few(v) => v.iter().find(|(k, _)| Borrow::<str>::borrow(k) == key).map(|(_, l)| l),
+            Self::Few(v) => v.iter().find(|(k, _)| Borrow::<Q>::borrow(k) == key).map(|(_, l)| l),
             Self::Many(m) => m.get(key),
         }
     }
@@ -187,7 +191,7 @@ mod tests {
             index.shrink_to_fit();
             assert_eq!(matches!(index, KeyIndex::Many(_)), keys > FEW, "{keys} keys");
             for k in 0..keys {
-                assert_eq!(index.get(&format!("k{k}")), Some(&vec![k, 1000 + k, 2000 + k]), "{keys} keys");
+                assert_eq!(index.get(format!("k{k}").as_str()), Some(&vec![k, 1000 + k, 2000 + k]), "{keys} keys");
             }
             assert_eq!(index.get("k"), None);
             assert_eq!(index.get(""), None);
