@@ -1,8 +1,7 @@
 //! The plugin configuration (Envoy's `configuration`, Istio's `pluginConfig`): the policy and how
 //! to reach the enforcer. Strict: an unknown field or a bad policy refuses the configuration.
 
-use interlock_policies::schema::PolicyDocument;
-use interlock_policies::{Engine, PolicyError};
+use interlock_policies::{Engine, PolicyError, PreparedPolicy};
 use serde::Deserialize;
 use thiserror::Error;
 
@@ -12,9 +11,10 @@ use crate::events::Limits;
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PluginConfig {
-    /// The policy document, inline. Deserialized straight from the configuration bytes into its
-    /// typed form: no intermediate JSON tree of a policy that may hold 100,000 rules.
-    pub policy: PolicyDocument,
+    /// The policy document, inline. Read straight from the configuration bytes, its rules
+    /// compiled as they are read: neither a JSON tree nor the whole typed form of a policy that
+    /// may hold 100,000 rules is ever built.
+    pub policy: PreparedPolicy,
     /// Where decision events go.
     #[serde(default)]
     pub enforcer: EnforcerConfig,
@@ -186,6 +186,6 @@ pub fn load(bytes: Option<&[u8]>) -> Result<Loaded, ConfigError> {
     check("state_wait_ms", e.state_wait_ms, 1_000, 55_000, "1000..=55000")?;
     // Compiled by the same validation `interlock check` uses (duplicate keys were refused by the
     // strict check above, which covers the policy too). The document is consumed as it compiles.
-    let engine = Engine::compile(cfg.policy)?;
+    let engine = Engine::from_prepared(cfg.policy)?;
     Ok(Loaded { engine, enforcer: cfg.enforcer, hold_headers: cfg.hold_headers, access_log_state: cfg.access_log_state })
 }

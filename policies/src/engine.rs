@@ -10,12 +10,14 @@ use crate::builtin;
 use crate::detect::{Category, DataClass, Detector};
 use crate::error::PolicyError;
 use crate::glob;
+use crate::index::{IdSet, KeyIndex};
 use crate::jsonrpc;
 use crate::schema::{
     A2aMatch, ArgumentMatch, DefaultAction, Effect, GovernedRoute, HttpMatch, IdentityConfig, InspectionConfig,
     DataAction, DataRule, Direction, JwtIdentity, KernelAction, LimitKey, McpMatch, Mode, PolicyDocument, Protocol,
     QuarantineBlock, RateLimit, RevokeAction, ToolsControl,
 };
+use crate::prepared::{Prepared, PreparedPolicy};
 use crate::ratelimit::BucketSpec;
 use crate::template::{FastMap, HostPattern, PathTemplate, PathTrie};
 
@@ -34,9 +36,9 @@ pub struct Engine {
     /// Rules that apply to every agent.
     pub(crate) global: Scope,
     /// Rules scoped to one agent (its grants, and rules that name it): the agent's index in
-    /// `scopes`. A scope is a few hundred bytes of empty tables, so they sit in one exact-size
-    /// vector rather than in the hash table's slack (a table keeps up to half its buckets free).
-    pub(crate) agents: FastMap<String, u32>,
+    /// `scopes`. Scopes sit in one exact-size vector rather than in the hash table's slack (a
+    /// table keeps up to half its buckets free).
+    pub(crate) agents: FastMap<Box<str>, u32>,
     pub(crate) scopes: Vec<Scope>,
     pub(crate) rate_limits: Vec<CompiledLimit>,
     pub(crate) data_rules: Vec<CompiledDataRule>,
@@ -122,45 +124,81 @@ pub(crate) enum ArgKind {
 /// `/api/admin/**` catches `/API/Admin`, in case an upstream folds case; an allow never widens).
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Scope {
-    pub allow: Tables,
-    pub deny: Tables,
+    pub allow: SparseTables,
+    pub deny: SparseTables,
+}
+
+/// [`Tables`] allocated only once a rule is indexed in them: many scopes hold rules of one effect
+/// only (an agent's grants), and empty tables inline cost a couple of hundred bytes per agent in
+/// every wasm VM. Reads as [`Tables`] (empty ones when none were allocated).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct SparseTables(Option<Box<Tables>>);
+
+static NO_TABLES: Tables = Tables::EMPTY;
+
+impl std::ops::Deref for SparseTables {
+    type Target = Tables;
+
+    fn deref(&self) -> &Tables {
+        self.0.as_deref().unwrap_or(&NO_TABLES)
+    }
+}
+
+impl SparseTables {
+    fn get_mut(&mut self) -> &mut Tables {
+        self.0.get_or_insert_with(Box::default)
+    }
 }
 
 /// Rule indices keyed for lookup. Each rule sits in exactly one place per scope, chosen by its
 /// most selective clause: an RPC clause (tool name, else method, else "any call"), else the HTTP
 /// path templates (trie), else "any request". Lookup collects candidates from the request's keys
 /// only; each candidate is then checked in full. Cost per request: one trie walk plus one hash
-/// probe per RPC call, independent of how many rules exist. Memory: one entry per (rule, key).
+/// probe per RPC call, independent of how many rules exist. Memory: one entry per (rule, key);
+/// a table of a few keys is a scanned vector rather than a hash table (see [`KeyIndex`]).
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Tables {
     pub http_paths: PathTrie<usize>,
     /// HTTP rules without paths, keyed by exact host (all their hosts exact), else by method.
-    pub http_hosts: FastMap<String, Vec<usize>>,
-    pub http_methods: FastMap<String, Vec<usize>>,
+    pub http_hosts: KeyIndex<Box<str>>,
+    pub http_methods: KeyIndex<Box<str>>,
     pub http_any: Vec<usize>,
-    pub mcp_tools: FastMap<String, Vec<usize>>,
-    pub mcp_methods: FastMap<String, Vec<usize>>,
+    pub mcp_tools: KeyIndex<Box<str>>,
+    pub mcp_methods: KeyIndex<Box<str>>,
     pub mcp_any: Vec<usize>,
-    pub a2a_methods: FastMap<&'static str, Vec<usize>>,
+    pub a2a_methods: KeyIndex<&'static str>,
     pub a2a_any: Vec<usize>,
 }
 
 impl Scope {
     fn shrink_to_fit(&mut self) {
-        self.allow.shrink_to_fit();
-        self.deny.shrink_to_fit();
+        for t in [&mut self.allow, &mut self.deny] {
+            if let Some(t) = t.0.as_deref_mut() {
+                t.shrink_to_fit();
+            }
+        }
     }
 }
 
 impl Tables {
+    const EMPTY: Self = Self {
+        http_paths: PathTrie::EMPTY,
+        http_hosts: KeyIndex::EMPTY,
+        http_methods: KeyIndex::EMPTY,
+        http_any: Vec::new(),
+        mcp_tools: KeyIndex::EMPTY,
+        mcp_methods: KeyIndex::EMPTY,
+        mcp_any: Vec::new(),
+        a2a_methods: KeyIndex::EMPTY,
+        a2a_any: Vec::new(),
+    };
+
     fn shrink_to_fit(&mut self) {
         self.http_paths.shrink_to_fit();
         for m in [&mut self.http_hosts, &mut self.http_methods, &mut self.mcp_tools, &mut self.mcp_methods] {
             m.shrink_to_fit();
-            m.values_mut().for_each(Vec::shrink_to_fit);
         }
         self.a2a_methods.shrink_to_fit();
-        self.a2a_methods.values_mut().for_each(Vec::shrink_to_fit);
         self.http_any.shrink_to_fit();
         self.mcp_any.shrink_to_fit();
         self.a2a_any.shrink_to_fit();
@@ -168,24 +206,32 @@ impl Tables {
 }
 
 impl Engine {
-    /// Parses, validates and compiles a policy document from JSON text.
+    /// Parses, validates and compiles a policy document from JSON text. Rules are compiled as
+    /// they are read (see [`PreparedPolicy`]); errors are those of [`parse_document`] then
+    /// [`Engine::compile`].
     pub fn from_json(text: &str) -> Result<Self, PolicyError> {
-        Self::compile(parse_document(text)?)
+        Self::from_prepared(read_strict(text)?)
     }
 
     /// Validates and compiles a document already parsed into a JSON value by a strict parser
     /// (`json::parse_strict`: a `Value` cannot hold duplicate keys, so that check must have been
     /// made on the text). Saves parsing a large policy twice more; errors name the same paths.
     pub fn from_value(value: serde_json::Value) -> Result<Self, PolicyError> {
-        let doc = serde_path_to_error::deserialize(value).map_err(|e| PolicyError::Malformed {
+        let doc: PreparedPolicy = serde_path_to_error::deserialize(value).map_err(|e| PolicyError::Malformed {
             path: json_path(&e.path().to_string()),
             reason: e.inner().to_string(),
         })?;
-        Self::compile(doc)
+        Self::from_prepared(doc)
     }
 
     /// Validates and compiles a parsed document.
     pub fn compile(doc: PolicyDocument) -> Result<Self, PolicyError> {
+        Self::from_prepared(doc.into())
+    }
+
+    /// Validates and compiles a document whose rules were compiled as it was read (what a large
+    /// policy is loaded as: its typed form is never held whole).
+    pub fn from_prepared(doc: PreparedPolicy) -> Result<Self, PolicyError> {
         Compiler::default().compile(doc)
     }
 
@@ -224,6 +270,12 @@ impl Engine {
 
 /// Parses the document's JSON shape, naming the JSON path of the first error.
 pub fn parse_document(text: &str) -> Result<PolicyDocument, PolicyError> {
+    read_strict(text)
+}
+
+/// Reads `text` as a `T` (the document or its prepared form: the same shape), then checks it is
+/// strict JSON: shape errors first, then duplicate keys, as the document has always been read.
+fn read_strict<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, PolicyError> {
     let de = &mut serde_json::Deserializer::from_str(text);
     let doc = serde_path_to_error::deserialize(de).map_err(|e| PolicyError::Malformed {
         path: json_path(&e.path().to_string()),
@@ -245,29 +297,27 @@ fn json_path(p: &str) -> String {
 #[derive(Default)]
 struct Compiler {
     rules: Vec<CompiledRule>,
-    /// Where each rule id was first used, to name it when an id repeats. Compact (no path text
-    /// per rule while a large policy compiles); the path is written out only for an error.
-    first_use: FastMap<String, Origin>,
+    /// The ids used so far, as positions in `rules`, to find an id that repeats. Compact (no
+    /// copy of the ids, no path text per rule while a large policy compiles); where the first
+    /// use sits is worked out from its position only for an error ([`Compiler::id_path`]).
+    ids: IdSet,
     /// Agent names in document order, to write out a grant's path.
     agent_names: Vec<String>,
+    /// Position in `rules` of each agent's first grant (`agent_names` order); document rules
+    /// come before the first.
+    grant_starts: Vec<u32>,
     global: Scope,
-    agents: FastMap<String, u32>,
+    agents: FastMap<Box<str>, u32>,
     scopes: Vec<Scope>,
 }
 
-/// Where a rule sits in the document.
-#[derive(Clone, Copy)]
-enum Origin {
-    /// `$.rules[i]`.
-    Rule(usize),
-    /// `$.agents[<agent_names[a]>].grants[i]`.
-    Grant(usize, usize),
-}
-
 impl Compiler {
-    /// Consumes the document as it goes: each rule and grant is dropped once compiled, so a
-    /// large policy is not held twice (source and tables) at the peak, which a wasm VM keeps.
-    fn compile(mut self, mut doc: PolicyDocument) -> Result<Engine, PolicyError> {
+    /// Checks what needs the whole document (ids unique, agents declared) and indexes the rules,
+    /// in document order: document rules, then grants by agent. The rules arrive compiled (see
+    /// [`PreparedPolicy`]) and move into the tables, so a large policy is not held twice at the
+    /// peak, which a wasm VM keeps.
+    fn compile(mut self, doc: PreparedPolicy) -> Result<Engine, PolicyError> {
+        let mut doc = doc.0;
         check_label("$.version", &doc.version, 128)?;
         validate_identity(&doc.identity, &doc.agents)?;
         validate_inspection(&doc.inspection)?;
@@ -295,31 +345,29 @@ impl Compiler {
         for agent in doc.agents.keys() {
             check_label(&format!("$.agents[{agent:?}]"), agent, 256)?;
             let idx = u32::try_from(self.scopes.len()).map_err(|_| PolicyError::invalid("$.agents", "agents", "too many agents"))?;
-            self.agents.insert(agent.clone(), idx);
+            self.agents.insert(agent.as_str().into(), idx);
             self.agent_names.push(agent.clone());
             self.scopes.push(Scope::default());
         }
 
-        for (i, rule) in std::mem::take(&mut doc.rules).into_iter().enumerate() {
+        // Sized once: a vector that doubles holds its old and new buffers at once.
+        let total = doc.agents.values().fold(doc.rules.len(), |n, a| n.saturating_add(a.grants.len()));
+        self.rules.reserve_exact(total);
+        self.ids = IdSet::with_capacity(total);
+
+        let rules = std::mem::take(&mut doc.rules);
+        let reached = rules.compiled.len();
+        for (i, prepared) in rules.compiled.into_iter().enumerate() {
             let path = format!("$.rules[{i}]");
-            let mut compiled = compile_rule(&path, &rule.id, rule.effect, rule.mode, rule.http.as_ref(), rule.mcp.as_ref(), rule.a2a.as_ref())?;
-            if let Some(k) = &rule.kernel {
-                validate_kernel(&format!("{path}.kernel"), rule.effect, k)?;
-                compiled.kernel = Some(Box::new(k.clone()));
-            }
-            if let Some(r) = &rule.revoke {
-                validate_revoke(&format!("{path}.revoke"), rule.effect, r)?;
-                compiled.revoke = Some(Box::new(r.clone()));
-            }
-            let idx = self.push(&path, Origin::Rule(i), compiled)?;
-            match &rule.agents {
+            let idx = self.push(&path, prepared.rule)?;
+            match &prepared.agents {
                 None => index_rule(&mut self.global, &self.rules, idx),
                 Some(list) => {
                     if list.is_empty() {
                         return Err(PolicyError::invalid(format!("{path}.agents"), list, "an empty list applies to nobody; omit it to apply to every agent"));
                     }
                     for (j, a) in list.iter().enumerate() {
-                        let scope = self.agents.get(a).and_then(|s| self.scopes.get_mut(*s as usize)).ok_or_else(|| {
+                        let scope = self.agents.get(a.as_str()).and_then(|s| self.scopes.get_mut(*s as usize)).ok_or_else(|| {
                             PolicyError::invalid(format!("{path}.agents[{j}]"), a, "not an agent declared under $.agents")
                         })?;
                         index_rule(scope, &self.rules, idx);
@@ -327,17 +375,25 @@ impl Compiler {
                 }
             }
         }
+        if let Some(failed) = rules.failed.as_deref() {
+            return Err(Prepared::error_at(failed, &format!("$.rules[{reached}]")));
+        }
 
-        // The grants are taken out (and dropped as they compile); the agent names stay for the
-        // checks below.
+        // The grants are taken out (and dropped as they are indexed); the agent names stay for
+        // the checks below.
         for (a, (agent, policy)) in doc.agents.iter_mut().enumerate() {
-            for (i, grant) in std::mem::take(&mut policy.grants).into_iter().enumerate() {
+            let grants = std::mem::take(&mut policy.grants);
+            let reached = grants.compiled.len();
+            self.grant_starts.push(index_u32(self.rules.len())?);
+            for (i, compiled) in grants.compiled.into_iter().enumerate() {
                 let path = format!("$.agents[{agent:?}].grants[{i}]");
-                let compiled = compile_rule(&path, &grant.id, Effect::Allow, grant.mode, grant.http.as_ref(), grant.mcp.as_ref(), grant.a2a.as_ref())?;
-                let idx = self.push(&path, Origin::Grant(a, i), compiled)?;
+                let idx = self.push(&path, compiled)?;
                 if let Some(scope) = self.scopes.get_mut(a) {
                     index_rule(scope, &self.rules, idx);
                 }
+            }
+            if let Some(failed) = grants.failed.as_deref() {
+                return Err(Prepared::error_at(failed, &format!("$.agents[{agent:?}].grants[{reached}]")));
             }
         }
         // Growth slack is a third of a large policy's tables: give it back once they are built.
@@ -348,7 +404,7 @@ impl Compiler {
         let mut rate_limits = Vec::new();
         for (i, l) in doc.rate_limits.iter().enumerate() {
             let path = format!("$.rate_limits[{i}]");
-            if rate_limits.iter().any(|c: &CompiledLimit| c.id == l.id) || self.first_use.contains_key(&l.id) {
+            if rate_limits.iter().any(|c: &CompiledLimit| c.id == l.id) || self.id_used(&l.id) {
                 return Err(PolicyError::invalid(format!("{path}.id"), &l.id, "ids are unique across rules and limits"));
             }
             rate_limits.push(compile_limit(&path, l, &doc.agents)?);
@@ -357,7 +413,7 @@ impl Compiler {
         let mut data_rules = Vec::new();
         for (i, r) in doc.data_rules.iter().enumerate() {
             let path = format!("$.data_rules[{i}]");
-            let taken = self.first_use.contains_key(&r.id)
+            let taken = self.id_used(&r.id)
                 || rate_limits.iter().any(|l: &CompiledLimit| l.id == r.id)
                 || data_rules.iter().any(|d: &CompiledDataRule| d.id == r.id);
             if taken {
@@ -388,43 +444,66 @@ impl Compiler {
         })
     }
 
-    fn push(&mut self, path: &str, origin: Origin, rule: CompiledRule) -> Result<usize, PolicyError> {
+    fn push(&mut self, path: &str, rule: CompiledRule) -> Result<usize, PolicyError> {
         if builtin::ALL.contains(&rule.id.as_str()) {
             return Err(PolicyError::invalid(format!("{path}.id"), &rule.id, "reserved for a built-in rule"));
         }
-        if let Some(first) = self.first_use.get(&rule.id) {
-            let first = match *first {
-                Origin::Rule(i) => format!("$.rules[{i}].id"),
-                Origin::Grant(a, i) => format!("$.agents[{:?}].grants[{i}].id", self.agent_names.get(a).map_or("", String::as_str)),
-            };
-            return Err(PolicyError::DuplicateRuleId { path: format!("{path}.id"), id: rule.id, first });
+        let rules = &self.rules;
+        let id_of = |p: u32| rules.get(p as usize).map(|r| r.id.as_str());
+        if let Some(first) = self.ids.find(&rule.id, id_of) {
+            return Err(PolicyError::DuplicateRuleId { path: format!("{path}.id"), id: rule.id, first: self.id_path(first) });
         }
-        self.first_use.insert(rule.id.clone(), origin);
+        let pos = index_u32(self.rules.len())?;
+        self.ids.insert(&rule.id, pos, id_of);
         self.rules.push(rule);
         Ok(self.rules.len().saturating_sub(1))
     }
+
+    fn id_used(&self, id: &str) -> bool {
+        self.ids.find(id, |p| self.rules.get(p as usize).map(|r| r.id.as_str())).is_some()
+    }
+
+    /// The JSON path of the id of the rule at `pos` in `rules`.
+    fn id_path(&self, pos: u32) -> String {
+        // The last agent whose grants start at or before `pos` (agents without grants share
+        // their start with the next agent, which comes later in the list).
+        let after = self.grant_starts.partition_point(|&s| s <= pos);
+        match after.checked_sub(1) {
+            None => format!("$.rules[{pos}].id"),
+            Some(a) => {
+                let i = pos.saturating_sub(self.grant_starts.get(a).copied().unwrap_or(0));
+                format!("$.agents[{:?}].grants[{i}].id", self.agent_names.get(a).map_or("", String::as_str))
+            }
+        }
+    }
+}
+
+/// A position in the rule list, as the compiler's tables hold it (`u32`: a policy of 4 billion
+/// rules is refused long before).
+fn index_u32(i: usize) -> Result<u32, PolicyError> {
+    u32::try_from(i).map_err(|_| PolicyError::invalid("$", i, "too many rules"))
 }
 
 fn index_rule(scope: &mut Scope, rules: &[CompiledRule], idx: usize) {
     let Some(rule) = rules.get(idx) else { return };
     let fold = rule.effect == Effect::Deny;
-    let t = if fold { &mut scope.deny } else { &mut scope.allow };
-    let key = |s: &str| if fold { s.to_ascii_lowercase() } else { s.to_owned() };
+    let t = if fold { scope.deny.get_mut() } else { scope.allow.get_mut() };
+    let key = |s: &str| -> Box<str> { if fold { s.to_ascii_lowercase().into() } else { s.into() } };
     match (rule.rpc.as_deref(), rule.http.as_deref()) {
         (Some(RpcClause::Mcp { tools: Some(tools), .. }), _) => {
             for tool in tools {
-                t.mcp_tools.entry(key(tool)).or_default().push(idx);
+                t.mcp_tools.push(key(tool), idx);
             }
         }
         (Some(RpcClause::Mcp { methods: Some(methods), .. }), _) => {
             for m in methods {
-                t.mcp_methods.entry(key(m)).or_default().push(idx);
+                t.mcp_methods.push(key(m), idx);
             }
         }
         (Some(RpcClause::Mcp { .. }), _) => t.mcp_any.push(idx),
         (Some(RpcClause::A2a { methods: Some(methods) }), _) => {
             for m in methods {
-                t.a2a_methods.entry(m).or_default().push(idx);
+                t.a2a_methods.push(*m, idx);
             }
         }
         (Some(RpcClause::A2a { methods: None }), _) => t.a2a_any.push(idx),
@@ -437,13 +516,13 @@ fn index_rule(scope: &mut Scope, rules: &[CompiledRule], idx: usize) {
         (None, Some(HttpClause { hosts: Some(hosts), .. })) if hosts.iter().all(|h| matches!(h, HostPattern::Exact(_))) => {
             for h in hosts {
                 if let HostPattern::Exact(h) = h {
-                    t.http_hosts.entry(h.clone()).or_default().push(idx);
+                    t.http_hosts.push(h.as_str().into(), idx);
                 }
             }
         }
         (None, Some(HttpClause { methods: Some(methods), .. })) => {
             for m in methods {
-                t.http_methods.entry(m.clone()).or_default().push(idx);
+                t.http_methods.push(m.as_str().into(), idx);
             }
         }
         (None, _) => t.http_any.push(idx),
@@ -457,7 +536,7 @@ fn check_label(path: &str, value: &str, max: usize) -> Result<(), PolicyError> {
     Ok(())
 }
 
-fn validate_identity(id: &IdentityConfig, agents: &BTreeMap<String, crate::schema::AgentPolicy>) -> Result<(), PolicyError> {
+fn validate_identity<A>(id: &IdentityConfig, agents: &BTreeMap<String, A>) -> Result<(), PolicyError> {
     let j = &id.jwt;
     for (field, v) in [
         ("metadata_namespace", &j.metadata_namespace),
@@ -531,7 +610,7 @@ fn non_empty<T: std::fmt::Debug>(path: &str, list: &[T]) -> Result<(), PolicyErr
 }
 
 #[allow(clippy::too_many_arguments)]
-fn compile_rule(
+pub(crate) fn compile_rule(
     path: &str,
     id: &str,
     effect: Effect,
@@ -558,10 +637,10 @@ fn compile_rule(
     Ok(CompiledRule { id: id.to_owned(), effect, mode, http, rpc: rpc.map(Box::new), kernel: None, revoke: None })
 }
 
-fn compile_data_rule(
+fn compile_data_rule<A>(
     path: &str,
     r: &DataRule,
-    agents: &BTreeMap<String, crate::schema::AgentPolicy>,
+    agents: &BTreeMap<String, A>,
     routes: &BTreeMap<String, String>,
 ) -> Result<CompiledDataRule, PolicyError> {
     if r.id.is_empty() || r.id.len() > 128 || !r.id.chars().all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c)) {
@@ -630,7 +709,7 @@ fn compile_data_rule(
     })
 }
 
-fn validate_revoke(path: &str, effect: Effect, r: &RevokeAction) -> Result<(), PolicyError> {
+pub(crate) fn validate_revoke(path: &str, effect: Effect, r: &RevokeAction) -> Result<(), PolicyError> {
     if effect != Effect::Deny {
         return Err(PolicyError::invalid(path, "revoke", "revocation follows a deny; this rule allows"));
     }
@@ -641,7 +720,7 @@ fn validate_revoke(path: &str, effect: Effect, r: &RevokeAction) -> Result<(), P
     Ok(())
 }
 
-fn compile_limit(path: &str, l: &RateLimit, agents: &BTreeMap<String, crate::schema::AgentPolicy>) -> Result<CompiledLimit, PolicyError> {
+fn compile_limit<A>(path: &str, l: &RateLimit, agents: &BTreeMap<String, A>) -> Result<CompiledLimit, PolicyError> {
     if l.id.is_empty() || l.id.len() > 128 || !l.id.chars().all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c)) {
         return Err(PolicyError::invalid(format!("{path}.id"), &l.id, "limit ids are 1..=128 of [A-Za-z0-9-_.:]"));
     }
@@ -677,7 +756,7 @@ fn compile_limit(path: &str, l: &RateLimit, agents: &BTreeMap<String, crate::sch
     })
 }
 
-fn validate_kernel(path: &str, effect: Effect, k: &KernelAction) -> Result<(), PolicyError> {
+pub(crate) fn validate_kernel(path: &str, effect: Effect, k: &KernelAction) -> Result<(), PolicyError> {
     if effect != Effect::Deny {
         return Err(PolicyError::invalid(path, "kernel", "kernel enforcement follows a deny; this rule allows"));
     }

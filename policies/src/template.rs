@@ -146,16 +146,27 @@ impl PathTemplate {
     }
 }
 
-/// A segment trie from templates to values.
+/// A segment trie from templates to values. The root is allocated with the first template: most
+/// tables of a compiled policy hold no path rule, and an empty node inline is a hundred bytes in
+/// every one of them.
 #[derive(Debug, Clone)]
 pub struct PathTrie<T> {
-    root: Node<T>,
+    root: Option<Box<Node<T>>>,
 }
 
+/// A node is 40 bytes natively (96 with its value lists and a hash table inline): a compiled
+/// policy holds a few per path rule, in every wasm VM.
 #[derive(Debug, Clone)]
 struct Node<T> {
     literal: Children<T>,
     one: Option<Box<Node<T>>>,
+    /// Values of templates that end here; allocated only where one does (most nodes lead to
+    /// others).
+    ends: Option<Box<Ends<T>>>,
+}
+
+#[derive(Debug, Clone)]
+struct Ends<T> {
     /// Values of templates ending exactly here.
     exact: Vec<T>,
     /// Values of templates ending here with `**`.
@@ -164,7 +175,21 @@ struct Node<T> {
 
 impl<T> Default for Node<T> {
     fn default() -> Self {
-        Self { literal: Children::Few(Vec::new()), one: None, exact: Vec::new(), tail: Vec::new() }
+        Self { literal: Children::Few(Vec::new()), one: None, ends: None }
+    }
+}
+
+impl<T> Node<T> {
+    fn exact(&self) -> &[T] {
+        self.ends.as_deref().map_or(&[], |e| &e.exact)
+    }
+
+    fn tail(&self) -> &[T] {
+        self.ends.as_deref().map_or(&[], |e| &e.tail)
+    }
+
+    fn ends_mut(&mut self) -> &mut Ends<T> {
+        self.ends.get_or_insert_with(|| Box::new(Ends { exact: Vec::new(), tail: Vec::new() }))
     }
 }
 
@@ -174,7 +199,7 @@ impl<T> Default for Node<T> {
 #[derive(Debug, Clone)]
 enum Children<T> {
     Few(Vec<(Box<str>, Node<T>)>),
-    Many(FastMap<Box<str>, Node<T>>),
+    Many(Box<FastMap<Box<str>, Node<T>>>),
 }
 
 const FEW_CHILDREN: usize = 8;
@@ -200,7 +225,7 @@ impl<T> Children<T> {
             && v.len() >= FEW_CHILDREN
             && !v.iter().any(|(k, _)| **k == *segment)
         {
-            *self = Self::Many(std::mem::take(v).into_iter().collect());
+            *self = Self::Many(Box::new(std::mem::take(v).into_iter().collect()));
         }
         match self {
             Self::Few(v) => {
@@ -215,9 +240,14 @@ impl<T> Children<T> {
     }
 }
 
+impl<T> PathTrie<T> {
+    /// No templates; no allocation.
+    pub const EMPTY: Self = Self { root: None };
+}
+
 impl<T> Default for PathTrie<T> {
     fn default() -> Self {
-        Self { root: Node::default() }
+        Self::EMPTY
     }
 }
 
@@ -225,8 +255,10 @@ impl<T: Clone> PathTrie<T> {
     /// Gives back the growth slack of every node's lists, once all templates are in.
     pub fn shrink_to_fit(&mut self) {
         fn shrink<T>(node: &mut Node<T>) {
-            node.exact.shrink_to_fit();
-            node.tail.shrink_to_fit();
+            if let Some(ends) = node.ends.as_deref_mut() {
+                ends.exact.shrink_to_fit();
+                ends.tail.shrink_to_fit();
+            }
             if let Some(one) = node.one.as_deref_mut() {
                 shrink(one);
             }
@@ -238,18 +270,19 @@ impl<T: Clone> PathTrie<T> {
                 }
             }
         }
-        shrink(&mut self.root);
+        if let Some(root) = self.root.as_deref_mut() {
+            shrink(root);
+        }
     }
 
     /// True when no template was inserted (most scopes have no path rules of one effect).
     pub fn is_empty(&self) -> bool {
-        let r = &self.root;
-        r.literal.is_empty() && r.one.is_none() && r.exact.is_empty() && r.tail.is_empty()
+        self.root.as_deref().is_none_or(|r| r.literal.is_empty() && r.one.is_none() && r.exact().is_empty() && r.tail().is_empty())
     }
 
     /// Adds `value` under `template`.
     pub fn insert(&mut self, template: &PathTemplate, value: T) {
-        let mut node = &mut self.root;
+        let mut node: &mut Node<T> = self.root.get_or_insert_with(Box::default);
         for seg in &template.segments {
             match seg {
                 Segment::Literal(l) => match node.literal.child_mut(l) {
@@ -258,34 +291,34 @@ impl<T: Clone> PathTrie<T> {
                 },
                 Segment::One => node = node.one.get_or_insert_with(Default::default),
                 Segment::Tail => {
-                    node.tail.push(value);
+                    node.ends_mut().tail.push(value);
                     return;
                 }
             }
         }
-        node.exact.push(value);
+        node.ends_mut().exact.push(value);
     }
 
     /// Calls `found` with every value whose template matches `segments`, and the template depth
     /// walked (for tie-breaking). Segments must already be folded when the trie is.
     pub fn lookup<'a>(&'a self, segments: &[&str], found: &mut impl FnMut(&'a T)) {
-        Self::walk(&self.root, segments, found);
+        if let Some(root) = self.root.as_deref() {
+            Self::walk(root, segments, found);
+        }
     }
 
     /// [`PathTrie::lookup`] over a canonical path (`/a/b`, `/` for the root), split as the walk
     /// goes: no segment list is built per request.
     pub fn lookup_path<'a>(&'a self, path: &str, found: &mut impl FnMut(&'a T)) {
-        if self.is_empty() {
-            return;
-        }
-        Self::walk_path(&self.root, path.strip_prefix('/').filter(|p| !p.is_empty()), found);
+        let Some(root) = self.root.as_deref() else { return };
+        Self::walk_path(root, path.strip_prefix('/').filter(|p| !p.is_empty()), found);
     }
 
     /// `rest` is what is left of the path after a `/`, or `None` when no segment is left.
     fn walk_path<'a>(node: &'a Node<T>, rest: Option<&str>, found: &mut impl FnMut(&'a T)) {
-        node.tail.iter().for_each(&mut *found);
+        node.tail().iter().for_each(&mut *found);
         match rest {
-            None => node.exact.iter().for_each(&mut *found),
+            None => node.exact().iter().for_each(&mut *found),
             Some(rest) => {
                 let (head, tail) = crate::path::split_first_segment(rest);
                 if let Some(child) = node.literal.get(head) {
@@ -299,9 +332,9 @@ impl<T: Clone> PathTrie<T> {
     }
 
     fn walk<'a>(node: &'a Node<T>, rest: &[&str], found: &mut impl FnMut(&'a T)) {
-        node.tail.iter().for_each(&mut *found);
+        node.tail().iter().for_each(&mut *found);
         match rest.split_first() {
-            None => node.exact.iter().for_each(&mut *found),
+            None => node.exact().iter().for_each(&mut *found),
             Some((head, tail)) => {
                 if let Some(child) = node.literal.get(head) {
                     Self::walk(child, tail, found);

@@ -1,0 +1,417 @@
+//! A policy document read with its rules compiled as they are read.
+//!
+//! Why (issue 7, memory): Envoy runs one wasm VM per worker plus one on the main thread, each
+//! loads the policy, and wasm linear memory keeps the load's peak for good. Reading the whole
+//! typed [`PolicyDocument`](crate::schema::PolicyDocument) first and compiling it afterwards held
+//! both at once (natively 6.6 MB of typed document for 10,000 rules, on top of the tables). Here
+//! the two lists that grow with a policy, `rules` and every agent's `grants`, are read one element
+//! at a time: each is compiled as soon as it is read and its typed form dropped, so what stays
+//! until the compiler indexes it is the compiled rule alone.
+//!
+//! What must not change is the error a bad document gets:
+//!
+//! - Shape errors (unknown field, wrong type, missing field) come from the same derived
+//!   deserializers: `Rule` and `Grant` themselves, and mirrors of `PolicyDocument` and
+//!   `AgentPolicy` with their names, fields and attributes (a test compares their errors), so they
+//!   read the same and, as before, win over any validation error.
+//! - Validation errors come in the order the compiler reaches them, as before: an element that
+//!   fails to compile is kept in its typed form and compiled again, with its real JSON path, when
+//!   the compiler gets to it; the elements after it are only read.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::marker::PhantomData;
+
+use serde::de::{DeserializeOwned, SeqAccess, Visitor};
+use serde::{Deserialize, Deserializer};
+
+use crate::engine::{self, CompiledRule};
+use crate::error::PolicyError;
+use crate::schema::{
+    AgentPolicy, DataRule, DefaultAction, Effect, GovernedRoute, Grant, IdentityConfig,
+    InspectionConfig, PolicyDocument, RateLimit, Rule,
+};
+
+/// A policy document whose rules and grants are compiled but not yet cross-checked (rule ids,
+/// agent names) nor indexed: read it from JSON (it deserializes exactly as a
+/// [`PolicyDocument`] does) and hand it to [`crate::Engine::from_prepared`].
+///
+/// Reads as [`mirror::PolicyDocument`], which mirrors [`PolicyDocument`].
+#[derive(Deserialize)]
+#[serde(transparent)]
+pub struct PreparedPolicy(pub(crate) mirror::PolicyDocument);
+
+/// Mirrors of the schema types, with their Rust names too: serde names the struct in some errors
+/// ("expected struct PolicyDocument with 10 elements"). Same fields, order, defaults and
+/// attributes, so that the same text gets the same shape errors.
+pub(crate) mod mirror {
+    use super::*;
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub(crate) struct PolicyDocument {
+        /// Read (a value that is not a string is refused, as before) and dropped.
+        #[serde(rename = "$schema", default)]
+        pub(crate) _schema: Option<Dropped>,
+        pub(crate) version: String,
+        #[serde(default)]
+        pub(crate) identity: IdentityConfig,
+        #[serde(default)]
+        pub(crate) inspection: InspectionConfig,
+        #[serde(default)]
+        pub(crate) governed: Vec<GovernedRoute>,
+        #[serde(default)]
+        pub(crate) default_action: DefaultAction,
+        #[serde(default)]
+        pub(crate) agents: BTreeMap<String, AgentPolicy>,
+        #[serde(default)]
+        pub(crate) rules: Prepared<Rule>,
+        #[serde(default)]
+        pub(crate) rate_limits: Vec<RateLimit>,
+        #[serde(default)]
+        pub(crate) data_rules: Vec<DataRule>,
+    }
+
+    /// An agent's entry with its grants compiled.
+    #[derive(Default, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub(crate) struct AgentPolicy {
+        #[serde(rename = "description", default)]
+        pub(crate) _description: Option<Dropped>,
+        #[serde(default)]
+        pub(crate) grants: Prepared<Grant>,
+    }
+}
+
+impl fmt::Debug for PreparedPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PreparedPolicy")
+            .field("version", &self.0.version)
+            .field("agents", &self.0.agents.len())
+            .field("rules", &self.0.rules.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A string that was read, checked to be a string, and not kept (free text for people).
+#[derive(Clone, Copy)]
+pub(crate) struct Dropped;
+
+impl<'de> Deserialize<'de> for Dropped {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        // `String`'s own deserializer, so a wrong type reads "expected a string" as before.
+        String::deserialize(deserializer).map(|_| Dropped)
+    }
+}
+
+/// An element of a list that compiles on its own, without the rest of the document.
+pub(crate) trait Compile: DeserializeOwned {
+    type Compiled;
+    /// Compiles the element found at `path` (errors name it).
+    fn compile(&self, path: &str) -> Result<Self::Compiled, PolicyError>;
+}
+
+/// A compiled rule of `$.rules`, with the agents it names (checked against `$.agents` and indexed
+/// by the compiler).
+pub(crate) struct PreparedRule {
+    pub(crate) rule: CompiledRule,
+    pub(crate) agents: Option<Vec<String>>,
+}
+
+impl Compile for Rule {
+    type Compiled = PreparedRule;
+
+    fn compile(&self, path: &str) -> Result<PreparedRule, PolicyError> {
+        let mut rule = engine::compile_rule(
+            path,
+            &self.id,
+            self.effect,
+            self.mode,
+            self.http.as_ref(),
+            self.mcp.as_ref(),
+            self.a2a.as_ref(),
+        )?;
+        if let Some(k) = &self.kernel {
+            engine::validate_kernel(&format!("{path}.kernel"), self.effect, k)?;
+            rule.kernel = Some(Box::new(k.clone()));
+        }
+        if let Some(r) = &self.revoke {
+            engine::validate_revoke(&format!("{path}.revoke"), self.effect, r)?;
+            rule.revoke = Some(Box::new(r.clone()));
+        }
+        Ok(PreparedRule {
+            rule,
+            agents: self.agents.clone(),
+        })
+    }
+}
+
+impl Compile for Grant {
+    type Compiled = CompiledRule;
+
+    fn compile(&self, path: &str) -> Result<CompiledRule, PolicyError> {
+        engine::compile_rule(
+            path,
+            &self.id,
+            Effect::Allow,
+            self.mode,
+            self.http.as_ref(),
+            self.mcp.as_ref(),
+            self.a2a.as_ref(),
+        )
+    }
+}
+
+/// A list compiled element by element: the elements compiled up to the first that failed, and
+/// that one, kept to be compiled again with its path when the compiler reaches it.
+pub(crate) struct Prepared<T: Compile> {
+    pub(crate) compiled: Vec<T::Compiled>,
+    pub(crate) failed: Option<Box<T>>,
+}
+
+impl<T: Compile> Default for Prepared<T> {
+    fn default() -> Self {
+        Self {
+            compiled: Vec::new(),
+            failed: None,
+        }
+    }
+}
+
+impl<T: Compile> Prepared<T> {
+    fn push(&mut self, item: T) {
+        if self.failed.is_some() {
+            // The compiler stops at the first failure; what follows is only read (for its shape).
+            return;
+        }
+        // The path is written out only if this element's error is ever reported, by
+        // [`Prepared::error_at`].
+        match item.compile("") {
+            Ok(c) => self.compiled.push(c),
+            Err(_) => self.failed = Some(Box::new(item)),
+        }
+    }
+
+    /// How many elements the compiler will reach: the compiled ones and the failed one.
+    pub(crate) fn len(&self) -> usize {
+        self.compiled
+            .len()
+            .saturating_add(usize::from(self.failed.is_some()))
+    }
+
+    /// The error of the failed element, which sits at `path`.
+    pub(crate) fn error_at(failed: &T, path: &str) -> PolicyError {
+        match failed.compile(path) {
+            Err(e) => e,
+            // Compiling is deterministic, so this cannot happen; refuse rather than accept.
+            Ok(_) => PolicyError::invalid(path, "rule", "failed to compile"),
+        }
+    }
+
+    fn from_list(list: Vec<T>) -> Self {
+        let mut out = Self::default();
+        out.compiled.reserve_exact(list.len());
+        list.into_iter().for_each(|item| out.push(item));
+        out
+    }
+}
+
+impl<'de, T: Compile> Deserialize<'de> for Prepared<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Elements<T>(PhantomData<T>);
+
+        impl<'de, T: Compile> Visitor<'de> for Elements<T> {
+            type Value = Prepared<T>;
+
+            // As `Vec<T>`'s, so that a wrong type reads the same.
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a sequence")
+            }
+
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Prepared<T>, A::Error> {
+                let mut out = Prepared::default();
+                while let Some(item) = seq.next_element::<T>()? {
+                    out.push(item);
+                }
+                // Exact size: the list is kept until the compiler has indexed it.
+                out.compiled.shrink_to_fit();
+                Ok(out)
+            }
+        }
+
+        deserializer.deserialize_seq(Elements(PhantomData))
+    }
+}
+
+impl From<PolicyDocument> for PreparedPolicy {
+    fn from(doc: PolicyDocument) -> Self {
+        let agents = doc
+            .agents
+            .into_iter()
+            .map(
+                |(
+                    name,
+                    AgentPolicy {
+                        description,
+                        grants,
+                    },
+                )| {
+                    (
+                        name,
+                        mirror::AgentPolicy {
+                            _description: description.map(|_| Dropped),
+                            grants: Prepared::from_list(grants),
+                        },
+                    )
+                },
+            )
+            .collect();
+        Self(mirror::PolicyDocument {
+            _schema: doc.schema.map(|_| Dropped),
+            version: doc.version,
+            identity: doc.identity,
+            inspection: doc.inspection,
+            governed: doc.governed,
+            default_action: doc.default_action,
+            agents,
+            rules: Prepared::from_list(doc.rules),
+            rate_limits: doc.rate_limits,
+            data_rules: doc.data_rules,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A document with several faults is refused for the one a whole-document compile meets
+    /// first: shape errors anywhere, then rules in order, then grants by agent name.
+    #[test]
+    fn the_first_fault_is_reported_whatever_was_compiled_while_reading() {
+        let bad_grant = r#"{"id":"bad id","http":{}}"#;
+        let cases = [
+            (
+                "a shape error after a rule that fails",
+                r#"{"version":"v","rules":[{"id":"bad id","effect":"deny","http":{}},{"id":"r","effect":"deny","nope":1}]}"#.to_owned(),
+                "$.rules[1].nope",
+            ),
+            (
+                "an unknown agent before a rule that fails",
+                r#"{"version":"v","rules":[{"id":"r","effect":"deny","agents":["x"],"http":{}},{"id":"bad id","effect":"deny","http":{}}]}"#.to_owned(),
+                "$.rules[0].agents[0]",
+            ),
+            (
+                "a failing rule before a failing grant read earlier",
+                format!(r#"{{"version":"v","agents":{{"a":{{"grants":[{bad_grant}]}}}},"rules":[{{"id":"bad id","effect":"deny","http":{{}}}}]}}"#),
+                "$.rules[0].id",
+            ),
+            (
+                "agents by name, not as written",
+                format!(r#"{{"version":"v","agents":{{"b":{{"grants":[{bad_grant}]}},"a":{{"grants":[{{"id":"g","http":{{}}}},{bad_grant}]}}}}}}"#),
+                r#"$.agents["a"].grants[1].id"#,
+            ),
+            (
+                "a duplicate id before a grant that fails",
+                format!(r#"{{"version":"v","agents":{{"a":{{"grants":[{{"id":"r","http":{{}}}},{bad_grant}]}}}},"rules":[{{"id":"r","effect":"deny","http":{{}}}}]}}"#),
+                r#"$.agents["a"].grants[0].id"#,
+            ),
+            (
+                "a bad version before everything",
+                format!(r#"{{"version":"","agents":{{"a":{{"grants":[{bad_grant}]}}}}}}"#),
+                "$.version",
+            ),
+        ];
+        for (name, text, path) in cases {
+            let err = crate::Engine::from_json(&text).err();
+            assert_eq!(err.as_ref().map(PolicyError::path), Some(path), "{name}: {err:?}");
+            let whole = crate::engine::parse_document(&text).and_then(crate::Engine::compile).err();
+            assert_eq!(whole, err, "{name}");
+        }
+    }
+
+    /// A repeated id names where it was first used, found from the rule's position.
+    #[test]
+    fn a_repeated_id_names_its_first_use() {
+        let rule = |id: &str| serde_json::json!({"id": id, "effect": "deny", "http": {}});
+        let grant = |id: &str| serde_json::json!({"id": id, "http": {}});
+        let cases = [
+            ("two rules", serde_json::json!({"rules": [rule("x"), rule("r"), rule("r")]}), "$.rules[2].id", "$.rules[1].id"),
+            ("a grant and a rule", serde_json::json!({"agents": {"a": {"grants": [grant("r")]}}, "rules": [rule("r")]}), r#"$.agents["a"].grants[0].id"#, "$.rules[0].id"),
+            (
+                "grants of two agents, one without grants between",
+                serde_json::json!({"agents": {"c": {"grants": [grant("x"), grant("g")]}, "b": {}, "a": {"grants": [grant("g")]}}}),
+                r#"$.agents["c"].grants[1].id"#,
+                r#"$.agents["a"].grants[0].id"#,
+            ),
+            (
+                "one agent's grants, after agents without grants",
+                serde_json::json!({"agents": {"a": {}, "b": {"grants": []}, "c": {"grants": [grant("x"), grant("g"), grant("g")]}}}),
+                r#"$.agents["c"].grants[2].id"#,
+                r#"$.agents["c"].grants[1].id"#,
+            ),
+        ];
+        for (name, mut doc, path, first) in cases {
+            doc["version"] = "v".into();
+            match crate::Engine::from_json(&doc.to_string()).err() {
+                Some(PolicyError::DuplicateRuleId { path: p, first: f, .. }) => assert_eq!((p.as_str(), f.as_str()), (path, first), "{name}"),
+                other => panic!("{name}: {other:?}, want a duplicate id at {path}"),
+            }
+        }
+        let doc = serde_json::json!({"version": "v", "agents": {"a": {"grants": [grant("g")]}}, "rate_limits": [{"id": "g", "key": ["agent"], "requests": 1, "per_seconds": 1}]});
+        let err = crate::Engine::from_json(&doc.to_string()).err();
+        assert_eq!(err.as_ref().map(PolicyError::path), Some("$.rate_limits[0].id"), "{err:?}");
+    }
+
+    /// The mirrors read exactly as the schema types do: the same error for the same text.
+    #[test]
+    fn shape_errors_are_the_documents() {
+        let cases = [
+            ("unknown top-level field", r#"{"version":"v","nope":1}"#),
+            ("missing version", r#"{}"#),
+            ("not an object", r#"[]"#),
+            ("$schema not a string", r#"{"$schema":1,"version":"v"}"#),
+            ("agents not a map", r#"{"version":"v","agents":[]}"#),
+            (
+                "unknown agent field",
+                r#"{"version":"v","agents":{"a":{"nope":1}}}"#,
+            ),
+            ("agent not an object", r#"{"version":"v","agents":{"a":1}}"#),
+            (
+                "agent as a sequence",
+                r#"{"version":"v","agents":{"a":[1]}}"#,
+            ),
+            (
+                "agent description not a string",
+                r#"{"version":"v","agents":{"a":{"description":2}}}"#,
+            ),
+            (
+                "grants not a list",
+                r#"{"version":"v","agents":{"a":{"grants":{}}}}"#,
+            ),
+            (
+                "unknown grant field",
+                r#"{"version":"v","agents":{"a":{"grants":[{"id":"g","nope":1}]}}}"#,
+            ),
+            ("rules not a list", r#"{"version":"v","rules":{}}"#),
+            (
+                "rule missing effect",
+                r#"{"version":"v","rules":[{"id":"r"}]}"#,
+            ),
+            (
+                "duplicate field",
+                r#"{"version":"v","rules":[],"rules":[]}"#,
+            ),
+        ];
+        for (name, text) in cases {
+            let want = serde_json::from_str::<PolicyDocument>(text)
+                .err()
+                .map(|e| e.to_string());
+            let got = serde_json::from_str::<PreparedPolicy>(text)
+                .err()
+                .map(|e| e.to_string());
+            assert!(want.is_some(), "{name}: the case must be an error");
+            assert_eq!(got, want, "{name}");
+        }
+    }
+}
