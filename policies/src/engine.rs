@@ -5,6 +5,7 @@
 //! walk over the request path, however many rules the document has (see [`Tables`]).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use crate::builtin;
 use crate::detect::{Category, DataClass, Detector};
@@ -36,7 +37,8 @@ pub struct Engine {
     /// Rules scoped to one agent (its grants, and rules that name it): the agent's index in
     /// `scopes`. A scope is a few hundred bytes of empty tables, so they sit in one exact-size
     /// vector rather than in the hash table's slack (a table keeps up to half its buckets free).
-    pub(crate) agents: FastMap<String, u32>,
+    /// The names are shared with the decisions' facts.
+    pub(crate) agents: FastMap<Arc<str>, u32>,
     pub(crate) scopes: Vec<Scope>,
     pub(crate) rate_limits: Vec<CompiledLimit>,
     pub(crate) data_rules: Vec<CompiledDataRule>,
@@ -46,7 +48,7 @@ pub struct Engine {
 
 #[derive(Debug, Clone)]
 pub(crate) struct CompiledRoute {
-    pub id: String,
+    pub id: Arc<str>,
     pub template: PathTemplate,
     pub hosts: Option<Vec<HostPattern>>,
     pub protocol: Protocol,
@@ -72,7 +74,8 @@ pub(crate) struct CompiledDataRule {
 /// rule 224 bytes (64 now), which at 100,000 rules is most of the rule table.
 #[derive(Debug, Clone)]
 pub(crate) struct CompiledRule {
-    pub id: String,
+    /// Shared with every decision this rule makes.
+    pub id: Arc<str>,
     pub effect: Effect,
     pub mode: Mode,
     pub http: Option<Box<HttpClause>>,
@@ -218,7 +221,7 @@ impl Engine {
     /// Ids of every rule the engine can decide with: document rules and built-ins. Bounded; the
     /// filter uses it to bound metric cardinality.
     pub fn rule_ids(&self) -> impl Iterator<Item = &str> {
-        self.rules.iter().map(|r| r.id.as_str()).chain(builtin::ALL.iter().copied())
+        self.rules.iter().map(|r| &*r.id).chain(builtin::ALL.iter().copied())
     }
 }
 
@@ -251,7 +254,7 @@ struct Compiler {
     /// Agent names in document order, to write out a grant's path.
     agent_names: Vec<String>,
     global: Scope,
-    agents: FastMap<String, u32>,
+    agents: FastMap<Arc<str>, u32>,
     scopes: Vec<Scope>,
 }
 
@@ -278,7 +281,7 @@ impl Compiler {
         for (i, r) in doc.governed.iter().enumerate() {
             let path = format!("$.governed[{i}]");
             let route = compile_route(&path, r)?;
-            if let Some(first) = route_ids.insert(route.id.clone(), path.clone()) {
+            if let Some(first) = route_ids.insert(route.id.to_string(), path.clone()) {
                 return Err(PolicyError::invalid(format!("{path}.id"), &route.id, format!("duplicate governed route id (first at {first})")));
             }
             governed_trie.insert(&route.template, governed.len());
@@ -295,7 +298,7 @@ impl Compiler {
         for agent in doc.agents.keys() {
             check_label(&format!("$.agents[{agent:?}]"), agent, 256)?;
             let idx = u32::try_from(self.scopes.len()).map_err(|_| PolicyError::invalid("$.agents", "agents", "too many agents"))?;
-            self.agents.insert(agent.clone(), idx);
+            self.agents.insert(Arc::from(agent.as_str()), idx);
             self.agent_names.push(agent.clone());
             self.scopes.push(Scope::default());
         }
@@ -319,7 +322,7 @@ impl Compiler {
                         return Err(PolicyError::invalid(format!("{path}.agents"), list, "an empty list applies to nobody; omit it to apply to every agent"));
                     }
                     for (j, a) in list.iter().enumerate() {
-                        let scope = self.agents.get(a).and_then(|s| self.scopes.get_mut(*s as usize)).ok_or_else(|| {
+                        let scope = self.agents.get(a.as_str()).and_then(|s| self.scopes.get_mut(*s as usize)).ok_or_else(|| {
                             PolicyError::invalid(format!("{path}.agents[{j}]"), a, "not an agent declared under $.agents")
                         })?;
                         index_rule(scope, &self.rules, idx);
@@ -389,17 +392,17 @@ impl Compiler {
     }
 
     fn push(&mut self, path: &str, origin: Origin, rule: CompiledRule) -> Result<usize, PolicyError> {
-        if builtin::ALL.contains(&rule.id.as_str()) {
+        if builtin::ALL.contains(&&*rule.id) {
             return Err(PolicyError::invalid(format!("{path}.id"), &rule.id, "reserved for a built-in rule"));
         }
-        if let Some(first) = self.first_use.get(&rule.id) {
+        if let Some(first) = self.first_use.get(&*rule.id) {
             let first = match *first {
                 Origin::Rule(i) => format!("$.rules[{i}].id"),
                 Origin::Grant(a, i) => format!("$.agents[{:?}].grants[{i}].id", self.agent_names.get(a).map_or("", String::as_str)),
             };
-            return Err(PolicyError::DuplicateRuleId { path: format!("{path}.id"), id: rule.id, first });
+            return Err(PolicyError::DuplicateRuleId { path: format!("{path}.id"), id: rule.id.to_string(), first });
         }
-        self.first_use.insert(rule.id.clone(), origin);
+        self.first_use.insert(rule.id.to_string(), origin);
         self.rules.push(rule);
         Ok(self.rules.len().saturating_sub(1))
     }
@@ -509,7 +512,7 @@ fn compile_route(path: &str, r: &GovernedRoute) -> Result<CompiledRoute, PolicyE
             return Err(PolicyError::invalid(format!("{path}.tools.on_change"), t.on_change, "`deny` or `audit`"));
         }
     }
-    Ok(CompiledRoute { id: r.id.clone(), template, hosts, protocol: r.protocol, tools: r.tools.clone() })
+    Ok(CompiledRoute { id: Arc::from(r.id.as_str()), template, hosts, protocol: r.protocol, tools: r.tools.clone() })
 }
 
 fn compile_hosts(path: &str, hosts: Option<&Vec<String>>) -> Result<Option<Vec<HostPattern>>, PolicyError> {
@@ -555,7 +558,7 @@ fn compile_rule(
         (None, Some(a)) => Some(compile_a2a(&format!("{path}.a2a"), a)?),
         (None, None) => None,
     };
-    Ok(CompiledRule { id: id.to_owned(), effect, mode, http, rpc: rpc.map(Box::new), kernel: None, revoke: None })
+    Ok(CompiledRule { id: Arc::from(id), effect, mode, http, rpc: rpc.map(Box::new), kernel: None, revoke: None })
 }
 
 fn compile_data_rule(

@@ -34,7 +34,7 @@ fn mcp(agent: &str, body: serde_json::Value) -> (HttpRequest, Vec<u8>) {
 
 fn decide(e: &Engine, req: &HttpRequest, body: Option<&[u8]>) -> (Action, u16, String) {
     let d = e.evaluate(req, body).decision;
-    (d.action, d.status, d.rule)
+    (d.action, d.status, d.rule.into())
 }
 
 #[test]

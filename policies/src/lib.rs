@@ -26,6 +26,7 @@ pub mod revocation;
 pub mod schema;
 pub mod sse;
 pub mod template;
+pub mod text;
 pub mod tools;
 pub mod traceparent;
 
@@ -36,3 +37,4 @@ pub use eval::{HeadersVerdict, LimitCheck, PendingBody};
 pub use event::DecisionEvent;
 pub use request::{HttpRequest, VerifiedIdentity};
 pub use schema::PolicyDocument;
+pub use text::Text;
