@@ -76,6 +76,9 @@ pub(crate) struct CompiledDataRule {
 pub(crate) struct CompiledRule {
     /// Shared with every decision this rule makes.
     pub id: Arc<str>,
+    /// What the decision says when this rule decides alone (`denied by rule "<id>"`), formatted
+    /// once here instead of on every decision.
+    pub reason: Arc<str>,
     pub effect: Effect,
     pub mode: Mode,
     pub http: Option<Box<HttpClause>>,
@@ -558,7 +561,8 @@ fn compile_rule(
         (None, Some(a)) => Some(compile_a2a(&format!("{path}.a2a"), a)?),
         (None, None) => None,
     };
-    Ok(CompiledRule { id: Arc::from(id), effect, mode, http, rpc: rpc.map(Box::new), kernel: None, revoke: None })
+    let reason = Arc::from(crate::eval::rule_reason(effect, id));
+    Ok(CompiledRule { id: Arc::from(id), reason, effect, mode, http, rpc: rpc.map(Box::new), kernel: None, revoke: None })
 }
 
 fn compile_data_rule(

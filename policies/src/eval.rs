@@ -644,10 +644,10 @@ impl Engine {
             Decision {
                 kernel: r.kernel.as_deref().cloned(),
                 revoke: r.revoke.as_deref().cloned(),
-                ..Decision::refusal(403, &r.id, quoted("denied by rule ", &r.id, ""))
+                ..Decision::refusal(403, &r.id, &r.reason)
             }
-        } else if let Some(allow) = o.enforce_allow.and_then(rule).map(|r| Text::from(&r.id)).or_else(|| {
-            (self.default_action == DefaultAction::Allow).then_some(Text::Static(builtin::DEFAULT_ALLOW))
+        } else if let Some((allow, reason)) = o.enforce_allow.and_then(rule).map(|r| (Text::from(&r.id), Text::from(&r.reason))).or_else(|| {
+            (self.default_action == DefaultAction::Allow).then(|| (Text::Static(builtin::DEFAULT_ALLOW), Text::Static(DEFAULT_ALLOW_REASON)))
         }) {
             if let Some(r) = o.enforce_allow.and_then(rule) {
                 self.note_route(&mut facts, r, line);
@@ -657,10 +657,7 @@ impl Engine {
                     let reason = format!("shadow rule {:?} would deny; allowed by {allow:?}", s.id);
                     Decision { status: 0, mode: Mode::Shadow, allowed_by: Some(allow), ..Decision::refusal(0, &s.id, reason) }
                 }
-                None => Decision {
-                    action: Action::Allow,
-                    ..Decision::refusal(0, allow.clone(), quoted("allowed by ", &allow, ""))
-                },
+                None => Decision { action: Action::Allow, ..Decision::refusal(0, allow, reason) },
             }
         } else {
             Decision::refusal(
@@ -699,20 +696,16 @@ impl Engine {
     }
 }
 
-/// `format!("{prefix}{id:?}{suffix}")` without the formatting machinery, for the reasons built on
-/// every decision. Rule ids are validated to `[A-Za-z0-9-_.:]`, which `Debug` prints as is
-/// between quotes; anything else takes the `Debug` path, so the text is always the same.
-fn quoted(prefix: &str, id: &str, suffix: &str) -> String {
-    if !id.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b)) {
-        return format!("{prefix}{id:?}{suffix}");
+/// The reason of a decision by `default_action: allow` (what [`rule_reason`] gives the built-in).
+const DEFAULT_ALLOW_REASON: &str = "allowed by \"default-allow\"";
+
+/// What a rule says when it decides alone, formatted when the policy is compiled
+/// ([`CompiledRule::reason`]).
+pub(crate) fn rule_reason(effect: Effect, id: &str) -> String {
+    match effect {
+        Effect::Deny => format!("denied by rule {id:?}"),
+        Effect::Allow => format!("allowed by {id:?}"),
     }
-    let mut s = String::with_capacity(prefix.len() + id.len() + suffix.len() + 2);
-    s.push_str(prefix);
-    s.push('"');
-    s.push_str(id);
-    s.push('"');
-    s.push_str(suffix);
-    s
 }
 
 fn call_candidates(t: &Tables, call: &Call<'_>, fold: bool, out: &mut Vec<usize>) {

@@ -86,6 +86,27 @@ fn deny_beats_allow_and_default_closes() {
 }
 
 #[test]
+fn reasons_name_the_deciding_rule() {
+    // Formatted once per rule when the policy is compiled (and a fixed text for the built-in
+    // default allow); a decision reads exactly as when each one formatted its own.
+    assert_eq!(DEFAULT_ALLOW_REASON, rule_reason(Effect::Allow, builtin::DEFAULT_ALLOW));
+    let e = engine(serde_json::json!({
+        "version": "v",
+        "default_action": "allow",
+        "agents": {"a": {"grants": [{"id": "all-api", "http": {"paths": ["/api/**"]}}]}},
+        "rules": [{"id": "no-admin", "effect": "deny", "http": {"paths": ["/api/admin/**"]}}]
+    }));
+    for (path, rule, reason) in [
+        ("/api/users", "all-api", r#"allowed by "all-api""#),
+        ("/api/admin/x", "no-admin", r#"denied by rule "no-admin""#),
+        ("/other", "default-allow", r#"allowed by "default-allow""#),
+    ] {
+        let d = e.evaluate(&get("a", path), None).decision;
+        assert_eq!((d.rule.as_str(), d.reason.as_str()), (rule, reason), "{path}");
+    }
+}
+
+#[test]
 fn hosts_and_methods_restrict_a_rule() {
     let e = engine(serde_json::json!({
         "version": "v",
