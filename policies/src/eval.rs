@@ -176,12 +176,16 @@ impl Engine {
         let mtls_agent = id.peer_principal.as_ref().and_then(|p| self.identity.mtls_agents.get(p)).map(String::as_str);
         facts.user = usable(&id.jwt_user).map(str::to_owned);
         facts.session = usable(&id.jwt_session).map(str::to_owned);
-        facts.agent = match (jwt_agent, mtls_agent) {
+        let agent_scope = match (jwt_agent, mtls_agent) {
             (Some(a), Some(b)) if a != b => {
-                facts.agent = Some(self.agent_text(a));
+                facts.agent = Some(self.agent(a).0);
                 return self.refuse(facts, 403, builtin::IDENTITY_CONFLICT, format!("the JWT names agent {a:?} but the peer certificate names {b:?}"));
             }
-            (Some(a), _) | (None, Some(a)) => Some(self.agent_text(a)),
+            (Some(a), _) | (None, Some(a)) => {
+                let (name, scope) = self.agent(a);
+                facts.agent = Some(name);
+                scope
+            }
             (None, None) => None,
         };
         if facts.agent.is_none() && self.identity.required {
@@ -199,7 +203,7 @@ impl Engine {
         // The line borrows the host and the path, which the facts own in the end: taken out of
         // the facts while the line lives, put back after (no copies per request).
         let host = std::mem::take(&mut facts.authority);
-        let verdict = self.decide_line(req, facts, &Line::new(&req.method, &host, &path));
+        let verdict = self.decide_line(req, facts, agent_scope, &Line::new(&req.method, &host, &path));
         match verdict {
             HeadersVerdict::Decided(mut e) => {
                 e.facts.authority = host;
@@ -217,7 +221,7 @@ impl Engine {
 
     /// The headers phase once the path is canonical: rules on the request line, the governed
     /// route, what the body needs. The caller fills in the facts' authority and path.
-    fn decide_line(&self, req: &HttpRequest, mut facts: Facts, line: &Line<'_>) -> HeadersVerdict {
+    fn decide_line(&self, req: &HttpRequest, mut facts: Facts, agent_scope: Option<&Scope>, line: &Line<'_>) -> HeadersVerdict {
         // The outcome keeps the lowest index per slot, so candidates are added as the tables
         // yield them, in any order and with repeats (a rule indexed by its path and its method),
         // and no candidate list is built.
@@ -227,7 +231,7 @@ impl Engine {
                 outcome.add(r, i);
             }
         };
-        for scope in self.scopes(facts.agent.as_deref()).into_iter().flatten() {
+        for scope in [Some(&self.global), agent_scope].into_iter().flatten() {
             for (tables, path) in [(&scope.allow, line.path), (&scope.deny, &*line.folded)] {
                 tables.http_paths.lookup_path(path, &mut |i| consider(*i));
                 for v in [tables.http_hosts.get(line.host), tables.http_methods.get(line.method)].into_iter().flatten() {
@@ -578,10 +582,14 @@ impl Engine {
         }
     }
 
-    /// An agent's name as the facts hold it: shared with the policy when the policy declares the
-    /// agent (always, for a scoped caller), else a copy.
-    fn agent_text(&self, agent: &str) -> Text {
-        self.agents.get_key_value(agent).map_or_else(|| Text::Owned(agent.to_owned()), |(name, _)| Text::from(name))
+    /// An agent's name as the facts hold it, and its rule scope, in one lookup: the name is shared
+    /// with the policy when the policy declares the agent (always, for a scoped caller), else a
+    /// copy.
+    fn agent(&self, agent: &str) -> (Text, Option<&Scope>) {
+        match self.agents.get_key_value(agent) {
+            Some((name, &i)) => (Text::from(name), self.scopes.get(i as usize)),
+            None => (Text::Owned(agent.to_owned()), None),
+        }
     }
 
     /// The rule scopes of a caller: every agent's, then its own (no list built per request).
@@ -637,6 +645,7 @@ impl Engine {
         }
     }
 
+    /// The decision the outcome `o` makes. Every rule in `o` matched `line`.
     fn finish(&self, mut facts: Facts, line: &Line<'_>, o: Outcome) -> Evaluation {
         let rule = |i: usize| self.rules.get(i);
         let decision = if let Some(r) = o.enforce_deny.and_then(rule) {
@@ -678,7 +687,16 @@ impl Engine {
             return;
         }
         let fold = rule.effect == Effect::Deny;
-        if let Some(t) = rule.http.as_ref().and_then(|h| h.paths.as_ref()).and_then(|ps| ps.iter().find(|t| template_matches(t, line, fold))) {
+        let matched = rule.http.as_ref().and_then(|h| h.paths.as_ref()).and_then(|ps| match ps.as_slice() {
+            // The deciding rule matched this line, its path clause included, so a lone template
+            // is the one that matched: not walked a second time.
+            [only] => {
+                debug_assert!(template_matches(only, line, fold), "the deciding rule matches the line");
+                Some(only)
+            }
+            many => many.iter().find(|t| template_matches(t, line, fold)),
+        });
+        if let Some(t) = matched {
             facts.route = Some(Text::from(&t.text));
         }
     }
