@@ -656,7 +656,7 @@ impl Engine {
                 ..Decision::refusal(403, &r.id, &r.reason)
             }
         } else if let Some((allow, reason)) = o.enforce_allow.and_then(rule).map(|r| (Text::from(&r.id), Text::from(&r.reason))).or_else(|| {
-            (self.default_action == DefaultAction::Allow).then(|| (Text::Static(builtin::DEFAULT_ALLOW), Text::Static(DEFAULT_ALLOW_REASON)))
+            (self.default_action == DefaultAction::Allow).then_some((Text::Static(builtin::DEFAULT_ALLOW), Text::Static(DEFAULT_ALLOW_REASON)))
         }) {
             if let Some(r) = o.enforce_allow.and_then(rule) {
                 self.note_route(&mut facts, r, line);
