@@ -200,14 +200,14 @@ impl Replay {
         }
         let d = &eval.decision;
         if d.mode == Mode::Shadow && d.action == Action::Deny {
-            let n = self.shadow.entry((d.rule.clone(), agent.clone())).or_insert(0);
+            let n = self.shadow.entry((d.rule.to_string(), agent.clone())).or_insert(0);
             *n = n.saturating_add(1);
         }
         let before_blocked = e.status != 0 || (e.action == Action::Deny && e.mode == Mode::Enforce);
         let after_blocked = d.blocks();
         // Under shadow, the rule that let it through is what "decided" the outcome.
         let before_rule = if e.mode == Mode::Shadow { e.allowed_by.clone().unwrap_or_else(|| e.rule.clone()) } else { e.rule.clone() };
-        let after_rule = if d.mode == Mode::Shadow { d.allowed_by.clone().unwrap_or_else(|| d.rule.clone()) } else { d.rule.clone() };
+        let after_rule = if d.mode == Mode::Shadow { d.allowed_by.as_deref().unwrap_or(&d.rule) } else { &d.rule }.to_owned();
         let change = match (before_blocked, after_blocked) {
             (false, true) => Change::NewlyDenied,
             (true, false) => Change::NewlyAllowed,

@@ -78,7 +78,7 @@ mod native {
         /// Outside the timing: the engine decides this request as expected.
         fn check(&self, engine: &Engine, label: &str) {
             let d = engine.evaluate(&self.request, self.body.as_deref()).decision;
-            let got = (d.action, d.status, d.rule.clone());
+            let got = (d.action, d.status, d.rule.to_string());
             assert_eq!(got, self.expect, "{label}/{}: wrong decision ({})", self.name, d.reason);
         }
 
@@ -313,7 +313,7 @@ mod native {
         ] {
             let case: CaseRequest = serde_json::from_value(case).expect("check request");
             let d = engine.evaluate(&case.to_http_request(), case.body_bytes().as_deref()).decision;
-            assert_eq!((d.action, d.status, d.rule.clone()), expect, "{rules} rules: {name}: {}", d.reason);
+            assert_eq!((d.action, d.status, d.rule.to_string()), expect, "{rules} rules: {name}: {}", d.reason);
         }
     }
 

@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::schema::{KernelAction, Mode, Protocol, RevokeAction};
+use crate::text::Text;
 
 /// What is done with the request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -41,14 +42,14 @@ pub struct Decision {
     /// HTTP status of the local reply; 0 when the request goes upstream.
     pub status: u16,
     /// The rule that decided.
-    pub rule: String,
+    pub rule: Text,
     /// `enforce`, or `shadow` when a shadow rule's verdict is recorded instead of applied.
     pub mode: Mode,
     /// Why, for people (never holds request data beyond names the policy already has).
-    pub reason: String,
+    pub reason: Text,
     /// With `mode: shadow`: the rule that actually let the request through.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub allowed_by: Option<String>,
+    pub allowed_by: Option<Text>,
     /// Kernel enforcement the deciding rule asks of the enforcer (enforced denies only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kernel: Option<KernelAction>,
@@ -62,13 +63,13 @@ pub struct Decision {
 
 impl Decision {
     /// A refusal by a built-in or named rule, with nothing else attached.
-    pub fn refusal(status: u16, rule: &str, reason: String) -> Self {
+    pub fn refusal(status: u16, rule: impl Into<Text>, reason: impl Into<Text>) -> Self {
         Self {
             action: Action::Deny,
             status,
-            rule: rule.to_owned(),
+            rule: rule.into(),
             mode: Mode::Enforce,
-            reason,
+            reason: reason.into(),
             allowed_by: None,
             kernel: None,
             revoke: None,
@@ -99,9 +100,9 @@ pub struct RpcCall {
 /// What the engine established about the request, for the event and the reply.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Facts {
-    /// Resolved agent id.
+    /// Resolved agent id (shared with the policy when the policy names the agent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub agent: Option<String>,
+    pub agent: Option<Text>,
     /// Verified end user.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
@@ -111,8 +112,8 @@ pub struct Facts {
     /// W3C trace id from a valid `traceparent` (an invalid one counts as absent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trace: Option<String>,
-    /// `:method`.
-    pub method: String,
+    /// `:method` (the standard methods are static text).
+    pub method: Text,
     /// Host, lower case, port removed.
     pub authority: String,
     /// Canonical path (no query), when the path was accepted.
@@ -120,10 +121,10 @@ pub struct Facts {
     pub path: Option<String>,
     /// Template of the rule or governed route that matched the path.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub route: Option<String>,
+    pub route: Option<Text>,
     /// Id of the governed route, when the body is inspected.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub governed: Option<String>,
+    pub governed: Option<Text>,
     /// Its protocol.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub protocol: Option<Protocol>,

@@ -5,6 +5,7 @@
 //! walk over the request path, however many rules the document has (see [`Tables`]).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use crate::builtin;
 use crate::detect::{Category, DataClass, Detector};
@@ -37,8 +38,8 @@ pub struct Engine {
     pub(crate) global: Scope,
     /// Rules scoped to one agent (its grants, and rules that name it): the agent's index in
     /// `scopes`. Scopes sit in one exact-size vector rather than in the hash table's slack (a
-    /// table keeps up to half its buckets free).
-    pub(crate) agents: FastMap<Box<str>, u32>,
+    /// table keeps up to half its buckets free). The names are shared with the decisions' facts.
+    pub(crate) agents: FastMap<Arc<str>, u32>,
     pub(crate) scopes: Vec<Scope>,
     pub(crate) rate_limits: Vec<CompiledLimit>,
     pub(crate) data_rules: Vec<CompiledDataRule>,
@@ -48,7 +49,7 @@ pub struct Engine {
 
 #[derive(Debug, Clone)]
 pub(crate) struct CompiledRoute {
-    pub id: String,
+    pub id: Arc<str>,
     pub template: PathTemplate,
     pub hosts: Option<Vec<HostPattern>>,
     pub protocol: Protocol,
@@ -74,7 +75,11 @@ pub(crate) struct CompiledDataRule {
 /// rule 224 bytes (64 now), which at 100,000 rules is most of the rule table.
 #[derive(Debug, Clone)]
 pub(crate) struct CompiledRule {
-    pub id: String,
+    /// Shared with every decision this rule makes.
+    pub id: Arc<str>,
+    /// What the decision says when this rule decides alone (`denied by rule "<id>"`), formatted
+    /// once here instead of on every decision.
+    pub reason: Arc<str>,
     pub effect: Effect,
     pub mode: Mode,
     pub http: Option<Box<HttpClause>>,
@@ -264,7 +269,7 @@ impl Engine {
     /// Ids of every rule the engine can decide with: document rules and built-ins. Bounded; the
     /// filter uses it to bound metric cardinality.
     pub fn rule_ids(&self) -> impl Iterator<Item = &str> {
-        self.rules.iter().map(|r| r.id.as_str()).chain(builtin::ALL.iter().copied())
+        self.rules.iter().map(|r| &*r.id).chain(builtin::ALL.iter().copied())
     }
 }
 
@@ -307,7 +312,7 @@ struct Compiler {
     /// come before the first.
     grant_starts: Vec<u32>,
     global: Scope,
-    agents: FastMap<Box<str>, u32>,
+    agents: FastMap<Arc<str>, u32>,
     scopes: Vec<Scope>,
 }
 
@@ -328,7 +333,7 @@ impl Compiler {
         for (i, r) in doc.governed.iter().enumerate() {
             let path = format!("$.governed[{i}]");
             let route = compile_route(&path, r)?;
-            if let Some(first) = route_ids.insert(route.id.clone(), path.clone()) {
+            if let Some(first) = route_ids.insert(route.id.to_string(), path.clone()) {
                 return Err(PolicyError::invalid(format!("{path}.id"), &route.id, format!("duplicate governed route id (first at {first})")));
             }
             governed_trie.insert(&route.template, governed.len());
@@ -345,7 +350,7 @@ impl Compiler {
         for agent in doc.agents.keys() {
             check_label(&format!("$.agents[{agent:?}]"), agent, 256)?;
             let idx = u32::try_from(self.scopes.len()).map_err(|_| PolicyError::invalid("$.agents", "agents", "too many agents"))?;
-            self.agents.insert(agent.as_str().into(), idx);
+            self.agents.insert(Arc::from(agent.as_str()), idx);
             self.agent_names.push(agent.clone());
             self.scopes.push(Scope::default());
         }
@@ -445,13 +450,13 @@ impl Compiler {
     }
 
     fn push(&mut self, path: &str, rule: CompiledRule) -> Result<usize, PolicyError> {
-        if builtin::ALL.contains(&rule.id.as_str()) {
+        if builtin::ALL.contains(&&*rule.id) {
             return Err(PolicyError::invalid(format!("{path}.id"), &rule.id, "reserved for a built-in rule"));
         }
         let rules = &self.rules;
-        let id_of = |p: u32| rules.get(p as usize).map(|r| r.id.as_str());
+        let id_of = |p: u32| rules.get(p as usize).map(|r| &*r.id);
         if let Some(first) = self.ids.find(&rule.id, id_of) {
-            return Err(PolicyError::DuplicateRuleId { path: format!("{path}.id"), id: rule.id, first: self.id_path(first) });
+            return Err(PolicyError::DuplicateRuleId { path: format!("{path}.id"), id: rule.id.to_string(), first: self.id_path(first) });
         }
         let pos = index_u32(self.rules.len())?;
         self.ids.insert(&rule.id, pos, id_of);
@@ -460,7 +465,7 @@ impl Compiler {
     }
 
     fn id_used(&self, id: &str) -> bool {
-        self.ids.find(id, |p| self.rules.get(p as usize).map(|r| r.id.as_str())).is_some()
+        self.ids.find(id, |p| self.rules.get(p as usize).map(|r| &*r.id)).is_some()
     }
 
     /// The JSON path of the id of the rule at `pos` in `rules`.
@@ -588,7 +593,7 @@ fn compile_route(path: &str, r: &GovernedRoute) -> Result<CompiledRoute, PolicyE
             return Err(PolicyError::invalid(format!("{path}.tools.on_change"), t.on_change, "`deny` or `audit`"));
         }
     }
-    Ok(CompiledRoute { id: r.id.clone(), template, hosts, protocol: r.protocol, tools: r.tools.clone() })
+    Ok(CompiledRoute { id: Arc::from(r.id.as_str()), template, hosts, protocol: r.protocol, tools: r.tools.clone() })
 }
 
 fn compile_hosts(path: &str, hosts: Option<&Vec<String>>) -> Result<Option<Vec<HostPattern>>, PolicyError> {
@@ -634,7 +639,8 @@ pub(crate) fn compile_rule(
         (None, Some(a)) => Some(compile_a2a(&format!("{path}.a2a"), a)?),
         (None, None) => None,
     };
-    Ok(CompiledRule { id: id.to_owned(), effect, mode, http, rpc: rpc.map(Box::new), kernel: None, revoke: None })
+    let reason = Arc::from(crate::eval::rule_reason(effect, id));
+    Ok(CompiledRule { id: Arc::from(id), reason, effect, mode, http, rpc: rpc.map(Box::new), kernel: None, revoke: None })
 }
 
 fn compile_data_rule<A>(

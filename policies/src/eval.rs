@@ -34,6 +34,7 @@ use crate::revocation::RevocationSet;
 use crate::ratelimit::BucketSpec;
 use crate::schema::{DefaultAction, Effect, LimitKey, Mode, Protocol};
 use crate::template::{PathTemplate, Segment};
+use crate::text::Text;
 use crate::traceparent;
 
 /// The outcome of the headers phase.
@@ -52,8 +53,8 @@ pub struct PendingBody {
     facts: Facts,
     /// The canonical path the headers were decided on.
     path: String,
-    /// Rules whose HTTP clause matched (no RPC clause), already checked in full.
-    http_matches: Vec<usize>,
+    /// What the rules with an HTTP clause alone (no RPC clause) decided on the request line.
+    http_outcome: Outcome,
     protocol: Protocol,
     max_body_bytes: usize,
     mcp_method_header: Option<String>,
@@ -148,7 +149,7 @@ impl Engine {
     /// looked at.
     pub fn on_request_headers_live(&self, req: &HttpRequest, revocations: &RevocationSet, now_ms: u64) -> HeadersVerdict {
         let mut facts = Facts {
-            method: req.method.clone(),
+            method: method_text(&req.method),
             authority: normalize_host(&req.authority),
             ..Facts::default()
         };
@@ -168,18 +169,24 @@ impl Engine {
 
         // Identity, from verified sources only.
         let id = &req.identity;
-        let usable = |v: &Option<String>| v.as_ref().filter(|s| !s.is_empty() && s.len() <= 256 && !s.chars().any(char::is_control)).cloned();
+        fn usable(v: &Option<String>) -> Option<&str> {
+            v.as_deref().filter(|s| !s.is_empty() && s.len() <= 256 && !s.chars().any(char::is_control))
+        }
         let jwt_agent = usable(&id.jwt_agent);
-        let mtls_agent = id.peer_principal.as_ref().and_then(|p| self.identity.mtls_agents.get(p)).cloned();
-        facts.user = usable(&id.jwt_user);
-        facts.session = usable(&id.jwt_session);
-        facts.agent = match (jwt_agent, mtls_agent) {
+        let mtls_agent = id.peer_principal.as_ref().and_then(|p| self.identity.mtls_agents.get(p)).map(String::as_str);
+        facts.user = usable(&id.jwt_user).map(str::to_owned);
+        facts.session = usable(&id.jwt_session).map(str::to_owned);
+        let agent_scope = match (jwt_agent, mtls_agent) {
             (Some(a), Some(b)) if a != b => {
-                facts.agent = Some(a.clone());
+                facts.agent = Some(self.agent(a).0);
                 return self.refuse(facts, 403, builtin::IDENTITY_CONFLICT, format!("the JWT names agent {a:?} but the peer certificate names {b:?}"));
             }
-            (Some(a), _) => Some(a),
-            (None, b) => b,
+            (Some(a), _) | (None, Some(a)) => {
+                let (name, scope) = self.agent(a);
+                facts.agent = Some(name);
+                scope
+            }
+            (None, None) => None,
         };
         if facts.agent.is_none() && self.identity.required {
             return self.unauthenticated(req, facts);
@@ -196,7 +203,7 @@ impl Engine {
         // The line borrows the host and the path, which the facts own in the end: taken out of
         // the facts while the line lives, put back after (no copies per request).
         let host = std::mem::take(&mut facts.authority);
-        let verdict = self.decide_line(req, facts, &Line::new(&req.method, &host, &path));
+        let verdict = self.decide_line(req, facts, agent_scope, &Line::new(&req.method, &host, &path));
         match verdict {
             HeadersVerdict::Decided(mut e) => {
                 e.facts.authority = host;
@@ -214,32 +221,35 @@ impl Engine {
 
     /// The headers phase once the path is canonical: rules on the request line, the governed
     /// route, what the body needs. The caller fills in the facts' authority and path.
-    fn decide_line(&self, req: &HttpRequest, mut facts: Facts, line: &Line<'_>) -> HeadersVerdict {
-        let scopes = self.scopes(facts.agent.as_deref());
-        let mut http_matches = Vec::with_capacity(8);
-        for scope in scopes.into_iter().flatten() {
+    fn decide_line(&self, req: &HttpRequest, mut facts: Facts, agent_scope: Option<&Scope>, line: &Line<'_>) -> HeadersVerdict {
+        // The outcome keeps the lowest index per slot, so candidates are added as the tables
+        // yield them, in any order and with repeats (a rule indexed by its path and its method),
+        // and no candidate list is built.
+        let mut outcome = Outcome::default();
+        let mut consider = |i: usize| {
+            if let Some(r) = self.rules.get(i).filter(|r| self.rule_matches(r, line, None)) {
+                outcome.add(r, i);
+            }
+        };
+        for scope in [Some(&self.global), agent_scope].into_iter().flatten() {
             for (tables, path) in [(&scope.allow, line.path), (&scope.deny, &*line.folded)] {
-                tables.http_paths.lookup_path(path, &mut |i| http_matches.push(*i));
+                tables.http_paths.lookup_path(path, &mut |i| consider(*i));
                 for v in [tables.http_hosts.get(line.host), tables.http_methods.get(line.method)].into_iter().flatten() {
-                    http_matches.extend_from_slice(v);
+                    v.iter().for_each(|&i| consider(i));
                 }
-                http_matches.extend_from_slice(&tables.http_any);
+                tables.http_any.iter().for_each(|&i| consider(i));
             }
         }
-        http_matches.retain(|i| self.rules.get(*i).is_some_and(|r| self.rule_matches(r, line, None)));
-        http_matches.sort_unstable();
-        http_matches.dedup();
 
         let route = self.governed_route(line);
         if let Some(r) = route.and_then(|r| self.governed.get(r)) {
-            facts.governed = Some(r.id.clone());
+            facts.governed = Some(Text::from(&r.id));
             facts.protocol = Some(r.protocol);
-            facts.route = Some(r.template.text.clone());
+            facts.route = Some(Text::from(&r.template.text));
             facts.jsonrpc = matches!(r.protocol, Protocol::Mcp | Protocol::A2a);
         }
 
         // An enforcing deny on the request line needs no body.
-        let outcome = self.outcome(http_matches.iter().copied());
         if outcome.enforce_deny.is_some() {
             return HeadersVerdict::Decided(self.finish(facts, line, outcome));
         }
@@ -249,17 +259,17 @@ impl Engine {
         };
         if req.end_of_stream {
             if matches!(req.method.as_str(), "POST" | "PUT" | "PATCH") {
-                return self.refuse(facts, 400, builtin::BODY_REQUIRED, "a governed route needs a body to inspect".into());
+                return self.refuse(facts, 400, builtin::BODY_REQUIRED, "a governed route needs a body to inspect");
             }
             return HeadersVerdict::Decided(self.finish(facts, line, outcome));
         }
         if let Some(enc) = req.header_values("content-encoding").next()
             && !enc.trim().eq_ignore_ascii_case("identity") {
-                return self.refuse(facts, 415, builtin::UNSUPPORTED_ENCODING, "content encodings are not inspected on governed routes".into());
+                return self.refuse(facts, 415, builtin::UNSUPPORTED_ENCODING, "content encodings are not inspected on governed routes");
             }
         match req.header_values("content-type").next() {
             Some(ct) if is_json_content_type(ct) => {}
-            _ => return self.refuse(facts, 415, builtin::UNSUPPORTED_CONTENT_TYPE, "governed routes accept application/json (charset utf-8) only".into()),
+            _ => return self.refuse(facts, 415, builtin::UNSUPPORTED_CONTENT_TYPE, "governed routes accept application/json (charset utf-8) only"),
         }
         let max_body_bytes = usize::try_from(self.inspection.max_body_bytes).unwrap_or(usize::MAX);
         if let Some(len) = req.header_values("content-length").next() {
@@ -268,14 +278,14 @@ impl Engine {
                     return self.refuse(facts, 413, builtin::BODY_TOO_LARGE, format!("body of {n} bytes exceeds the inspection limit of {max_body_bytes}"));
                 }
                 Ok(_) => {}
-                Err(_) => return self.refuse(facts, 400, builtin::MALFORMED_HEADER, "content-length is not a number".into()),
+                Err(_) => return self.refuse(facts, 400, builtin::MALFORMED_HEADER, "content-length is not a number"),
             }
         }
         HeadersVerdict::NeedBody(PendingBody {
             facts,
             // Filled in by the caller.
             path: String::new(),
-            http_matches,
+            http_outcome: outcome,
             protocol,
             max_body_bytes,
             mcp_method_header: req.header_values("mcp-method").next().map(str::to_owned),
@@ -288,7 +298,7 @@ impl Engine {
     /// can be read within the limits, the decision waits for the body so the JSON-RPC error can
     /// carry the request's id; otherwise it is final now. Either way the outcome is the same.
     fn unauthenticated(&self, req: &HttpRequest, mut facts: Facts) -> HeadersVerdict {
-        let refusal = Decision::refusal(401, builtin::IDENTITY_REQUIRED, "no verified agent identity".into());
+        let refusal = Decision::refusal(401, builtin::IDENTITY_REQUIRED, "no verified agent identity");
         let max_body_bytes = usize::try_from(self.inspection.max_body_bytes).unwrap_or(usize::MAX);
         let route = canonical_path(&req.path).ok().and_then(|c| {
             let line = Line::new(&req.method, &facts.authority, &c);
@@ -300,15 +310,15 @@ impl Engine {
             && req.header_values("content-length").next().is_none_or(|l| l.trim().parse::<usize>().is_ok_and(|n| n <= max_body_bytes));
         match route {
             Some((r, c)) if readable && matches!(r.protocol, Protocol::Mcp | Protocol::A2a) => {
-                facts.governed = Some(r.id.clone());
+                facts.governed = Some(Text::from(&r.id));
                 facts.protocol = Some(r.protocol);
-                facts.route = Some(r.template.text.clone());
+                facts.route = Some(Text::from(&r.template.text));
                 facts.path = Some(c.clone());
                 facts.jsonrpc = true;
                 HeadersVerdict::NeedBody(PendingBody {
                     facts,
                     path: c,
-                    http_matches: Vec::new(),
+                    http_outcome: Outcome::default(),
                     protocol: r.protocol,
                     max_body_bytes,
                     mcp_method_header: None,
@@ -331,7 +341,7 @@ impl Engine {
 
     /// Decides on the whole body of a governed request.
     pub fn on_request_body(&self, pending: PendingBody, body: &[u8]) -> Evaluation {
-        let PendingBody { mut facts, path, http_matches, protocol, max_body_bytes, mcp_method_header, mcp_name_header, deferred } = pending;
+        let PendingBody { mut facts, path, http_outcome, protocol, max_body_bytes, mcp_method_header, mcp_name_header, deferred } = pending;
         if let Some(decision) = deferred {
             let max_batch = usize::try_from(self.inspection.max_batch).unwrap_or(32);
             let depth = usize::try_from(self.inspection.max_json_depth).unwrap_or(32);
@@ -354,8 +364,7 @@ impl Engine {
         let line = Line::new(&method, &host, &path);
 
         if !matches!(protocol, Protocol::Mcp | Protocol::A2a) {
-            let outcome = self.outcome(http_matches.iter().copied());
-            let mut eval = self.finish(facts, &line, outcome);
+            let mut eval = self.finish(facts, &line, http_outcome);
             if eval.decision.blocks() {
                 return eval;
             }
@@ -374,7 +383,7 @@ impl Engine {
                     let d = self.judge_tool_call(&eval.facts, tool, None);
                     if d.blocks() {
                         let reason = format!("tool {tool:?} offered to the model: {}", d.reason);
-                        return Evaluation { decision: Decision { reason, ..d }, facts: eval.facts, rewrite: None };
+                        return Evaluation { decision: Decision { reason: reason.into(), ..d }, facts: eval.facts, rewrite: None };
                     }
                 }
             }
@@ -435,7 +444,7 @@ impl Engine {
         let mut first_allow: Option<Outcome> = None;
         let mut candidates = Vec::new();
         for call in &calls {
-            let mut outcome = self.outcome(http_matches.iter().copied());
+            let mut outcome = http_outcome;
             candidates.clear();
             for scope in scopes.into_iter().flatten() {
                 call_candidates(&scope.allow, call, false, &mut candidates);
@@ -507,7 +516,7 @@ impl Engine {
         let mut checks = Vec::new();
         for l in &self.rate_limits {
             if let Some(agents) = &l.agents
-                && !f.agent.as_ref().is_some_and(|a| agents.contains(a)) {
+                && !f.agent.as_deref().is_some_and(|a| agents.iter().any(|x| x == a)) {
                     continue;
                 }
             let mut base = String::new();
@@ -547,13 +556,13 @@ impl Engine {
         let reason = format!("rate limit {:?} exceeded: {} requests per {} s", check.limit, check.spec.capacity, check.spec.refill_ms / 1000);
         let Evaluation { decision, facts, rewrite } = eval;
         let decision = match check.mode {
-            Mode::Enforce => Decision { retry_after_secs: Some(retry), ..Decision::refusal(429, &check.limit, reason) },
+            Mode::Enforce => Decision { retry_after_secs: Some(retry), ..Decision::refusal(429, check.limit.clone(), reason) },
             Mode::Shadow if decision.mode == Mode::Enforce => Decision {
                 status: 0,
                 mode: Mode::Shadow,
                 allowed_by: Some(decision.rule.clone()),
                 retry_after_secs: Some(retry),
-                ..Decision::refusal(0, &check.limit, format!("shadow: {reason}"))
+                ..Decision::refusal(0, check.limit.clone(), format!("shadow: {reason}"))
             },
             Mode::Shadow => decision,
         };
@@ -565,11 +574,21 @@ impl Engine {
     /// The verdict when the shared bucket table stayed contended through every retry: refuse
     /// (429) rather than admit unmetered.
     pub fn rate_limit_contention(&self, eval: Evaluation) -> Evaluation {
-        let reason = "rate-limit state contended; refused rather than admitted unmetered".to_owned();
+        let reason = "rate-limit state contended; refused rather than admitted unmetered";
         Evaluation {
             decision: Decision { retry_after_secs: Some(1), ..Decision::refusal(429, builtin::RATE_LIMIT_CONTENTION, reason) },
             facts: eval.facts,
             rewrite: None,
+        }
+    }
+
+    /// An agent's name as the facts hold it, and its rule scope, in one lookup: the name is shared
+    /// with the policy when the policy declares the agent (always, for a scoped caller), else a
+    /// copy.
+    fn agent(&self, agent: &str) -> (Text, Option<&Scope>) {
+        match self.agents.get_key_value(agent) {
+            Some((name, &i)) => (Text::from(name), self.scopes.get(i as usize)),
+            None => (Text::Owned(agent.to_owned()), None),
         }
     }
 
@@ -595,16 +614,6 @@ impl Engine {
             }
         });
         best
-    }
-
-    fn outcome(&self, matched: impl Iterator<Item = usize>) -> Outcome {
-        let mut o = Outcome::default();
-        for i in matched {
-            if let Some(r) = self.rules.get(i) {
-                o.add(r, i);
-            }
-        }
-        o
     }
 
     fn rule_matches(&self, rule: &CompiledRule, line: &Line<'_>, call: Option<&Call<'_>>) -> bool {
@@ -636,6 +645,7 @@ impl Engine {
         }
     }
 
+    /// The decision the outcome `o` makes. Every rule in `o` matched `line`.
     fn finish(&self, mut facts: Facts, line: &Line<'_>, o: Outcome) -> Evaluation {
         let rule = |i: usize| self.rules.get(i);
         let decision = if let Some(r) = o.enforce_deny.and_then(rule) {
@@ -643,33 +653,28 @@ impl Engine {
             Decision {
                 kernel: r.kernel.as_deref().cloned(),
                 revoke: r.revoke.as_deref().cloned(),
-                ..Decision::refusal(403, &r.id, quoted("denied by rule ", &r.id, ""))
+                ..Decision::refusal(403, &r.id, &r.reason)
             }
-        } else if let Some(allow) = o.enforce_allow.and_then(rule).map(|r| r.id.as_str()).or_else(|| {
-            (self.default_action == DefaultAction::Allow).then_some(builtin::DEFAULT_ALLOW)
+        } else if let Some((allow, reason)) = o.enforce_allow.and_then(rule).map(|r| (Text::from(&r.id), Text::from(&r.reason))).or_else(|| {
+            (self.default_action == DefaultAction::Allow).then_some((Text::Static(builtin::DEFAULT_ALLOW), Text::Static(DEFAULT_ALLOW_REASON)))
         }) {
             if let Some(r) = o.enforce_allow.and_then(rule) {
                 self.note_route(&mut facts, r, line);
             }
             match o.shadow_deny.and_then(rule) {
-                Some(s) => Decision {
-                    status: 0,
-                    mode: Mode::Shadow,
-                    allowed_by: Some(allow.to_owned()),
-                    ..Decision::refusal(0, &s.id, format!("shadow rule {:?} would deny; allowed by {allow:?}", s.id))
-                },
-                None => Decision {
-                    action: Action::Allow,
-                    ..Decision::refusal(0, allow, quoted("allowed by ", allow, ""))
-                },
+                Some(s) => {
+                    let reason = format!("shadow rule {:?} would deny; allowed by {allow:?}", s.id);
+                    Decision { status: 0, mode: Mode::Shadow, allowed_by: Some(allow), ..Decision::refusal(0, &s.id, reason) }
+                }
+                None => Decision { action: Action::Allow, ..Decision::refusal(0, allow, reason) },
             }
         } else {
             Decision::refusal(
                 403,
                 builtin::DEFAULT_DENY,
                 match &facts.agent {
-                    Some(a) => format!("no rule grants this to agent {a:?}"),
-                    None => "no rule grants this to an anonymous caller".to_owned(),
+                    Some(a) => Text::Owned(format!("no rule grants this to agent {a:?}")),
+                    None => Text::Static("no rule grants this to an anonymous caller"),
                 },
             )
         };
@@ -682,16 +687,25 @@ impl Engine {
             return;
         }
         let fold = rule.effect == Effect::Deny;
-        if let Some(t) = rule.http.as_ref().and_then(|h| h.paths.as_ref()).and_then(|ps| ps.iter().find(|t| template_matches(t, line, fold))) {
-            facts.route = Some(t.text.clone());
+        let matched = rule.http.as_ref().and_then(|h| h.paths.as_ref()).and_then(|ps| match ps.as_slice() {
+            // The deciding rule matched this line, its path clause included, so a lone template
+            // is the one that matched: not walked a second time.
+            [only] => {
+                debug_assert!(template_matches(only, line, fold), "the deciding rule matches the line");
+                Some(only)
+            }
+            many => many.iter().find(|t| template_matches(t, line, fold)),
+        });
+        if let Some(t) = matched {
+            facts.route = Some(Text::from(&t.text));
         }
     }
 
-    fn refuse(&self, facts: Facts, status: u16, rule: &str, reason: String) -> HeadersVerdict {
+    fn refuse(&self, facts: Facts, status: u16, rule: &'static str, reason: impl Into<Text>) -> HeadersVerdict {
         HeadersVerdict::Decided(self.refusal(facts, status, rule, reason))
     }
 
-    fn refusal(&self, facts: Facts, status: u16, rule: &str, reason: String) -> Evaluation {
+    fn refusal(&self, facts: Facts, status: u16, rule: &'static str, reason: impl Into<Text>) -> Evaluation {
         Evaluation {
             decision: Decision::refusal(status, rule, reason),
             facts,
@@ -700,20 +714,16 @@ impl Engine {
     }
 }
 
-/// `format!("{prefix}{id:?}{suffix}")` without the formatting machinery, for the reasons built on
-/// every decision. Rule ids are validated to `[A-Za-z0-9-_.:]`, which `Debug` prints as is
-/// between quotes; anything else takes the `Debug` path, so the text is always the same.
-fn quoted(prefix: &str, id: &str, suffix: &str) -> String {
-    if !id.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b)) {
-        return format!("{prefix}{id:?}{suffix}");
+/// The reason of a decision by `default_action: allow` (what [`rule_reason`] gives the built-in).
+const DEFAULT_ALLOW_REASON: &str = "allowed by \"default-allow\"";
+
+/// What a rule says when it decides alone, formatted when the policy is compiled
+/// ([`CompiledRule::reason`]).
+pub(crate) fn rule_reason(effect: Effect, id: &str) -> String {
+    match effect {
+        Effect::Deny => format!("denied by rule {id:?}"),
+        Effect::Allow => format!("allowed by {id:?}"),
     }
-    let mut s = String::with_capacity(prefix.len() + id.len() + suffix.len() + 2);
-    s.push_str(prefix);
-    s.push('"');
-    s.push_str(id);
-    s.push('"');
-    s.push_str(suffix);
-    s
 }
 
 fn call_candidates(t: &Tables, call: &Call<'_>, fold: bool, out: &mut Vec<usize>) {
@@ -839,6 +849,14 @@ fn is_json_content_type(ct: &str) -> bool {
         let p = p.trim();
         p.is_empty() || p.eq_ignore_ascii_case("charset=utf-8") || p.eq_ignore_ascii_case("charset=\"utf-8\"")
     })
+}
+
+/// The methods of RFC 9110 §9 and PATCH (RFC 5789), the ones requests carry nearly always.
+const STANDARD_METHODS: [&str; 9] = ["GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"];
+
+/// `:method` as the facts hold it: a standard method as static text, any other as a copy.
+fn method_text(method: &str) -> Text {
+    STANDARD_METHODS.iter().find(|m| **m == method).map_or_else(|| Text::Owned(method.to_owned()), |m| Text::Static(m))
 }
 
 /// Host in lower case without the port or a trailing dot (`API.Example.com.:443` → `api.example.com`).

@@ -34,7 +34,7 @@ fn mcp(agent: &str, body: serde_json::Value) -> (HttpRequest, Vec<u8>) {
 
 fn decide(e: &Engine, req: &HttpRequest, body: Option<&[u8]>) -> (Action, u16, String) {
     let d = e.evaluate(req, body).decision;
-    (d.action, d.status, d.rule)
+    (d.action, d.status, d.rule.into())
 }
 
 #[test]
@@ -83,6 +83,27 @@ fn deny_beats_allow_and_default_closes() {
     assert_eq!(decide(&e, &get("a", "/api/admin/x"), None), (Action::Deny, 403, "no-admin".into()));
     assert_eq!(decide(&e, &get("a", "/other"), None), (Action::Deny, 403, "default-deny".into()));
     assert_eq!(decide(&e, &get("b", "/api/users"), None), (Action::Deny, 403, "default-deny".into()));
+}
+
+#[test]
+fn reasons_name_the_deciding_rule() {
+    // Formatted once per rule when the policy is compiled (and a fixed text for the built-in
+    // default allow); a decision reads exactly as when each one formatted its own.
+    assert_eq!(DEFAULT_ALLOW_REASON, rule_reason(Effect::Allow, builtin::DEFAULT_ALLOW));
+    let e = engine(serde_json::json!({
+        "version": "v",
+        "default_action": "allow",
+        "agents": {"a": {"grants": [{"id": "all-api", "http": {"paths": ["/api/**"]}}]}},
+        "rules": [{"id": "no-admin", "effect": "deny", "http": {"paths": ["/api/admin/**"]}}]
+    }));
+    for (path, rule, reason) in [
+        ("/api/users", "all-api", r#"allowed by "all-api""#),
+        ("/api/admin/x", "no-admin", r#"denied by rule "no-admin""#),
+        ("/other", "default-allow", r#"allowed by "default-allow""#),
+    ] {
+        let d = e.evaluate(&get("a", path), None).decision;
+        assert_eq!((d.rule.as_str(), d.reason.as_str()), (rule, reason), "{path}");
+    }
 }
 
 #[test]

@@ -267,7 +267,7 @@ mod tests {
 
     #[test]
     fn the_borrowed_event_is_the_event_contract() {
-        let sparse = Evaluation { decision: Decision::refusal(401, "anonymous", "no verified identity".into()), facts: Facts { method: "GET".into(), authority: "api".into(), ..Facts::default() }, rewrite: None };
+        let sparse = Evaluation { decision: Decision::refusal(401, "anonymous", "no verified identity"), facts: Facts { method: "GET".into(), authority: "api".into(), ..Facts::default() }, rewrite: None };
         let json = serde_json::to_string(&DecisionEventRef::new(&sparse, "v1", &host(Phase::Request, false))).unwrap();
         assert_eq!(
             json,
@@ -275,7 +275,7 @@ mod tests {
         );
 
         let full = Evaluation {
-            decision: Decision { allowed_by: Some("grant-x".into()), mode: Mode::Shadow, ..Decision::refusal(403, "deny-x", "a \"quoted\" reason\nwith a line".into()) },
+            decision: Decision { allowed_by: Some("grant-x".into()), mode: Mode::Shadow, ..Decision::refusal(403, "deny-x", "a \"quoted\" reason\nwith a line") },
             facts: Facts {
                 agent: Some("triage-bot".into()),
                 user: Some("u1".into()),
@@ -300,16 +300,19 @@ mod tests {
         let back: DecisionEvent = serde_json::from_str(&serde_json::to_string(&DecisionEventRef::new(&full, "v1", &facts)).unwrap()).unwrap();
         let (d, f) = (&full.decision, &full.facts);
         assert_eq!((back.decision_id.as_str(), back.time_unix_ms, back.policy_version.as_str()), (facts.decision_id, facts.time_unix_ms, "v1"));
-        assert_eq!((&back.rule, back.action, back.status, back.mode, &back.reason, &back.allowed_by), (&d.rule, d.action, d.status, d.mode, &d.reason, &d.allowed_by));
-        assert_eq!(back.identity, EventIdentity { agent: f.agent.clone(), user: f.user.clone(), session: f.session.clone(), trace: f.trace.clone() });
+        assert_eq!(
+            (back.rule.as_str(), back.action, back.status, back.mode, back.reason.as_str(), back.allowed_by.as_deref()),
+            (d.rule.as_str(), d.action, d.status, d.mode, d.reason.as_str(), d.allowed_by.as_deref())
+        );
+        assert_eq!(back.identity, EventIdentity { agent: f.agent.clone().map(String::from), user: f.user.clone(), session: f.session.clone(), trace: f.trace.clone() });
         assert_eq!(
             back.request,
             EventRequest {
-                method: f.method.clone(),
+                method: f.method.to_string(),
                 authority: f.authority.clone(),
                 path: f.path.clone(),
-                route: f.route.clone(),
-                governed: f.governed.clone(),
+                route: f.route.clone().map(String::from),
+                governed: f.governed.clone().map(String::from),
                 protocol: f.protocol,
                 calls: f.calls.clone(),
                 user_agent: f.user_agent.clone(),

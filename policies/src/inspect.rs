@@ -56,8 +56,8 @@ impl Engine {
         let agent = facts.agent.clone();
         self.data_rules.iter().enumerate().filter(move |(_, r)| {
             (r.direction == Direction::Both || r.direction == direction)
-                && r.routes.as_ref().is_none_or(|rs| route.as_ref().is_some_and(|x| rs.contains(x)))
-                && r.agents.as_ref().is_none_or(|ags| agent.as_ref().is_some_and(|a| ags.contains(a)))
+                && r.routes.as_ref().is_none_or(|rs| route.as_ref().is_some_and(|x| rs.iter().any(|r| r == x)))
+                && r.agents.as_ref().is_none_or(|ags| agent.as_ref().is_some_and(|a| ags.iter().any(|g| g == a)))
         })
     }
 
@@ -117,10 +117,10 @@ impl Engine {
                     DataAction::Deny => Decision {
                         revoke: r.revoke.clone(),
                         kernel: r.kernel.clone(),
-                        ..Decision::refusal(403, &r.id, reason)
+                        ..Decision::refusal(403, r.id.clone(), reason)
                     },
-                    DataAction::Redact => Decision { action: Action::Redact, status: 0, allowed_by: Some(allowed_by), ..Decision::refusal(0, &r.id, reason) },
-                    _ => Decision { action: Action::Audit, status: 0, allowed_by: Some(allowed_by), ..Decision::refusal(0, &r.id, reason) },
+                    DataAction::Redact => Decision { action: Action::Redact, status: 0, allowed_by: Some(allowed_by), ..Decision::refusal(0, r.id.clone(), reason) },
+                    _ => Decision { action: Action::Audit, status: 0, allowed_by: Some(allowed_by), ..Decision::refusal(0, r.id.clone(), reason) },
                 }
             }
             None => decision,
@@ -135,7 +135,7 @@ impl Engine {
                 status: 0,
                 mode: Mode::Shadow,
                 allowed_by: Some(decision.rule.clone()),
-                ..Decision::refusal(0, &s.id, format!("shadow data rule {:?} would apply: {}", s.id, describe(&facts.data_classes)))
+                ..Decision::refusal(0, s.id.clone(), format!("shadow data rule {:?} would apply: {}", s.id, describe(&facts.data_classes)))
             },
             None => decision,
         };
@@ -166,7 +166,7 @@ impl Engine {
                 // A value the engine cannot replace (inside an object key) is refused instead.
                 None => {
                     return Evaluation {
-                        decision: Decision::refusal(403, &eval.decision.rule, "sensitive value in an object key cannot be redacted".into()),
+                        decision: Decision::refusal(403, eval.decision.rule.clone(), "sensitive value in an object key cannot be redacted"),
                         ..eval
                     };
                 }
@@ -219,7 +219,7 @@ impl Engine {
     pub fn on_response_body(&self, facts: &Facts, body: &[u8], store: &mut dyn crate::ratelimit::SharedStore) -> Option<Evaluation> {
         let depth = usize::try_from(self.inspection.max_json_depth).unwrap_or(32);
         let start = Evaluation {
-            decision: Decision { action: Action::Allow, ..Decision::refusal(0, "response", "response inspected".into()) },
+            decision: Decision { action: Action::Allow, ..Decision::refusal(0, "response", "response inspected") },
             facts: Facts { data_classes: Vec::new(), ..facts.clone() },
             rewrite: None,
         };
@@ -649,7 +649,7 @@ impl Engine {
     fn stream_outcome(&self, facts: &Facts, counts: Vec<ClassCount>, j: &DataJudgement) -> Evaluation {
         let mut f = facts.clone();
         f.data_classes = counts;
-        let start = Evaluation { decision: Decision { action: Action::Allow, ..Decision::refusal(0, "response", "response inspected".into()) }, facts: f, rewrite: None };
+        let start = Evaluation { decision: Decision { action: Action::Allow, ..Decision::refusal(0, "response", "response inspected") }, facts: f, rewrite: None };
         self.apply_data(start, j)
     }
 
@@ -657,7 +657,7 @@ impl Engine {
     fn unredactable(&self, facts: &Facts, counts: Vec<ClassCount>, j: &DataJudgement) -> Evaluation {
         let eval = self.stream_outcome(facts, counts, j);
         let reason = format!("{}; a value split across frames already partly delivered cannot be redacted", eval.decision.reason);
-        Evaluation { decision: Decision { action: Action::Deny, status: 403, reason, ..eval.decision }, ..eval }
+        Evaluation { decision: Decision { action: Action::Deny, status: 403, reason: reason.into(), ..eval.decision }, ..eval }
     }
 
     /// Feeds the next chunk of a streamed response (`end` on the last); says what may go out.
@@ -928,7 +928,7 @@ impl Engine {
                 }
                 None => {
                     let eval = Evaluation {
-                        decision: Decision::refusal(403, "response", "sensitive value in an object key cannot be redacted".into()),
+                        decision: Decision::refusal(403, "response", "sensitive value in an object key cannot be redacted"),
                         ..self.stream_outcome(facts, counts, &j)
                     };
                     Err(self.block_stream(s, eval))

@@ -28,6 +28,7 @@ pub mod revocation;
 pub mod schema;
 pub mod sse;
 pub mod template;
+pub mod text;
 pub mod tools;
 pub mod traceparent;
 
@@ -39,3 +40,4 @@ pub use event::DecisionEvent;
 pub use prepared::PreparedPolicy;
 pub use request::{HttpRequest, VerifiedIdentity};
 pub use schema::PolicyDocument;
+pub use text::Text;

@@ -170,8 +170,30 @@ fn decode_path(path_part: &str) -> Result<String, PathError> {
     if path_part == "/" {
         return Ok(out);
     }
-    let bytes = path_part.as_bytes();
-    // Skip the leading '/', checked by the caller.
+    // Without an escape or a refused byte (the usual path) there is nothing to decode: the rest
+    // is copied at once rather than byte by byte.
+    if path_part.bytes().any(|b| matches!(b, b'%' | b'\\' | b';')) {
+        decode_rest(path_part.as_bytes(), &mut out)?;
+    } else {
+        out.push_str(path_part.get(1..).unwrap_or_default());
+    }
+    // One trailing slash names the same resource (when there is more than one segment); a second
+    // one is an empty segment.
+    let rest = out.get(1..).unwrap_or_default();
+    if rest.ends_with('/') {
+        out.pop();
+    }
+    let rest = out.get(1..).unwrap_or_default();
+    if (rest.is_empty() || rest.starts_with('/') || rest.ends_with('/') || has_pair(rest, b"//"))
+        && let Some(index) = rest.split('/').position(str::is_empty)
+    {
+        return Err(PathError::EmptySegment { index });
+    }
+    Ok(out)
+}
+
+/// Appends the path part after its leading `/` (checked by the caller) to `out`, decoded.
+fn decode_rest(bytes: &[u8], out: &mut String) -> Result<(), PathError> {
     let mut offset = 1usize;
     while let Some(&byte) = bytes.get(offset) {
         match byte {
@@ -202,19 +224,7 @@ fn decode_path(path_part: &str) -> Result<String, PathError> {
         }
         offset = offset.saturating_add(1);
     }
-    // One trailing slash names the same resource (when there is more than one segment); a second
-    // one is an empty segment.
-    let rest = out.get(1..).unwrap_or_default();
-    if rest.ends_with('/') {
-        out.pop();
-    }
-    let rest = out.get(1..).unwrap_or_default();
-    if (rest.is_empty() || rest.starts_with('/') || rest.ends_with('/') || has_pair(rest, b"//"))
-        && let Some(index) = rest.split('/').position(str::is_empty)
-    {
-        return Err(PathError::EmptySegment { index });
-    }
-    Ok(out)
+    Ok(())
 }
 
 const HEX_UPPER: &[u8; 16] = b"0123456789ABCDEF";

@@ -58,16 +58,16 @@ impl RevocationSet {
             return None;
         }
         [
-            (Principal::Agent, &facts.agent),
-            (Principal::User, &facts.user),
-            (Principal::Session, &facts.session),
-            (Principal::Trace, &facts.trace),
+            (Principal::Agent, facts.agent.as_deref()),
+            (Principal::User, facts.user.as_deref()),
+            (Principal::Session, facts.session.as_deref()),
+            (Principal::Trace, facts.trace.as_deref()),
         ]
         .into_iter()
-        .filter_map(|(kind, value)| value.as_ref().map(|v| (kind, v)))
+        .filter_map(|(kind, value)| value.map(|v| (kind, v)))
         .find_map(|(kind, v)| {
             self.by_principal
-                .get(&(kind, v.clone()))
+                .get(&(kind, v.to_owned()))
                 .filter(|r| r.expires_unix_ms.is_none_or(|e| now_ms < e))
         })
     }
@@ -98,7 +98,7 @@ mod tests {
             rev(Principal::Agent, "rogue", None),
         ]);
         let facts = |agent: &str, user: &str, session: &str, trace: Option<&str>| Facts {
-            agent: Some(agent.into()),
+            agent: Some(agent.to_owned().into()),
             user: Some(user.into()),
             session: Some(session.into()),
             trace: trace.map(Into::into),

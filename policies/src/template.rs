@@ -12,6 +12,7 @@
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::Arc;
 
 /// The hash maps of the compiled policy. Their keys come from the policy, never from requests, so
 /// a request can only probe them and cannot degrade them (no flooding to defend against): a
@@ -73,7 +74,8 @@ pub enum Segment {
 /// A parsed path template.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PathTemplate {
-    pub text: String,
+    /// As written in the policy; shared with the decisions that name it as their route.
+    pub text: Arc<str>,
     pub segments: Vec<Segment>,
 }
 
@@ -96,7 +98,7 @@ impl PathTemplate {
         }
         let mut segments = Vec::new();
         if rest.is_empty() {
-            return Ok(Self { text: text.to_owned(), segments });
+            return Ok(Self { text: Arc::from(text), segments });
         }
         let parts: Vec<&str> = rest.split('/').collect();
         let last = parts.len().saturating_sub(1);
@@ -129,7 +131,7 @@ impl PathTemplate {
             };
             segments.push(seg);
         }
-        Ok(Self { text: text.to_owned(), segments })
+        Ok(Self { text: Arc::from(text), segments })
     }
 
     /// The template with literal segments lower-cased (for case-folding deny tables).

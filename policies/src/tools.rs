@@ -120,7 +120,7 @@ impl Engine {
         if !facts.calls.iter().any(|c| c.method == "tools/list") {
             return None;
         }
-        facts.governed.as_ref().and_then(|id| self.governed.iter().find(|r| &r.id == id)).and_then(|r| r.tools.as_ref())
+        facts.governed.as_ref().and_then(|id| self.governed.iter().find(|r| *r.id == **id)).and_then(|r| r.tools.as_ref())
     }
 
     /// Judges the answer to a `tools/list` on a route with tool controls: pins, suspicious

@@ -26,14 +26,13 @@ pub fn trace_id(value: &str) -> Option<String> {
     if value.len() > MAX_TRACEPARENT_LEN {
         return None;
     }
-    let mut fields = value.split('-');
-    let version = fields.next()?;
-    let trace = fields.next()?;
-    let parent = fields.next()?;
-    let flags = fields.next()?;
-    if fields.next().is_some() {
-        return None;
-    }
+    // The fields sit at fixed offsets, and hex holds no `-`: cutting at the offsets accepts
+    // exactly what splitting on `-` into four fields of these lengths would, without a search
+    // per field (profiled: a tenth of a REST decision's instructions).
+    let (version, rest) = value.split_at_checked(2)?;
+    let (trace, rest) = rest.strip_prefix('-')?.split_at_checked(32)?;
+    let (parent, rest) = rest.strip_prefix('-')?.split_at_checked(16)?;
+    let flags = rest.strip_prefix('-')?;
     let valid = version == "00"
         && is_lower_hex(trace, 32)
         && is_lower_hex(parent, 16)
