@@ -144,6 +144,7 @@ impl SockIter {
         std::thread::scope(|scope| {
             let mut ready = Vec::new();
             let mut handles = Vec::new();
+            let mut errors = Vec::new();
             for (index, mut file) in (0u32..).zip(files) {
                 let (tid_tx, tid_rx) = std::sync::mpsc::channel::<u32>();
                 let (go_tx, go_rx) = std::sync::mpsc::channel::<bool>();
@@ -156,14 +157,22 @@ impl SockIter {
                     }
                     drain(&mut file)
                 }));
-                let tid = tid_rx.recv().map_err(|_| "an iterator thread did not start".to_owned())?;
-                shards.insert(tid, [index, count], 0).map_err(|e| format!("{MAP_SHARDS}: {e}"))?;
+                let Ok(tid) = tid_rx.recv() else {
+                    errors.push("an iterator thread did not start".to_owned());
+                    break;
+                };
+                if let Err(e) = shards.insert(tid, [index, count], 0) {
+                    errors.push(format!("{MAP_SHARDS}: {e}"));
+                    break;
+                }
                 ready.push((tid, go_tx));
             }
-            for (_, go) in &ready {
-                let _ = go.send(true);
+            // All shards registered, or none reads: a shard missing would leave its sockets alive
+            // (the caller then falls back to netlink, which destroys them all).
+            let go = errors.is_empty();
+            for (_, tx) in &ready {
+                let _ = tx.send(go);
             }
-            let mut errors = Vec::new();
             for h in handles {
                 match h.join() {
                     Ok(Ok(())) => {}
@@ -171,6 +180,8 @@ impl SockIter {
                     Err(_) => errors.push("an iterator thread panicked".to_owned()),
                 }
             }
+            // Always: a thread id left in the map could be reused by a later reader, which would
+            // then act on one shard only.
             for (tid, _) in &ready {
                 let _ = shards.remove(tid);
             }
