@@ -27,6 +27,12 @@
 //!    reading it, each destroying half). Each receipt must name the path the enforcer was told
 //!    to use (`sockets_destroyed_with`).
 //!
+//!    What this measures, beside the enforcer: the peer (this process) is on the same host, over
+//!    loopback, so each reset a destruction sends is received, and its socket torn down, in the
+//!    softirq of the very CPU that sent it, inside the abort (perf: about 30% of the destroying
+//!    thread's time). With a remote peer that work happens on the peer's machine; the enforcer's
+//!    own cost per socket (build and send the reset, unhash and close the socket) remains.
+//!
 //! Needs root, cgroup v2 and BPF; prints `SKIPPED: <reason>` otherwise. Creates its own cgroup
 //! roots and pin directories and removes them (the enforcers run with `--cleanup-on-exit`).
 //!
