@@ -20,12 +20,26 @@
 //!    end sees it; the workload checks that every one of its sockets was aborted
 //!    (ECONNABORTED). Released between iterations.
 //!
+//!    Part 2 runs once per way of destroying the sockets, side by side (one enforcer each, with
+//!    its own cgroup root and workload; the iterations take turns, so load on the machine falls
+//!    on all alike): `netlink` (a dump of the workload's sockets, then SOCK_DESTROY in batches),
+//!    `iterator` (the BPF TCP iterator calling bpf_sock_destroy) and `iterator-2t` (two threads
+//!    reading it, each destroying half). Each receipt must name the path the enforcer was told
+//!    to use (`sockets_destroyed_with`).
+//!
+//!    What this measures, beside the enforcer: the peer (this process) is on the same host, over
+//!    loopback, so each reset a destruction sends is received, and its socket torn down, in the
+//!    softirq of the very CPU that sent it, inside the abort (perf: about 30% of the destroying
+//!    thread's time). With a remote peer that work happens on the peer's machine; the enforcer's
+//!    own cost per socket (build and send the reset, unhash and close the socket) remains.
+//!
 //! Needs root, cgroup v2 and BPF; prints `SKIPPED: <reason>` otherwise. Creates its own cgroup
-//! root and pin directory and removes them (the enforcer runs with `--cleanup-on-exit`).
+//! roots and pin directories and removes them (the enforcers run with `--cleanup-on-exit`).
 //!
 //! `cargo bench -p interlock-enforcer --bench kernel_latency` (`make bench` writes the output
 //! to bench/enforcer.txt). ITERATIONS: `BENCH_CONNECT_ITERATIONS` (default 300),
-//! `BENCH_DESTROY_ITERATIONS` (default 50), `BENCH_CONNECTIONS` (default 10000).
+//! `BENCH_DESTROY_ITERATIONS` (default 50, per path), `BENCH_CONNECTIONS` (default 10000),
+//! `BENCH_DESTROY_PATHS` (default `netlink,iterator,iterator-2t`).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -58,19 +72,54 @@ fn main() {
     }
     let connections = env_usize("BENCH_CONNECTIONS", 10_000);
     let nofile = raise_nofile_limit(u64::try_from(connections).unwrap() * 2 + 1_000).unwrap();
-    let scratch = Scratch::new();
-    let result = std::panic::catch_unwind(|| run(&scratch, connections));
-    drop(scratch);
+    let paths: Vec<DestroyPath> = std::env::var("BENCH_DESTROY_PATHS")
+        .unwrap_or_else(|_| "netlink,iterator,iterator-2t".to_owned())
+        .split(',')
+        .map(|p| DestroyPath::parse(p.trim()))
+        .collect();
+    let scratches: Vec<Scratch> = paths.iter().map(|p| Scratch::new(p.name)).collect();
+    let result = std::panic::catch_unwind(|| run(&scratches, &paths, connections));
+    drop(scratches);
     if let Err(e) = result {
         std::panic::resume_unwind(e);
     }
     eprintln!("(RLIMIT_NOFILE raised to {nofile})");
 }
 
-fn run(scratch: &Scratch, connections: usize) {
-    let enforcer = Enforcer::start(scratch);
+/// One way of destroying a workload's sockets, as the enforcer is told (`--socket-destroy`).
+#[derive(Clone, Copy)]
+struct DestroyPath {
+    name: &'static str,
+    flag: &'static str,
+    threads: u16,
+    /// What the receipt's `sockets_destroyed_with` must say.
+    receipt: &'static str,
+}
+
+impl DestroyPath {
+    fn parse(name: &str) -> DestroyPath {
+        match name {
+            "netlink" => DestroyPath { name: "netlink", flag: "netlink", threads: 1, receipt: "netlink" },
+            "iterator" => DestroyPath { name: "iterator", flag: "iterator", threads: 1, receipt: "bpf-iterator" },
+            "iterator-2t" => DestroyPath { name: "iterator-2t", flag: "iterator", threads: 2, receipt: "bpf-iterator" },
+            other => panic!("BENCH_DESTROY_PATHS: unknown path {other:?} (netlink, iterator, iterator-2t)"),
+        }
+    }
+
+    fn describe(&self) -> String {
+        match (self.flag, self.threads) {
+            ("netlink", _) => "`--socket-destroy netlink`: one sock_diag dump of the workload's sockets (filtered by cgroup in the kernel), then SOCK_DESTROY requests, 64 per netlink message".to_owned(),
+            (_, 1) => "`--socket-destroy iterator`: one read of a BPF TCP iterator (iter/tcp) that matches each socket's cgroup and calls the bpf_sock_destroy kfunc".to_owned(),
+            (_, n) => format!("`--socket-destroy iterator --socket-destroy-threads {n}`: {n} threads each read the BPF TCP iterator and destroy the sockets of their shard (socket cookie modulo {n})"),
+        }
+    }
+}
+
+fn run(scratches: &[Scratch], paths: &[DestroyPath], connections: usize) {
+    let enforcers: Vec<Enforcer> = scratches.iter().zip(paths).map(|(s, p)| Enforcer::start(s, p)).collect();
     let proxy = Proxy::start();
-    let mut w = Workload::start(&scratch.root, "bench");
+    let mut workloads: Vec<Workload> = scratches.iter().map(|s| Workload::start(&s.root, "bench")).collect();
+    let (enforcer, mut w) = (&enforcers[0], workloads.remove(0));
 
     let kernel = uname();
     println!("# Enforcer kernel path (issue 7), {}", kernel);
@@ -111,17 +160,52 @@ fn run(scratch: &Scratch, connections: usize) {
     row("event received -> quarantine in the map (receipt)", &mut inside);
     println!();
 
-    // --- 2. silencing, then destroying, 10,000 connections ---
+    // --- 2. silencing, then destroying, 10,000 connections, once per path, taking turns ---
     w.ask("close");
     proxy.clear();
+    drop(post);
+    workloads.insert(0, w);
     let iterations = env_usize("BENCH_DESTROY_ITERATIONS", 50);
-    let mut m = DestroyRuns::default();
+    let mut runs: Vec<DestroyRuns> = paths.iter().map(|_| DestroyRuns::default()).collect();
+    let mut posts: Vec<Http> = enforcers.iter().map(Enforcer::keep_alive).collect();
     for i in 0..iterations {
+        for (v, path) in paths.iter().enumerate() {
+            let (enforcer, w, post, m) = (&enforcers[v], &mut workloads[v], &mut posts[v], &mut runs[v]);
+            destroy_once(i, path, enforcer, w, post, &proxy, m, connections);
+        }
+    }
+    let targets: Vec<String> = paths.iter().map(|p| p.name.to_owned()).collect();
+    println!(
+        "## Destroying the sockets of a workload with {connections} connections (target: p99 <= 10,000 us), by path, {iterations} iterations each"
+    );
+    println!();
+    println!("Event received -> last socket destroyed, from the enforcer's receipt (which names the path it used). The");
+    println!("paths ran side by side, one enforcer each, taking turns iteration by iteration: {}.", targets.join(", "));
+    println!();
+    println!("| path | p50 | p90 | p99 | max |");
+    println!("|---|---:|---:|---:|---:|");
+    for (path, m) in paths.iter().zip(runs.iter_mut()) {
+        row(path.name, &mut m.destroyed.clone());
+    }
+    println!();
+    for (path, m) in paths.iter().zip(runs.iter_mut()) {
+        print_destroy(path, m, iterations, connections);
+    }
+    drop(posts);
+    drop(workloads); // each sends `exit`, which has no answer
+    for e in enforcers {
+        e.stop();
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn destroy_once(i: usize, path: &DestroyPath, enforcer: &Enforcer, w: &mut Workload, post: &mut Http, proxy: &Proxy, m: &mut DestroyRuns, connections: usize) {
+    {
         let first: SocketAddr = w.ask(&format!("open {connections} {}", proxy.addr)).strip_prefix("ok ").unwrap().parse().unwrap();
         proxy.wait_for(connections);
         // One more connection of the workload, which echoes what this process sends on it.
-        let echo = proxy.echo_connection(&mut w);
-        let id = format!("bench-destroy-{}-{i}", std::process::id());
+        let echo = proxy.echo_connection(w);
+        let id = format!("bench-destroy-{}-{}-{i}", std::process::id(), path.name);
         let kernel = json!({"terminate": "workload", "quarantine": {"duration_secs": 60, "block": "all"}});
         let event = event(&id, kernel, first, proxy.addr);
         let prober = Prober::start(echo);
@@ -129,6 +213,7 @@ fn run(scratch: &Scratch, connections: usize) {
         post.post_events(&event);
         let receipt = enforcer.receipt(&id);
         assert_eq!(receipt["outcome"], "enforced", "{receipt:#}");
+        assert_eq!(receipt["sockets_destroyed_with"], path.receipt, "iteration {i} of {}: {:#}", path.name, receipt["errors"]);
         let probed = prober.finish();
         let reset_at = probed.reset_at.unwrap_or_else(|| panic!("iteration {i}: no reset on the probe connection: {probed:?}"));
         // Nothing passes from the first byte never echoed on; when the probe's socket is among
@@ -153,9 +238,15 @@ fn run(scratch: &Scratch, connections: usize) {
         proxy.clear();
         enforcer.release("bench");
     }
+}
+
+fn print_destroy(path: &DestroyPath, m: &mut DestroyRuns, iterations: usize, connections: usize) {
     println!(
-        "## Silencing, then destroying, the sockets of a workload with {connections} connections (target: p99 <= 10,000 us), {iterations} iterations"
+        "## Silencing, then destroying, the sockets of a workload with {connections} connections (target: p99 <= 10,000 us), path {}, {iterations} iterations",
+        path.name
     );
+    println!();
+    println!("{}.", path.describe());
     println!();
     println!("A deny with `terminate: workload` and `quarantine: block: all`. The quarantine entry is one map write; from");
     println!("then on the cgroup_skb programs drop every packet of the workload's sockets (only the resets of the");
@@ -182,9 +273,7 @@ fn run(scratch: &Scratch, connections: usize) {
     );
     assert!(m.counts.iter().all(|&d| d == u64::try_from(connections).unwrap() + 1), "{:?}", m.counts);
     println!("Percentiles by nearest rank (with {iterations} iterations, p99 is the {}-th smallest).", (iterations * 99).div_ceil(100));
-    drop(post);
-    drop(w); // sends `exit`, which has no answer
-    enforcer.stop();
+    println!();
 }
 
 /// Part 2's figures, one value per iteration.
@@ -341,8 +430,8 @@ struct Scratch {
 }
 
 impl Scratch {
-    fn new() -> Self {
-        let unique = format!("interlock-bench-{}", std::process::id());
+    fn new(tag: &str) -> Self {
+        let unique = format!("interlock-bench-{}-{tag}", std::process::id());
         let s = Scratch {
             root: cgroup2_mount().unwrap().join(&unique),
             pins: Path::new("/sys/fs/bpf").join(&unique),
@@ -385,9 +474,10 @@ struct Enforcer {
 }
 
 impl Enforcer {
-    fn start(s: &Scratch) -> Enforcer {
+    fn start(s: &Scratch, path: &DestroyPath) -> Enforcer {
         let mut child = Command::new(BIN)
-            .args(["serve", "--kernel", "on", "--cleanup-on-exit", "--listen", "127.0.0.1:0", "--data-dir"])
+            .args(["serve", "--kernel", "on", "--cleanup-on-exit", "--listen", "127.0.0.1:0"])
+            .args(["--socket-destroy", path.flag, "--socket-destroy-threads", &path.threads.to_string(), "--data-dir"])
             .arg(&s.data)
             .arg("--cgroup-root")
             .arg(&s.root)

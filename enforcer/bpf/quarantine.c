@@ -14,9 +14,11 @@
 //   il_dests       struct dest_key -> u8            (blocked, or with block_all allowed, ip:port)
 //   il_refusals    tag -> struct refusals           (refused attempts per decision)
 //
-// Socket termination is not here: the enforcer destroys sockets with netlink SOCK_DESTROY (see
-// enforcer/src/kernel/diag.rs for why). That takes about 5 us a socket (the kernel's own abort),
-// 50 ms for 10,000; the packet filter below makes the sockets mute before that, in one write.
+// Socket termination is not here: destroy.c (a BPF TCP iterator calling bpf_sock_destroy) and,
+// where that cannot load, netlink SOCK_DESTROY (enforcer/src/kernel/diag.rs) destroy sockets.
+// Either way each socket costs the kernel's own abort (tcp_abort: a reset built and sent, the
+// socket unhashed), a few microseconds, tens of milliseconds for 10,000 (bench/enforcer.txt);
+// the packet filter below makes the sockets mute before that, in one write.
 //
 // Build: clang -target bpf -g -O2 (enforcer/build.rs).
 

@@ -9,7 +9,7 @@ use clap::{Args, Subcommand};
 use interlock_enforcer::audit::{AUDIT_FILE, AuditLog, verify};
 use interlock_enforcer::client::Enforcer;
 use interlock_enforcer::enforce::Enforcement;
-use interlock_enforcer::kernel::{DEFAULT_PIN_DIR, Kernel, KernelConfig, KernelMode};
+use interlock_enforcer::kernel::{DEFAULT_PIN_DIR, DestroyMode, Kernel, KernelConfig, KernelMode};
 use interlock_enforcer::workload::{self, DEFAULT_CGROUP_ROOT};
 use serde_json::{Value, json};
 
@@ -29,6 +29,15 @@ pub struct KernelArgs {
     /// On shutdown, detach the programs and remove every pin (enforcement ends with the daemon).
     #[arg(long)]
     cleanup_on_exit: bool,
+    /// How `terminate: workload` destroys sockets: `auto` uses the BPF socket iterator where the
+    /// kernel allows it (6.5+) and otherwise netlink, saying so at start and in the status;
+    /// `iterator` refuses to start without it; `netlink` never uses it.
+    #[arg(long, value_enum, env = "INTERLOCK_SOCKET_DESTROY", default_value_t = DestroyMode::Auto)]
+    socket_destroy: DestroyMode,
+    /// Threads reading the socket iterator at once, each destroying its share (each walks the
+    /// whole TCP table; the aborts, most of the cost, are shared). 0: one per CPU, at most 4.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u16).range(0..=64))]
+    socket_destroy_threads: u16,
 }
 
 #[derive(Debug, Subcommand)]
@@ -87,7 +96,16 @@ pub enum AuditCommand {
 
 /// Starts the kernel side of `serve` and its worker; says loudly when it runs observe-only.
 pub fn start(args: &KernelArgs, data_dir: &Path) -> Result<Enforcement> {
-    let config = KernelConfig { mode: args.mode, cgroup_root: args.cgroup_root.clone(), pin_dir: args.bpf_pin_dir.clone() };
+    let config = KernelConfig {
+        mode: args.mode,
+        cgroup_root: args.cgroup_root.clone(),
+        pin_dir: args.bpf_pin_dir.clone(),
+        destroy: args.socket_destroy,
+        destroy_threads: match args.socket_destroy_threads {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get().min(4)),
+            n => usize::from(n),
+        },
+    };
     let kernel = Kernel::start(&config).map_err(|reason| anyhow::anyhow!("kernel enforcement required (--kernel on) but unavailable: {reason}"))?;
     let status = kernel.status();
     match &kernel {
@@ -96,7 +114,16 @@ pub fn start(args: &KernelArgs, data_dir: &Path) -> Result<Enforcement> {
             for p in &status.programs {
                 eprintln!("interlock enforcer:   attached {p}");
             }
-            for n in &status.notes {
+            if let Some(how) = &status.socket_destroy {
+                if how.starts_with("FALLBACK") {
+                    eprintln!("interlock enforcer: ******************************************************************");
+                    eprintln!("interlock enforcer: SOCKET DESTRUCTION {how}");
+                    eprintln!("interlock enforcer: ******************************************************************");
+                } else {
+                    eprintln!("interlock enforcer:   sockets of a workload destroyed with: {how}");
+                }
+            }
+            for n in status.notes.iter().filter(|n| !n.starts_with("FALLBACK")) {
                 eprintln!("interlock enforcer:   note: {n}");
             }
         }

@@ -294,6 +294,9 @@ impl Worker {
                 set(&mut record, "maps_written", json!(applied.maps_written));
                 set(&mut record, "programs_attached", json!(self.kernel.status().programs));
                 set(&mut record, "sockets_destroyed", json!(applied.sockets_destroyed));
+                if let Some(with) = applied.destroyed_with {
+                    set(&mut record, "sockets_destroyed_with", json!(with));
+                }
                 set(&mut record, "sockets", json!(applied.sockets));
                 if applied.sockets_not_listed > 0 {
                     set(&mut record, "sockets_not_listed", json!(applied.sockets_not_listed));

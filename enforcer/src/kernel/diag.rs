@@ -5,14 +5,11 @@
 //! calls `tcp_abort`, which sends a RST to the peer and fails the owner's next call with
 //! ECONNABORTED.
 //!
-//! Why netlink and not a BPF socket iterator calling the `bpf_sock_destroy` kfunc (Linux 6.5+):
-//! the enforcer already has the connection's 4-tuple from the event and must look the socket up
-//! anyway to learn its cgroup; the exact lookup is O(1) (no walk over every socket on the node),
-//! `SOCK_DESTROY` answers per socket, which is the count the receipt records, and it works on
-//! kernels from 4.5 instead of 6.5. aya 0.14 also does not resolve kfunc calls (`__ksym`
-//! externs) when it loads an object, so the iterator would need another loader. The iterator
-//! would win when matching by cgroup across very many sockets; `terminate: workload` dumps
-//! instead, which is fine at a node's scale.
+//! `terminate: connection` (the connection's two ends) stays here: the enforcer has the 4-tuple
+//! from the event, the exact lookup is O(1), and SOCK_DESTROY answers per socket. `terminate:
+//! workload` uses the BPF socket iterator ([`super::iter`]) where the kernel allows it (6.5+):
+//! one kernel pass instead of a dump to user space and a SOCK_DESTROY per socket (measured in
+//! bench/enforcer.txt); this module's dump and batched destroy are its fallback.
 //!
 //! Message encoding and decoding are pure functions, tested without a kernel.
 
@@ -72,6 +69,14 @@ pub struct SockInfo {
 }
 
 impl SockInfo {
+    /// A socket as the BPF iterator reported it (no inode: the iterator does not read it).
+    pub fn from_iterator(family: u8, state: u8, local: SocketAddr, remote: SocketAddr, uid: u32, cookie: u64, cgroup_id: u64) -> Self {
+        let mut id = sockid(local, remote);
+        id[40..44].copy_from_slice(&u32::try_from(cookie & 0xffff_ffff).unwrap_or(0).to_ne_bytes());
+        id[44..48].copy_from_slice(&u32::try_from(cookie >> 32).unwrap_or(0).to_ne_bytes());
+        Self { family, state, local, remote, uid, inode: 0, cookie, cgroup_id: Some(cgroup_id), id }
+    }
+
     /// A socket as sock_diag would report it, for tests of code that reads one.
     #[cfg(test)]
     pub fn for_tests(local: SocketAddr, remote: SocketAddr, cgroup_id: Option<u64>) -> Self {

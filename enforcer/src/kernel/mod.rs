@@ -6,6 +6,9 @@
 //!   cgroup_skb ingress/egress packet filters that silence live sockets, on the managed root)
 //!   and their pinned maps, through aya;
 //! - [`diag`]: finding and destroying sockets with netlink sock_diag;
+//! - [`iter`]: destroying a workload's sockets in one kernel pass (a BPF TCP iterator calling
+//!   the `bpf_sock_destroy` kfunc), netlink's replacement for `terminate: workload` where the
+//!   kernel allows it;
 //! - [`sys`]: the raw system calls aya does not make for us (the only `unsafe` code).
 //!
 //! Where BPF is unavailable (no object in the build, no privileges, an old kernel) the kernel is
@@ -13,6 +16,7 @@
 
 pub mod bpf;
 pub mod diag;
+pub mod iter;
 pub mod plan;
 pub mod sys;
 
@@ -41,13 +45,32 @@ pub enum KernelMode {
     Off,
 }
 
+/// `--socket-destroy`: how a workload's sockets are destroyed (`terminate: workload`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum DestroyMode {
+    /// The BPF iterator where this kernel allows it (Linux 6.5+); otherwise netlink, said loudly.
+    #[default]
+    Auto,
+    /// The BPF iterator, or refuse to start.
+    Iterator,
+    /// Netlink SOCK_DESTROY only (one dump, then batches of requests).
+    Netlink,
+}
+
 /// Where and how to enforce.
 #[derive(Debug, Clone)]
 pub struct KernelConfig {
     pub mode: KernelMode,
     pub cgroup_root: PathBuf,
     pub pin_dir: PathBuf,
+    pub destroy: DestroyMode,
+    /// Threads reading the iterator at once, each destroying its share of the sockets.
+    pub destroy_threads: usize,
 }
+
+/// How the sockets of a workload are destroyed, for receipts.
+pub const DESTROYED_WITH_ITERATOR: &str = "bpf-iterator";
+pub const DESTROYED_WITH_NETLINK: &str = "netlink";
 
 /// The kernel side of the enforcer.
 #[derive(Debug)]
@@ -60,6 +83,10 @@ pub enum Kernel {
 pub struct Enforcing {
     programs: bpf::Programs,
     diag: SockDiag,
+    /// The socket iterator; `None`: netlink destroys, for the reason in `destroy_path`.
+    iter: Option<iter::SockIter>,
+    destroy_threads: usize,
+    destroy_path: String,
     root: ManagedRoot,
     pinned: bool,
     notes: Vec<String>,
@@ -76,6 +103,9 @@ pub struct KernelStatus {
     pub cgroup_root: Option<PathBuf>,
     pub programs: Vec<String>,
     pub pinned: bool,
+    /// How `terminate: workload` destroys sockets, and why when it is not the iterator.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub socket_destroy: Option<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
 }
@@ -111,6 +141,9 @@ pub struct Applied {
     #[serde(skip_serializing_if = "is_zero")]
     pub sockets_not_listed: usize,
     pub sockets_destroyed: usize,
+    /// How the sockets were destroyed: [`DESTROYED_WITH_ITERATOR`] or [`DESTROYED_WITH_NETLINK`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub destroyed_with: Option<&'static str>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<String>,
     /// When the quarantine entries were in the map (CLOCK_MONOTONIC ns, read after the last
@@ -188,7 +221,22 @@ impl Kernel {
         if programs.replaced > 0 {
             notes.push(format!("replaced {} program links pinned by a previous enforcer", programs.replaced));
         }
-        Ok(Enforcing { programs, diag, root, pinned: pin_ok, notes })
+        let threads = config.destroy_threads.max(1);
+        let (iter, destroy_path) = match config.destroy {
+            DestroyMode::Netlink => (None, "netlink SOCK_DESTROY (--socket-destroy netlink)".to_owned()),
+            DestroyMode::Auto | DestroyMode::Iterator => match iter::SockIter::load() {
+                Ok(it) => (Some(it), format!("BPF iterator (iter/tcp, bpf_sock_destroy kfunc), {threads} thread(s); netlink SOCK_DESTROY if it fails")),
+                Err(reason) if config.destroy == DestroyMode::Iterator => {
+                    return Err(format!("the socket iterator is required (--socket-destroy iterator) but unavailable: {reason}"));
+                }
+                Err(reason) => {
+                    let path = format!("FALLBACK: netlink SOCK_DESTROY, the BPF socket iterator is unavailable: {reason}");
+                    notes.push(path.clone());
+                    (None, path)
+                }
+            },
+        };
+        Ok(Enforcing { programs, diag, iter, destroy_threads: threads, destroy_path, root, pinned: pin_ok, notes })
     }
 
     pub fn status(&self) -> KernelStatus {
@@ -199,6 +247,7 @@ impl Kernel {
                 cgroup_root: Some(k.root.path().to_owned()),
                 programs: k.programs.attached.clone(),
                 pinned: k.pinned,
+                socket_destroy: Some(k.destroy_path.clone()),
                 notes: k.notes.clone(),
             },
             Kernel::ObserveOnly { reason, root, .. } => KernelStatus {
@@ -207,6 +256,7 @@ impl Kernel {
                 cgroup_root: root.as_ref().map(|r| r.path().to_owned()),
                 programs: Vec::new(),
                 pinned: false,
+                socket_destroy: None,
                 notes: Vec::new(),
             },
         }
@@ -296,12 +346,7 @@ impl Kernel {
                     applied.errors.push("no socket of the connection was found on this node".to_owned());
                 }
             }
-            // The kernel lists only the workload's sockets, then they are destroyed in batches:
-            // two dumps and about one round trip per 64 sockets (kernel/diag.rs).
-            Some(Terminate::Workload { cgroup_ids }) => match k.diag.dump_cgroups(cgroup_ids) {
-                Ok(socks) => k.destroy_all("workload", &socks, &mut applied),
-                Err(e) => applied.errors.push(format!("listing the workload's sockets: {e}")),
-            },
+            Some(Terminate::Workload { cgroup_ids }) => k.destroy_workload(cgroup_ids, &mut applied),
         }
         Some(applied)
     }
@@ -429,6 +474,42 @@ impl Enforcing {
         out
     }
 
+    /// Every socket of the workload's cgroups: with the iterator (one kernel pass) when it is
+    /// loaded; with netlink otherwise, or when the iterator fails (said in the receipt's errors).
+    fn destroy_workload(&mut self, cgroup_ids: &[u64], applied: &mut Applied) {
+        if let Some(it) = self.iter.as_mut() {
+            match it.destroy_cgroups(cgroup_ids, self.destroy_threads) {
+                Ok(done) => {
+                    // The program counted every socket it acted on and kept the first ones.
+                    applied.destroyed_with = Some(DESTROYED_WITH_ITERATOR);
+                    applied.sockets_destroyed = usize::try_from(done.destroyed).unwrap_or(usize::MAX);
+                    for d in &done.listed {
+                        let result = if d.result == 0 {
+                            "destroyed".to_owned()
+                        } else {
+                            format!("destroying {} -> {}: {}", d.sock.local, d.sock.remote, std::io::Error::from_raw_os_error(-d.result))
+                        };
+                        applied.sockets.push(SocketAction { side: "workload", socket: d.sock.clone(), result });
+                    }
+                    let listed = u64::try_from(applied.sockets.len()).unwrap_or(u64::MAX);
+                    applied.sockets_not_listed = usize::try_from(done.seen.saturating_sub(listed)).unwrap_or(usize::MAX);
+                    if done.failed > 0 {
+                        applied.errors.push(format!("bpf_sock_destroy failed on {} of the workload's {} sockets", done.failed, done.seen));
+                    }
+                    return;
+                }
+                Err(e) => applied.errors.push(format!("the BPF socket iterator failed ({e}): destroying through netlink instead")),
+            }
+        }
+        // The kernel lists only the workload's sockets, then they are destroyed in batches:
+        // two dumps and about one round trip per 64 sockets (kernel/diag.rs).
+        applied.destroyed_with = Some(DESTROYED_WITH_NETLINK);
+        match self.diag.dump_cgroups(cgroup_ids) {
+            Ok(socks) => self.destroy_all("workload", &socks, applied),
+            Err(e) => applied.errors.push(format!("listing the workload's sockets: {e}")),
+        }
+    }
+
     fn destroy_all(&mut self, side: &'static str, socks: &[SockInfo], applied: &mut Applied) {
         let refs: Vec<&SockInfo> = socks.iter().collect();
         let results = self.diag.destroy_many(&refs);
@@ -454,7 +535,7 @@ fn record_destroy(side: &'static str, sock: &SockInfo, result: std::io::Result<b
             }
             Ok(false) => "gone".to_owned(),
             Err(e) => {
-                let msg = format!("SOCK_DESTROY {} -> {}: {e}", sock.local, sock.remote);
+                let msg = format!("destroying {} -> {}: {e}", sock.local, sock.remote);
                 applied.errors.push(msg.clone());
                 msg
             }

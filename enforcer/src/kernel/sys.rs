@@ -74,6 +74,13 @@ impl Netlink {
     }
 }
 
+/// The calling thread's id (what `bpf_get_current_pid_tgid()` returns in its low half).
+pub fn gettid() -> u32 {
+    // SAFETY: gettid(2) takes no arguments and cannot fail.
+    let tid = unsafe { libc::gettid() };
+    u32::try_from(tid).unwrap_or(0)
+}
+
 /// Whether `path` is a mount point of the BPF filesystem (from /proc/self/mounts).
 pub fn is_bpffs(path: &Path) -> bool {
     let Ok(mounts) = std::fs::read_to_string("/proc/self/mounts") else { return false };
