@@ -20,6 +20,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "scripts"))
 import bench as b  # noqa: E402
+import harness  # noqa: E402
 
 b.LISTENER, b.ADMIN, b.ENFORCER = "127.0.0.1:29000", "127.0.0.1:29001", "127.0.0.1:29090"
 OUT = Path(os.environ.get("PROFILE_OUT", "/tmp/prof/load")); OUT.mkdir(parents=True, exist_ok=True)
@@ -76,11 +77,7 @@ for a in sys.argv[4:]:
     p = OUT / f"{name}.yaml"; p.write_text(y)
     specs.append((name, p))
 
-logs = Path(tempfile.mkdtemp(prefix="load-"))
-tok = subprocess.run([str(b.INTERLOCK), "token", "--agent", "triage-bot", "--user", "bench", "--session", "bench-triage-bot", "--ttl", "86400"], capture_output=True, text=True, check=True).stdout.strip()
-enf = b.start_helper([str(b.INTERLOCK), "serve", "--listen", b.ENFORCER, "--data-dir", str(logs / "enf"), "--kernel", "off"], b.ENFORCER, "enforcer", logs / "enf.log")
-subprocess.run([str(b.INTERLOCK), "revoke", "--enforcer", f"http://{b.ENFORCER}", "--user", "bench-nobody", "--reason", "v1"], capture_output=True, text=True, env={**os.environ, "INTERLOCK_ADMIN_TOKEN_FILE": str(logs / "enf" / "admin.token")})
-scripts = {m: b.wrk_script(b.demo_request(m), tok, OUT / f"wrk-{m}.lua") for m in ("rest", "mcp")}
+logs, enf, scripts = harness.start(b, OUT, "load-")
 res = {}
 try:
     for r in range(rounds):

@@ -424,6 +424,20 @@ fn decision_to_kernel_delay_median() {
 
 /// The peer of Envoy's end of the one established connection to `listener`, from
 /// `/proc/net/tcp` (the probe does not print its own address).
+/// A decision event as a filter posts it: an enforced deny of `triage-bot` asking the enforcer to
+/// terminate the caller's workload and quarantine it for 30 s, naming the connection by its two
+/// ends.
+fn workload_deny(decision_id: &str, rule: &str, downstream: std::net::SocketAddr, destination: std::net::SocketAddr) -> Value {
+    json!({
+        "decision_id": decision_id, "time_unix_ms": 1_718_000_000_000u64, "policy_version": "test",
+        "rule": rule, "action": "deny", "status": 403, "mode": "enforce",
+        "reason": "test", "identity": {"agent": "triage-bot"},
+        "request": {"method": "POST", "authority": "x", "path": "/mcp"}, "worker": "test",
+        "kernel": {"terminate": "workload", "quarantine": {"duration_secs": 30, "block": "all"}},
+        "downstream": downstream.to_string(), "destination": destination.to_string(),
+    })
+}
+
 fn downstream_of(listener: std::net::SocketAddr) -> std::net::SocketAddr {
     fn parse(hex: &str) -> std::net::SocketAddr {
         let (ip, port) = hex.split_once(':').unwrap();
@@ -461,14 +475,7 @@ fn a_forged_event_from_another_process_cuts_nothing_and_is_counted() {
     assert_eq!(status, 200);
     let downstream = downstream_of(stack.listener());
 
-    let forged = json!({
-        "decision_id": "forged-1", "time_unix_ms": 1_718_000_000_000u64, "policy_version": "demo",
-        "rule": "deny-delete-repository", "action": "deny", "status": 403, "mode": "enforce",
-        "reason": "forged", "identity": {"agent": "triage-bot"},
-        "request": {"method": "POST", "authority": "x", "path": "/mcp"}, "worker": "forger",
-        "kernel": {"terminate": "workload", "quarantine": {"duration_secs": 30, "block": "all"}},
-        "downstream": downstream.to_string(), "destination": stack.listener().to_string(),
-    });
+    let forged = workload_deny("forged-1", "deny-delete-repository", downstream, stack.listener());
     let mut forger = Probe::start(&scratch.root, "forger", stack.enforcer());
     assert_eq!(forger.ask("open"), "ok");
     let (status, body) = forger.send(&keep_alive(Request::post("/v1/events").json(&forged)));
@@ -605,14 +612,7 @@ fn terminating_a_workload_destroys_its_sockets_and_no_bystanders() {
     let mut host = std::net::TcpStream::connect(addr).unwrap();
     let (mut host_end, _) = accept("the host's connection");
 
-    let event = json!({
-        "decision_id": "terminate-workload-1", "time_unix_ms": 1_718_000_000_000u64, "policy_version": "test",
-        "rule": "terminate-the-workload", "action": "deny", "status": 403, "mode": "enforce",
-        "reason": "test", "identity": {"agent": "triage-bot"},
-        "request": {"method": "POST", "authority": "x", "path": "/mcp"}, "worker": "test",
-        "kernel": {"terminate": "workload", "quarantine": {"duration_secs": 30, "block": "all"}},
-        "downstream": v1_peer.to_string(), "destination": addr.to_string(),
-    });
+    let event = workload_deny("terminate-workload-1", "terminate-the-workload", v1_peer, addr);
     let answer = Request::post("/v1/events").json(&event).send(stack.enforcer());
     assert_eq!(answer.status, 200);
     let records = wait_records(&stack, "terminate-workload-1", |r| r.iter().any(|x| x["kind"] == "receipt" || x["kind"] == "refused"));
