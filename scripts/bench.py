@@ -1149,8 +1149,15 @@ def targets(results: dict, s: dict) -> list[str]:
         arrive = next((v for k, v in enf.items() if k.startswith("event received -> quarantine in the map")), None)
         silenced = next((v for k, v in enf.items() if k.startswith("event received -> silenced")), None)
         destroyed = next((v for k, v in enf.items() if k.startswith("event received -> last socket destroyed")), None)
-        if arrive:
-            row("enforcer: event's arrival → connect() refused (quarantine in the map) ≤ 1 ms p99", f"p50 {arrive['p50'] / 1000:.2f} ms, p99 {arrive['p99'] / 1000:.2f} ms (bench/enforcer.txt)", arrive["p99"] <= 1000)
+        # Judged by the workload's own first refused connect(), timed from the POST (a superset of
+        # "from the event's arrival"): the receipt alone stops at the map write and would hide any
+        # delay before the handler runs or before the workload's next connect().
+        refused = next((v for k, v in enf.items() if k.startswith("POST written -> first EPERM")), None)
+        if refused:
+            inside = f"; of which event received → quarantine in the map p50 {arrive['p50'] / 1000:.2f} ms, p99 {arrive['p99'] / 1000:.2f} ms" if arrive else ""
+            row("enforcer: event → connect() refused ≤ 1 ms p99", f"POST written → the workload's first EPERM p50 {refused['p50'] / 1000:.2f} ms, p99 {refused['p99'] / 1000:.2f} ms{inside} (bench/enforcer.txt)", refused["p99"] <= 1000)
+        elif arrive:
+            row("enforcer: event's arrival → quarantine in the map ≤ 1 ms p99 (the workload's side not measured)", f"p50 {arrive['p50'] / 1000:.2f} ms, p99 {arrive['p99'] / 1000:.2f} ms (bench/enforcer.txt)", None)
         probe = next((v for k, v in enf.items() if k.startswith("POST written -> probe passes nothing more")), None)
         if silenced:
             seen = f"; a probe connection saw its traffic stop at p50 {probe['p50'] / 1000:.2f} ms, p99 {probe['p99'] / 1000:.1f} ms after the POST (its thread shares the 2 cores with the destroy loop)" if probe else ""
