@@ -329,13 +329,16 @@ impl BucketTable {
 /// that expired makes the next as large as what it spent. A worker that sees a bucket now and
 /// then therefore takes single tokens, as before, and never strands a lease's worth per request.
 ///
-/// Bounded to `max` buckets; when full, the entries older than a lease go first, then the oldest
+/// Bounded to `max` buckets; when full, the entries older than a lease go (swept at most once per
+/// millisecond: with many sessions the map is full all the time, and a sweep per request would
+/// cost more than the host calls saved), else a single-token take's, else a spent lease, else any
 /// (a lease dropped so is written off in the shared bucket, never spent).
 #[derive(Debug)]
 pub struct Leases {
     table: BucketTable,
     map: HashMap<u64, Lease>,
     max: usize,
+    swept_ms: u64,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -366,7 +369,7 @@ impl Default for Leases {
 impl Leases {
     /// Leases over `table`, for at most `max` buckets at a time.
     pub fn new(table: BucketTable, max: usize) -> Self {
-        Self { table, map: HashMap::new(), max: max.max(1) }
+        Self { table, map: HashMap::new(), max: max.max(1), swept_ms: 0 }
     }
 
     /// The table the leases are taken from.
@@ -423,11 +426,17 @@ impl Leases {
         if self.map.len() < self.max {
             return;
         }
-        self.map.retain(|_, l| l.live(now_ms));
-        if self.map.len() >= self.max
-            && let Some(oldest) = self.map.iter().min_by_key(|(_, l)| l.taken_ms).map(|(h, _)| *h)
-        {
-            self.map.remove(&oldest);
+        if self.swept_ms != now_ms {
+            self.swept_ms = now_ms;
+            self.map.retain(|_, l| l.live(now_ms));
+        }
+        if self.map.len() >= self.max {
+            // The least to lose: a single-token take (only a hint of pace), else a spent lease.
+            let single = self.map.iter().find(|(_, l)| l.size == 1).map(|(h, _)| *h);
+            let spent = || self.map.iter().find(|(_, l)| l.tokens == 0).map(|(h, _)| *h);
+            if let Some(h) = single.or_else(spent).or_else(|| self.map.keys().next().copied()) {
+                self.map.remove(&h);
+            }
         }
     }
 }

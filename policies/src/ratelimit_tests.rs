@@ -395,6 +395,17 @@ fn the_lease_map_is_bounded() {
     // The newest are kept: s9's lease of 2 was spent by its third request, so the next is 4.
     assert!(w.take(&mut store, "l", "s9", BUSY, 9).unwrap().attempts > 0);
     assert_eq!(w.take(&mut store, "l", "s9", BUSY, 9).unwrap().attempts, 0);
+    // A flood of sessions, 50 a millisecond: still bounded, and a busy session still leases.
+    let mut w = Leases::new(BucketTable::default(), 256);
+    let mut local = 0;
+    for i in 0..100_000u64 {
+        let now = 1_000 + i / 50;
+        assert!(admitted(w.take(&mut store, "flood", &format!("s{i}"), BUSY, now).unwrap()));
+        let hot = BucketSpec { capacity: 1_000_000, refill_ms: 1_000 };
+        local += u32::from(w.take(&mut store, "flood", "hot", hot, now).unwrap().attempts == 0);
+        assert!(w.len() <= 256);
+    }
+    assert!(local > 90_000, "the hot session's lease survived the flood: {local} of 100000 local");
 }
 
 #[test]
