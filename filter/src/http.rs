@@ -9,7 +9,7 @@ use std::rc::Rc;
 
 use interlock_policies::event::{DecisionEventRef, HostFacts, Phase};
 use interlock_policies::inspect::{ResponsePlan, ResponseStream, StreamStep, stream_error_frame};
-use interlock_policies::ratelimit::{BucketTable, Outcome};
+use interlock_policies::ratelimit::Outcome;
 use interlock_policies::schema::Mode;
 use interlock_policies::{Engine, Evaluation, HeadersVerdict, HttpRequest, PendingBody, VerifiedIdentity};
 use proxy_wasm::traits::{Context, HttpContext};
@@ -89,18 +89,18 @@ impl Stream {
         Ok(req)
     }
 
-    /// Takes a token from every bucket a passing request must (shared data, across workers);
-    /// over a limit the decision becomes a 429.
+    /// Takes a token from every bucket a passing request must (shared data, across workers, or
+    /// this worker's lease of it); over a limit the decision becomes a 429.
     fn meter(&self, engine: &Engine, mut eval: Evaluation) -> Evaluation {
         let checks = engine.rate_limit_checks(&eval);
         if checks.is_empty() {
             return eval;
         }
-        let table = BucketTable::default();
         let now = self.now_ms;
         let mut metrics = self.shared.metrics.borrow_mut();
+        let mut leases = self.shared.leases.borrow_mut();
         for check in &checks {
-            match table.take(&mut host::HostStore, &check.limit, &check.key, check.spec, now) {
+            match leases.take(&mut host::HostStore, &check.limit, &check.key, check.spec, now) {
                 Ok(t) => {
                     if t.evicted {
                         metrics.add(state::RATELIMIT_EVICTIONS, 1);

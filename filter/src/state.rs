@@ -8,6 +8,8 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 
+use interlock_policies::ratelimit::Leases;
+
 use crate::config::{AccessLogState, EnforcerConfig};
 use crate::events::EventQueue;
 use crate::host;
@@ -28,6 +30,9 @@ pub struct Shared {
     pub debug_logs: std::cell::Cell<bool>,
     /// The tick was shortened to send an urgent event; the next tick restores it.
     pub fast_tick: std::cell::Cell<bool>,
+    /// This worker's rate-limit leases (tokens taken from the shared buckets, spent here without
+    /// a host call); bounded, see [`Leases`].
+    pub leases: RefCell<Leases>,
 }
 
 impl Shared {
@@ -43,6 +48,7 @@ impl Shared {
             worker: RefCell::new(String::new()),
             fast_tick: std::cell::Cell::new(false),
             debug_logs: std::cell::Cell::new(false),
+            leases: RefCell::new(Leases::default()),
         })
     }
 }
