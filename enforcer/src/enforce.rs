@@ -70,6 +70,8 @@ struct Active {
 #[derive(Debug, Clone)]
 pub struct Enforcement {
     tx: mpsc::Sender<Job>,
+    /// What the worker thread's scheduling request obtained ([`sys::prioritize_current_thread`]).
+    scheduling: &'static str,
 }
 
 impl Enforcement {
@@ -82,14 +84,22 @@ impl Enforcement {
         let (tx, rx) = mpsc::channel();
         let mut worker = Worker { kernel, audit, active: HashMap::new(), events_refused: 0, scheduling: "default" };
         worker.adopt_pinned();
+        let (started_tx, started) = mpsc::channel();
         let handle = std::thread::Builder::new()
             .name("interlock-kernel".to_owned())
             .spawn(move || {
                 worker.scheduling = sys::prioritize_current_thread();
+                let _ = started_tx.send(worker.scheduling);
                 worker.run(&rx);
             })
             .map_err(|e| format!("cannot start the kernel worker: {e}"))?;
-        Ok((Self { tx }, handle))
+        let scheduling = started.recv().map_err(|_| "the kernel worker stopped at start".to_owned())?;
+        Ok((Self { tx, scheduling }, handle))
+    }
+
+    /// How the worker thread is scheduled (for the start-up message; also in the status).
+    pub fn scheduling(&self) -> &'static str {
+        self.scheduling
     }
 
     /// Queues a decision event (only those [`wants_kernel`] accepts are acted on) that came on
@@ -209,6 +219,7 @@ impl Worker {
             "quarantined": active,
             "events_refused": self.events_refused,
             "worker_scheduling": self.scheduling,
+            "event_threads_scheduling": sys::event_threads_scheduling(),
         })
     }
 

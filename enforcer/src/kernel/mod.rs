@@ -57,6 +57,22 @@ pub enum DestroyMode {
     Netlink,
 }
 
+/// `--event-priority`: how the threads that receive decision events (the API's runtime) are
+/// scheduled ([`sys::prioritize_event_thread`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum EventPriority {
+    /// Fair scheduling, ahead of ordinary work: nice -10 and a 100 µs slice (Linux 6.12+), so
+    /// a waking API thread preempts a busy CPU at once; a flood of events still cannot starve
+    /// the node.
+    #[default]
+    Fair,
+    /// SCHED_FIFO 1, as the kernel worker: ahead of every ordinary thread (bounded only by
+    /// the kernel's real-time throttling).
+    Realtime,
+    /// Leave the API's threads as started.
+    Off,
+}
+
 /// Where and how to enforce.
 #[derive(Debug, Clone)]
 pub struct KernelConfig {
