@@ -305,7 +305,7 @@ fn print_connect(m: &mut ConnectRuns, iterations: usize, build: &str) {
     row("POST written -> event received by the handler (CLOCK_REALTIME both ends)", to_received);
     row("event received -> quarantine in the map (receipt)", inside);
     row("quarantine in the map -> first EPERM in the workload", map_to_refused);
-    row("event received -> the enforcer's kernel work done (receipt: connects in flight aborted too)", done);
+    row("event received -> the enforcer's kernel work done (receipt: quarantine and terminations)", done);
     if !e2e_not_in_flight.is_empty() {
         row("POST written -> first EPERM, iterations with no connect() caught in flight", e2e_not_in_flight);
     }

@@ -153,6 +153,11 @@ impl Worker {
             match rx.recv_timeout(wait) {
                 Ok(Job::Decision { event, peer, received_unix_us, received }) => {
                     self.decision(&event, peer, received_unix_us, received);
+                    // The decision may have relaxed this thread after enforcing: real-time
+                    // again before waiting for the next one.
+                    if self.realtime() {
+                        let _ = sys::prioritize_current_thread();
+                    }
                 }
                 Ok(Job::Quarantine { workload, ttl_secs, reply }) => {
                     let _ = reply.send(self.manual_quarantine(&workload, ttl_secs));
@@ -290,9 +295,18 @@ impl Worker {
                 return;
             }
         };
-        let applied = self.kernel.apply(&planned, &resolved);
+        let mut applied = self.kernel.apply(&planned, &resolved);
         let kernel_unix_us = now_unix_us();
         let received_to_kernel_us = u64::try_from(received.elapsed().as_micros()).unwrap_or(u64::MAX);
+        // Enforced. The rest (connects caught in flight, the receipt) at fair priority: at
+        // real-time priority it would hold, for half a millisecond and more, the CPU of the very
+        // workload that was just quarantined (bench/KERNEL.md).
+        if self.realtime() {
+            let _ = sys::relax_current_thread();
+        }
+        if let Some(applied) = applied.as_mut() {
+            self.kernel.abort_connecting(&planned, applied);
+        }
         // Who, for people: looked up after the kernel acted, so it never delays enforcement.
         // In a managed workload, among the workload's processes only (its cgroup tree's
         // cgroup.procs): not every process of the node, whose walk costs tens of milliseconds
@@ -376,6 +390,12 @@ impl Worker {
         );
         eprintln!("{line}");
         self.append(record);
+    }
+
+    /// Whether this thread got real-time scheduling at start (then relaxed and restored
+    /// around each decision's bookkeeping).
+    fn realtime(&self) -> bool {
+        self.scheduling.starts_with("SCHED_FIFO")
     }
 
     fn mode(&self) -> &'static str {

@@ -339,8 +339,8 @@ impl Kernel {
 
     /// Carries out `plan`: the quarantine first (so a reconnect is refused as soon as the
     /// connection dies, and the live sockets are silenced by the packet filters at once), then
-    /// the terminations, then the workload's connects the quarantine caught in flight
-    /// ([`Enforcing::abort_connecting`]). Observe-only: does nothing and returns `None`.
+    /// the terminations; [`Kernel::abort_connecting`] follows. Observe-only: does nothing and
+    /// returns `None`.
     pub fn apply(&mut self, plan: &Plan, resolved: &Resolved) -> Option<Applied> {
         let Kernel::Enforcing(k) = self else { return None };
         let mut applied = Applied::default();
@@ -366,15 +366,21 @@ impl Kernel {
             }
             Some(Terminate::Workload { cgroup_ids }) => k.destroy_workload(cgroup_ids, &mut applied),
         }
-        // Last, so it delays neither the quarantine nor a termination; `terminate: workload`
-        // destroyed these with every other socket of the workload.
+        Some(applied)
+    }
+
+    /// After [`Kernel::apply`]: aborts the workload's connects the quarantine caught in flight
+    /// ([`Enforcing::abort_connecting`]), when the plan quarantined something and did not
+    /// terminate the whole workload (which destroyed these with every other socket). Separate,
+    /// so the worker does it after the enforcement proper, at ordinary priority.
+    pub fn abort_connecting(&mut self, plan: &Plan, applied: &mut Applied) {
+        let Kernel::Enforcing(k) = self else { return };
         if let Some(q) = &plan.quarantine
             && applied.silenced_at.is_some()
             && !matches!(plan.terminate, Some(Terminate::Workload { .. }))
         {
-            k.abort_connecting(q, &mut applied);
+            k.abort_connecting(q, applied);
         }
-        Some(applied)
     }
 
     /// Installs a quarantine asked for by hand. Observe-only: `None`.

@@ -175,6 +175,14 @@ pub fn prioritize_event_thread(realtime: bool) -> &'static str {
     got
 }
 
+/// Back to fair scheduling (nice -10 and a 100 µs slice, as far as allowed) for the rest of a
+/// job, once the enforcement proper is done: the kernel worker's bookkeeping (finding connects
+/// in flight, the receipt) then shares the CPU instead of holding it at real-time priority, on
+/// the very CPU the workload was preempted on. [`prioritize_current_thread`] restores it.
+pub fn relax_current_thread() -> &'static str {
+    fair_with_short_slice()
+}
+
 fn fair_with_short_slice() -> &'static str {
     let set = |nice: i32| {
         let attr = libc::sched_attr {
