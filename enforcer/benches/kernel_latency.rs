@@ -7,9 +7,11 @@
 //!    `interlock exec`) holds one connection to a stand-in proxy (this process) and calls
 //!    `connect()` in a loop; this process posts, as Envoy does (HTTP/1.1 keep-alive), a deny
 //!    that quarantines the workload. Measured: from just before the POST is written to the
-//!    workload's first `EPERM` (CLOCK_MONOTONIC on both sides), and the enforcer's own
-//!    `received_to_kernel_us` from the receipt (handler entry to the map written). Released
-//!    between iterations.
+//!    workload's first `EPERM` (CLOCK_MONOTONIC on both sides), and each hop on the way: the
+//!    handler's entry (the receipt's `received_unix_us`), the quarantine entry's write (the
+//!    receipt's `silenced.monotonic_ns`), the EPERM; and whether the workload's connect() before
+//!    the refused one was caught in flight (past the connect hook when the entry landed, its SYN
+//!    then dropped: it waits out its timeout). Released between iterations.
 //! 2. **Silencing, then destroying, a workload's 10,000 connections** (target: p99 at most
 //!    10 ms). The workload opens 10,000 connections to this process, and one more that it
 //!    echoes; a deny with `terminate: workload` and `quarantine: block: all` arrives. The
@@ -39,7 +41,9 @@
 //! `cargo bench -p interlock-enforcer --bench kernel_latency` (`make bench` writes the output
 //! to bench/enforcer.txt). ITERATIONS: `BENCH_CONNECT_ITERATIONS` (default 300),
 //! `BENCH_DESTROY_ITERATIONS` (default 50, per path), `BENCH_CONNECTIONS` (default 10000),
-//! `BENCH_DESTROY_PATHS` (default `netlink,iterator,iterator-2t`).
+//! `BENCH_DESTROY_PATHS` (default `netlink,iterator,iterator-2t`; a path written `NAME=BINARY`
+//! is run by that build of `interlock` instead of this one's, side by side with the others: a
+//! before/after comparison in one run; part 1 then also runs once per binary, taking turns).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -56,6 +60,8 @@ const BIN: &str = env!("CARGO_BIN_EXE_interlock");
 const ROLE_ENV: &str = "INTERLOCK_BENCH_ROLE";
 const EPERM: i32 = 1;
 const ECONNABORTED: i32 = 103;
+/// The workload's connect() timeout in part 1 (an agent's HTTP client has one too).
+const SPIN_CONNECT_TIMEOUT_MS: u64 = 5;
 
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
@@ -77,7 +83,7 @@ fn main() {
         .split(',')
         .map(|p| DestroyPath::parse(p.trim()))
         .collect();
-    let scratches: Vec<Scratch> = paths.iter().map(|p| Scratch::new(p.name)).collect();
+    let scratches: Vec<Scratch> = paths.iter().enumerate().map(|(k, p)| Scratch::new(&format!("{k}-{}", p.name))).collect();
     let result = std::panic::catch_unwind(|| run(&scratches, &paths, connections));
     drop(scratches);
     if let Err(e) = result {
@@ -86,24 +92,37 @@ fn main() {
     eprintln!("(RLIMIT_NOFILE raised to {nofile})");
 }
 
-/// One way of destroying a workload's sockets, as the enforcer is told (`--socket-destroy`).
-#[derive(Clone, Copy)]
+/// One way of destroying a workload's sockets, as the enforcer is told (`--socket-destroy`),
+/// and the enforcer binary that does it.
+#[derive(Clone)]
 struct DestroyPath {
     name: &'static str,
     flag: &'static str,
     threads: u16,
     /// What the receipt's `sockets_destroyed_with` must say.
     receipt: &'static str,
+    /// The `interlock` binary: this build's, or another build's to compare with (`name=BINARY`).
+    bin: String,
+    /// `name`, or `name (BINARY)` for another build.
+    label: String,
 }
 
 impl DestroyPath {
-    fn parse(name: &str) -> DestroyPath {
-        match name {
-            "netlink" => DestroyPath { name: "netlink", flag: "netlink", threads: 1, receipt: "netlink" },
-            "iterator" => DestroyPath { name: "iterator", flag: "iterator", threads: 1, receipt: "bpf-iterator" },
-            "iterator-2t" => DestroyPath { name: "iterator-2t", flag: "iterator", threads: 2, receipt: "bpf-iterator" },
-            other => panic!("BENCH_DESTROY_PATHS: unknown path {other:?} (netlink, iterator, iterator-2t)"),
-        }
+    /// `netlink`, `iterator` or `iterator-2t`, optionally `=BINARY`: that path run by another
+    /// build of the enforcer (a before/after comparison in one run, taking turns).
+    fn parse(spec: &str) -> DestroyPath {
+        let (name, bin) = match spec.split_once('=') {
+            Some((name, bin)) => (name, Some(bin)),
+            None => (spec, None),
+        };
+        let (name, flag, threads, receipt) = match name {
+            "netlink" => ("netlink", "netlink", 1, "netlink"),
+            "iterator" => ("iterator", "iterator", 1, "bpf-iterator"),
+            "iterator-2t" => ("iterator-2t", "iterator", 2, "bpf-iterator"),
+            other => panic!("BENCH_DESTROY_PATHS: unknown path {other:?} (netlink, iterator, iterator-2t, each optionally =BINARY)"),
+        };
+        let label = bin.map_or_else(|| name.to_owned(), |b| format!("{name} ({b})"));
+        DestroyPath { name, flag, threads, receipt, bin: bin.unwrap_or(BIN).to_owned(), label }
     }
 
     fn describe(&self) -> String {
@@ -119,7 +138,6 @@ fn run(scratches: &[Scratch], paths: &[DestroyPath], connections: usize) {
     let enforcers: Vec<Enforcer> = scratches.iter().zip(paths).map(|(s, p)| Enforcer::start(s, p)).collect();
     let proxy = Proxy::start();
     let mut workloads: Vec<Workload> = scratches.iter().map(|s| Workload::start(&s.root, "bench")).collect();
-    let (enforcer, mut w) = (&enforcers[0], workloads.remove(0));
 
     let kernel = uname();
     println!("# Enforcer kernel path (issue 7), {}", kernel);
@@ -132,39 +150,27 @@ fn run(scratches: &[Scratch], paths: &[DestroyPath], connections: usize) {
     );
     println!();
 
-    // --- 1. event -> refused connect ---
-    let iterations = env_usize("BENCH_CONNECT_ITERATIONS", 300);
-    let closed_port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap(); // dropped: nothing listens
-    let downstream: SocketAddr = w.ask(&format!("open 1 {}", proxy.addr)).strip_prefix("ok ").unwrap().parse().unwrap();
-    let mut post = enforcer.keep_alive();
-    let (mut e2e, mut inside) = (Vec::new(), Vec::new());
-    for i in 0..iterations {
-        let id = format!("bench-connect-{}-{i}", std::process::id());
-        let event = event(&id, json!({"quarantine": {"duration_secs": 60, "block": "all"}}), downstream, proxy.addr);
-        assert_eq!(w.ask(&format!("spin {closed_port} 5000")), "spinning");
-        let t0 = monotonic_ns();
-        post.post_events(&event);
-        let answer = w.line();
-        let refused_at: u64 = answer.strip_prefix("refused ").unwrap_or_else(|| panic!("iteration {i}: {answer}")).split(' ').next().unwrap().parse().unwrap();
-        e2e.push(refused_at.saturating_sub(t0) / 1_000);
-        let receipt = enforcer.receipt(&id);
-        assert_eq!(receipt["outcome"], "enforced", "{receipt:#}");
-        inside.push(receipt["received_to_kernel_us"].as_u64().unwrap());
-        enforcer.release("bench");
-    }
-    println!("## Event to refused connect() (target: p99 <= 1,000 us), {iterations} iterations");
-    println!();
-    println!("| measured | p50 | p90 | p99 | max |");
-    println!("|---|---:|---:|---:|---:|");
-    row("POST written -> first EPERM in the workload", &mut e2e);
-    row("event received -> quarantine in the map (receipt)", &mut inside);
-    println!();
+    // --- 1. event -> refused connect, once per enforcer binary, taking turns ---
+    // On a thread of its own that stands in for the proxy, which runs on CPUs of its own in
+    // production: ahead of the workload's threads, so what is measured when they burn every core
+    // is the enforcer. (Its own thread: threads it would start inherit its scheduling.)
+    let builds = std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                let poster = interlock_enforcer::kernel::sys::prioritize_current_thread();
+                println!("This process's thread that posts the events in part 1 (standing in for the proxy) runs {poster}.");
+                println!();
+                connect_part(&enforcers, &mut workloads, paths, &proxy)
+            })
+            .join()
+            .unwrap()
+    });
 
     // --- 2. silencing, then destroying, 10,000 connections, once per path, taking turns ---
-    w.ask("close");
+    for &v in &builds {
+        workloads[v].ask("close");
+    }
     proxy.clear();
-    drop(post);
-    workloads.insert(0, w);
     let iterations = env_usize("BENCH_DESTROY_ITERATIONS", 50);
     let mut runs: Vec<DestroyRuns> = paths.iter().map(|_| DestroyRuns::default()).collect();
     let mut posts: Vec<Http> = enforcers.iter().map(Enforcer::keep_alive).collect();
@@ -174,7 +180,7 @@ fn run(scratches: &[Scratch], paths: &[DestroyPath], connections: usize) {
             destroy_once(i, path, enforcer, w, post, &proxy, m, connections);
         }
     }
-    let targets: Vec<String> = paths.iter().map(|p| p.name.to_owned()).collect();
+    let targets: Vec<String> = paths.iter().map(|p| p.label.clone()).collect();
     println!(
         "## Destroying the sockets of a workload with {connections} connections (target: p99 <= 10,000 us), by path, {iterations} iterations each"
     );
@@ -185,7 +191,7 @@ fn run(scratches: &[Scratch], paths: &[DestroyPath], connections: usize) {
     println!("| path | p50 | p90 | p99 | max |");
     println!("|---|---:|---:|---:|---:|");
     for (path, m) in paths.iter().zip(runs.iter_mut()) {
-        row(path.name, &mut m.destroyed.clone());
+        row(&path.label, &mut m.destroyed.clone());
     }
     println!();
     for (path, m) in paths.iter().zip(runs.iter_mut()) {
@@ -196,6 +202,125 @@ fn run(scratches: &[Scratch], paths: &[DestroyPath], connections: usize) {
     for e in enforcers {
         e.stop();
     }
+}
+
+fn connect_part(enforcers: &[Enforcer], workloads: &mut [Workload], paths: &[DestroyPath], proxy: &Proxy) -> Vec<usize> {
+    let iterations = env_usize("BENCH_CONNECT_ITERATIONS", 300);
+    let closed_port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap(); // dropped: nothing listens
+    // The first enforcer of each binary.
+    let mut builds: Vec<usize> = Vec::new();
+    for (v, p) in paths.iter().enumerate() {
+        if !builds.iter().any(|&b| paths[b].bin == p.bin) {
+            builds.push(v);
+        }
+    }
+    let mut downstreams = Vec::new();
+    let mut posts: Vec<Http> = Vec::new();
+    for &v in &builds {
+        downstreams.push(workloads[v].ask(&format!("open 1 {}", proxy.addr)).strip_prefix("ok ").unwrap().parse::<SocketAddr>().unwrap());
+        posts.push(enforcers[v].keep_alive());
+    }
+    // Then again with the workload burning every core besides (as many spinning threads as
+    // CPUs, on top of the connect() loop): an agent must not be able to delay its own
+    // quarantine by keeping the CPUs busy.
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    for burn in [0, cpus] {
+        let mut runs: Vec<ConnectRuns> = builds.iter().map(|_| ConnectRuns::default()).collect();
+        for i in 0..iterations {
+            for (k, &v) in builds.iter().enumerate() {
+                if burn > 0 {
+                    assert_eq!(workloads[v].ask(&format!("burn {burn}")), "burning");
+                }
+                let id = format!("bench-connect-{}-{v}-burn{burn}-{i}", std::process::id());
+                connect_once(&id, &enforcers[v], &mut workloads[v], &mut posts[k], proxy, closed_port, downstreams[k], &mut runs[k]);
+                if burn > 0 {
+                    assert_eq!(workloads[v].ask("unburn"), "ok");
+                }
+            }
+        }
+        for (k, &v) in builds.iter().enumerate() {
+            let mut what = String::new();
+            if burn > 0 {
+                what.push_str(&format!(", the workload burning every core ({burn} more threads spinning)"));
+            }
+            if builds.len() > 1 {
+                what.push_str(&format!(", enforcer {}", paths[v].bin));
+            }
+            print_connect(&mut runs[k], iterations, &what);
+        }
+        if builds.len() > 1 {
+            println!("The enforcers above ran side by side, taking turns iteration by iteration.");
+            println!();
+        }
+    }
+
+    builds
+}
+
+#[allow(clippy::too_many_arguments)]
+fn connect_once(id: &str, enforcer: &Enforcer, w: &mut Workload, post: &mut Http, proxy: &Proxy, closed_port: SocketAddr, downstream: SocketAddr, m: &mut ConnectRuns) {
+    let event = event(id, json!({"quarantine": {"duration_secs": 60, "block": "all"}}), downstream, proxy.addr);
+    assert_eq!(w.ask(&format!("spin {closed_port} 5000")), "spinning");
+    let (t0_unix_us, t0) = (unix_us(), monotonic_ns());
+    post.post_events(&event);
+    let answer = w.line();
+    // refused <at> <attempts> <its start> <previous start> <previous end> <previous outcome>
+    let f: Vec<&str> = answer.strip_prefix("refused ").unwrap_or_else(|| panic!("{id}: {answer}")).split(' ').collect();
+    let num = |k: usize| -> u64 { f[k].parse().unwrap_or_else(|_| panic!("{id}: {answer}")) };
+    let (refused_at, prev_start, prev_end, prev_how) = (num(0), num(3), num(4), f[5]);
+    let receipt = enforcer.receipt(id);
+    assert_eq!(receipt["outcome"], "enforced", "{receipt:#}");
+    let in_map = receipt["silenced"]["monotonic_ns"].as_u64().unwrap_or_else(|| panic!("{receipt:#}"));
+    m.e2e.push(refused_at.saturating_sub(t0) / 1_000);
+    m.inside.push(receipt["silenced"]["received_to_silenced_us"].as_u64().unwrap());
+    m.done.push(receipt["received_to_kernel_us"].as_u64().unwrap());
+    m.to_received.push(receipt["received_unix_us"].as_u64().unwrap().saturating_sub(t0_unix_us));
+    m.to_map.push(in_map.saturating_sub(t0) / 1_000);
+    m.map_to_refused.push(refused_at.saturating_sub(in_map) / 1_000);
+    // The attempt before the refused one was under way when the entry landed and was not
+    // answered: its SYN (or its retries) dropped by the egress filter, it waited out the
+    // workload's connect timeout, or the enforcer aborted it (ECONNABORTED).
+    let straddles = prev_start <= in_map && prev_end >= in_map;
+    match prev_how {
+        "timeout" if straddles => m.in_flight_timed_out += 1,
+        "errno-103" if straddles => m.in_flight_aborted += 1,
+        _ => m.e2e_not_in_flight.push(refused_at.saturating_sub(t0) / 1_000),
+    }
+    enforcer.release("bench");
+}
+
+fn print_connect(m: &mut ConnectRuns, iterations: usize, build: &str) {
+    let ConnectRuns { e2e, inside, done, to_received, to_map, map_to_refused, e2e_not_in_flight, in_flight_timed_out, in_flight_aborted } = m;
+    println!("## Event to refused connect() (target: p99 <= 1,000 us), {iterations} iterations{build}");
+    println!();
+    println!("The workload calls connect() (with a {SPIN_CONNECT_TIMEOUT_MS} ms timeout, like an HTTP client) in a loop to a closed port");
+    println!("(each refused at once with a reset) while this process posts the deny. Per hop, each timestamp taken where");
+    println!("it happens: the POST's first byte written (this process), the handler's entry and the quarantine entry's");
+    println!("write (the enforcer's receipt), the first EPERM (the workload).");
+    println!();
+    println!("| measured | p50 | p90 | p99 | max |");
+    println!("|---|---:|---:|---:|---:|");
+    row("POST written -> first EPERM in the workload", e2e);
+    row("POST written -> quarantine in the map (from then on every connect() is refused)", to_map);
+    row("POST written -> event received by the handler (CLOCK_REALTIME both ends)", to_received);
+    row("event received -> quarantine in the map (receipt)", inside);
+    row("quarantine in the map -> first EPERM in the workload", map_to_refused);
+    row("event received -> the enforcer's kernel work done (receipt: quarantine and terminations)", done);
+    if !e2e_not_in_flight.is_empty() {
+        row("POST written -> first EPERM, iterations with no connect() caught in flight", e2e_not_in_flight);
+    }
+    println!();
+    println!(
+        "Connects caught in flight: in {} of {iterations} iterations the workload's connect() before the refused one had passed the",
+        *in_flight_timed_out + *in_flight_aborted
+    );
+    println!("connect hook before the entry landed, and its SYN was then dropped by the egress filter (the quarantine");
+    println!(
+        "silences it). {in_flight_timed_out} of them waited out the workload's {SPIN_CONNECT_TIMEOUT_MS} ms connect timeout (their first EPERM is {SPIN_CONNECT_TIMEOUT_MS} ms late by"
+    );
+    println!("construction); {in_flight_aborted} were aborted by the enforcer (ECONNABORTED) right after the entry's write.");
+    println!("Percentiles by nearest rank (with {iterations} iterations, p99 is the {}-th smallest).", (iterations * 99).div_ceil(100));
+    println!();
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -243,7 +368,7 @@ fn destroy_once(i: usize, path: &DestroyPath, enforcer: &Enforcer, w: &mut Workl
 fn print_destroy(path: &DestroyPath, m: &mut DestroyRuns, iterations: usize, connections: usize) {
     println!(
         "## Silencing, then destroying, the sockets of a workload with {connections} connections (target: p99 <= 10,000 us), path {}, {iterations} iterations",
-        path.name
+        path.label
     );
     println!();
     println!("{}.", path.describe());
@@ -274,6 +399,21 @@ fn print_destroy(path: &DestroyPath, m: &mut DestroyRuns, iterations: usize, con
     assert!(m.counts.iter().all(|&d| d == u64::try_from(connections).unwrap() + 1), "{:?}", m.counts);
     println!("Percentiles by nearest rank (with {iterations} iterations, p99 is the {}-th smallest).", (iterations * 99).div_ceil(100));
     println!();
+}
+
+/// Part 1's figures, one value per iteration (µs), and how many iterations caught a connect()
+/// in flight.
+#[derive(Default)]
+struct ConnectRuns {
+    e2e: Vec<u64>,
+    inside: Vec<u64>,
+    done: Vec<u64>,
+    to_received: Vec<u64>,
+    to_map: Vec<u64>,
+    map_to_refused: Vec<u64>,
+    e2e_not_in_flight: Vec<u64>,
+    in_flight_timed_out: usize,
+    in_flight_aborted: usize,
 }
 
 /// Part 2's figures, one value per iteration.
@@ -475,7 +615,7 @@ struct Enforcer {
 
 impl Enforcer {
     fn start(s: &Scratch, path: &DestroyPath) -> Enforcer {
-        let mut child = Command::new(BIN)
+        let mut child = Command::new(&path.bin)
             .args(["serve", "--kernel", "on", "--cleanup-on-exit", "--listen", "127.0.0.1:0"])
             .args(["--socket-destroy", path.flag, "--socket-destroy-threads", &path.threads.to_string(), "--data-dir"])
             .arg(&s.data)
@@ -709,6 +849,9 @@ impl Drop for Workload {
 /// `exit`.
 fn workload() {
     let mut held: Vec<TcpStream> = Vec::new();
+    // `burn N`: N threads of the workload spinning on the CPU until `unburn`.
+    let burning = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut burners: Vec<std::thread::JoinHandle<()>> = Vec::new();
     let stdin = std::io::stdin();
     let mut out = std::io::stdout();
     for line in stdin.lock().lines().map_while(Result::ok) {
@@ -757,21 +900,50 @@ fn workload() {
                 held.clear();
                 "ok".to_owned()
             }
+            ["burn", n] => {
+                burning.store(true, std::sync::atomic::Ordering::SeqCst);
+                for _ in 0..n.parse::<usize>().unwrap() {
+                    let burning = burning.clone();
+                    burners.push(std::thread::spawn(move || {
+                        while burning.load(std::sync::atomic::Ordering::Relaxed) {
+                            std::hint::spin_loop();
+                        }
+                    }));
+                }
+                "burning".to_owned()
+            }
+            ["unburn"] => {
+                burning.store(false, std::sync::atomic::Ordering::SeqCst);
+                for b in burners.drain(..) {
+                    b.join().unwrap();
+                }
+                "ok".to_owned()
+            }
             ["spin", addr, timeout_ms] => {
                 let addr: SocketAddr = addr.parse().unwrap();
                 let deadline = Instant::now() + Duration::from_millis(timeout_ms.parse().unwrap());
                 writeln!(out, "spinning").unwrap();
                 out.flush().unwrap();
                 let mut attempts = 0u64;
+                // The attempt before the refused one: (start, end, how it ended), CLOCK_MONOTONIC.
+                let mut previous: (u64, u64, String) = (0, 0, "none".to_owned());
                 loop {
                     attempts += 1;
                     // With a timeout: a connect whose SYN left just as the quarantine landed
                     // is silenced (its SYN retries dropped) and would hang for seconds; the
                     // next one is refused.
-                    match TcpStream::connect_timeout(&addr, Duration::from_millis(5)) {
-                        Err(e) if e.raw_os_error() == Some(EPERM) => break format!("refused {} {attempts}", monotonic_ns()),
+                    let start = monotonic_ns();
+                    let outcome = TcpStream::connect_timeout(&addr, Duration::from_millis(SPIN_CONNECT_TIMEOUT_MS));
+                    let end = monotonic_ns();
+                    match outcome {
+                        Err(e) if e.raw_os_error() == Some(EPERM) => {
+                            let (p_start, p_end, p_how) = &previous;
+                            break format!("refused {end} {attempts} {start} {p_start} {p_end} {p_how}");
+                        }
                         _ if Instant::now() > deadline => break format!("timeout after {attempts} connects"),
-                        _ => {}
+                        Err(e) if e.kind() == std::io::ErrorKind::TimedOut => previous = (start, end, "timeout".to_owned()),
+                        Err(e) => previous = (start, end, format!("errno-{}", e.raw_os_error().unwrap_or(0))),
+                        Ok(_) => previous = (start, end, "connected".to_owned()),
                     }
                 }
             }

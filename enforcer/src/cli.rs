@@ -12,6 +12,7 @@ use clap::{Args, Parser, Subcommand};
 use interlock_enforcer::{api, auth};
 use interlock_enforcer::check::{CheckError, check_file};
 use interlock_enforcer::client::{DEFAULT_ENFORCER_URL, Enforcer};
+use interlock_enforcer::kernel::EventPriority;
 use interlock_enforcer::format::human_line;
 use interlock_enforcer::live_client;
 use interlock_enforcer::revocations::{MAX_TTL_SECS, RevocationKind, RevokeRequest};
@@ -328,7 +329,17 @@ fn serve(
     }
     // Before listening: once the API answers, the kernel side is in place (or said why not).
     let kernel = crate::cli_kernel::start(kernel_args, &data_dir)?;
-    runtime()?.block_on(async move {
+    let priority = kernel_args.event_priority();
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if priority != EventPriority::Off {
+        // Every thread of the runtime: the workers that read the events, and the blocking
+        // threads that append them to the log.
+        builder.on_thread_start(move || {
+            interlock_enforcer::kernel::sys::prioritize_event_thread(priority == EventPriority::Realtime);
+        });
+    }
+    let runtime = builder.enable_all().build().context("cannot start the async runtime")?;
+    runtime.block_on(async move {
         let shutdown = shutdown_signal()?;
         let listener = match tokio::net::TcpListener::bind(listen).await {
             Ok(l) => l,
@@ -339,6 +350,17 @@ fn serve(
             }
         };
         let addr = listener.local_addr()?;
+        // A task run on a worker: that worker has started (and asked for its scheduling).
+        let _ = tokio::spawn(async {}).await;
+        eprintln!(
+            "interlock enforcer: event threads scheduled {} (--event-priority {})",
+            interlock_enforcer::kernel::sys::event_threads_scheduling().unwrap_or("as started"),
+            match priority {
+                EventPriority::Fair => "fair",
+                EventPriority::Realtime => "realtime",
+                EventPriority::Off => "off",
+            }
+        );
         // Tests and scripts read the address from this line (with --listen 127.0.0.1:0).
         eprintln!(
             "interlock enforcer: listening on http://{addr} (event log {}: {} records, last seq {})",

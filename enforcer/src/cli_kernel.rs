@@ -9,7 +9,7 @@ use clap::{Args, Subcommand};
 use interlock_enforcer::audit::{AUDIT_FILE, AuditLog, verify};
 use interlock_enforcer::client::Enforcer;
 use interlock_enforcer::enforce::Enforcement;
-use interlock_enforcer::kernel::{DEFAULT_PIN_DIR, DestroyMode, Kernel, KernelConfig, KernelMode};
+use interlock_enforcer::kernel::{DEFAULT_PIN_DIR, DestroyMode, EventPriority, Kernel, KernelConfig, KernelMode};
 use interlock_enforcer::workload::{self, DEFAULT_CGROUP_ROOT};
 use serde_json::{Value, json};
 
@@ -38,6 +38,18 @@ pub struct KernelArgs {
     /// whole TCP table; the aborts, most of the cost, are shared). 0: one per CPU, at most 4.
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u16).range(0..=64))]
     socket_destroy_threads: u16,
+    /// How the threads that receive decision events are scheduled: `fair` (nice -10 and a
+    /// 100 us slice, so a busy CPU is preempted when an event arrives), `realtime` (SCHED_FIFO 1,
+    /// as the kernel worker) or `off`. Needs CAP_SYS_NICE; what was obtained is printed at start
+    /// and shown in `GET /v1/kernel`.
+    #[arg(long, value_enum, env = "INTERLOCK_EVENT_PRIORITY", default_value_t = EventPriority::Fair)]
+    event_priority: EventPriority,
+}
+
+impl KernelArgs {
+    pub fn event_priority(&self) -> EventPriority {
+        self.event_priority
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -139,6 +151,7 @@ pub fn start(args: &KernelArgs, data_dir: &Path) -> Result<Enforcement> {
     let audit = AuditLog::open(data_dir)?;
     eprintln!("interlock enforcer: audit log {}", audit.path().display());
     let (enforcement, _worker) = Enforcement::start(kernel, audit).map_err(anyhow::Error::msg)?;
+    eprintln!("interlock enforcer: kernel worker scheduled {}", enforcement.scheduling());
     Ok(enforcement)
 }
 

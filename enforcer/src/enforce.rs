@@ -23,7 +23,7 @@ use crate::api::Peer;
 use crate::audit::AuditLog;
 use crate::kernel::plan::{self, Caller};
 use crate::kernel::{Kernel, sys};
-use crate::workload::socket_owner;
+use crate::workload::{procs_under, socket_owner, socket_owner_among};
 
 /// How often expired quarantines are swept and refusals observed.
 pub const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
@@ -70,6 +70,8 @@ struct Active {
 #[derive(Debug, Clone)]
 pub struct Enforcement {
     tx: mpsc::Sender<Job>,
+    /// What the worker thread's scheduling request obtained ([`sys::prioritize_current_thread`]).
+    scheduling: &'static str,
 }
 
 impl Enforcement {
@@ -82,14 +84,22 @@ impl Enforcement {
         let (tx, rx) = mpsc::channel();
         let mut worker = Worker { kernel, audit, active: HashMap::new(), events_refused: 0, scheduling: "default" };
         worker.adopt_pinned();
+        let (started_tx, started) = mpsc::channel();
         let handle = std::thread::Builder::new()
             .name("interlock-kernel".to_owned())
             .spawn(move || {
                 worker.scheduling = sys::prioritize_current_thread();
+                let _ = started_tx.send(worker.scheduling);
                 worker.run(&rx);
             })
             .map_err(|e| format!("cannot start the kernel worker: {e}"))?;
-        Ok((Self { tx }, handle))
+        let scheduling = started.recv().map_err(|_| "the kernel worker stopped at start".to_owned())?;
+        Ok((Self { tx, scheduling }, handle))
+    }
+
+    /// How the worker thread is scheduled (for the start-up message; also in the status).
+    pub fn scheduling(&self) -> &'static str {
+        self.scheduling
     }
 
     /// Queues a decision event (only those [`wants_kernel`] accepts are acted on) that came on
@@ -143,6 +153,11 @@ impl Worker {
             match rx.recv_timeout(wait) {
                 Ok(Job::Decision { event, peer, received_unix_us, received }) => {
                     self.decision(&event, peer, received_unix_us, received);
+                    // The decision may have relaxed this thread after enforcing: real-time
+                    // again before waiting for the next one.
+                    if self.realtime() {
+                        let _ = sys::prioritize_current_thread();
+                    }
                 }
                 Ok(Job::Quarantine { workload, ttl_secs, reply }) => {
                     let _ = reply.send(self.manual_quarantine(&workload, ttl_secs));
@@ -209,6 +224,7 @@ impl Worker {
             "quarantined": active,
             "events_refused": self.events_refused,
             "worker_scheduling": self.scheduling,
+            "event_threads_scheduling": sys::event_threads_scheduling(),
         })
     }
 
@@ -279,11 +295,26 @@ impl Worker {
                 return;
             }
         };
-        let applied = self.kernel.apply(&planned, &resolved);
+        let mut applied = self.kernel.apply(&planned, &resolved);
         let kernel_unix_us = now_unix_us();
         let received_to_kernel_us = u64::try_from(received.elapsed().as_micros()).unwrap_or(u64::MAX);
+        // Enforced. The rest (connects caught in flight, the receipt) at fair priority: at
+        // real-time priority it would hold, for half a millisecond and more, the CPU of the very
+        // workload that was just quarantined (bench/KERNEL.md).
+        if self.realtime() {
+            let _ = sys::relax_current_thread();
+        }
+        if let Some(applied) = applied.as_mut() {
+            self.kernel.abort_connecting(&planned, applied);
+        }
         // Who, for people: looked up after the kernel acted, so it never delays enforcement.
-        let owner = resolved.caller.as_ref().and_then(|s| socket_owner(s.inode));
+        // In a managed workload, among the workload's processes only (its cgroup tree's
+        // cgroup.procs): not every process of the node, whose walk costs tens of milliseconds
+        // with 10,000 sockets open and holds up the next job of this worker.
+        let owner = resolved.caller.as_ref().and_then(|s| match (&caller.workload, self.kernel.root()) {
+            (Some(w), Some(root)) => root.workload_dir(w).ok().and_then(|dir| socket_owner_among(s.inode, procs_under(&dir))),
+            _ => socket_owner(s.inode),
+        });
         set(&mut record, "mode", json!(self.mode()));
         set(&mut record, "caller", caller_json(&caller, owner.as_ref()));
         set(&mut record, "plan", json!(planned));
@@ -359,6 +390,12 @@ impl Worker {
         );
         eprintln!("{line}");
         self.append(record);
+    }
+
+    /// Whether this thread got real-time scheduling at start (then relaxed and restored
+    /// around each decision's bookkeeping).
+    fn realtime(&self) -> bool {
+        self.scheduling.starts_with("SCHED_FIFO")
     }
 
     fn mode(&self) -> &'static str {

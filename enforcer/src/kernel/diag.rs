@@ -48,6 +48,8 @@ const TCP_LISTEN: u8 = 10;
 /// TCP states a live connection can be in: everything but TIME_WAIT (6, not a full socket),
 /// LISTEN (10, not a connection) and NEW_SYN_RECV (12, a request, not yet a socket).
 const CONNECTION_STATES: u32 = (1 << 1) | (1 << 2) | (1 << 3) | (1 << 4) | (1 << 5) | (1 << 7) | (1 << 8) | (1 << 9) | (1 << 11);
+/// SYN_SENT (2) alone: connects under way, not yet answered.
+pub const SYN_SENT_STATES: u32 = 1 << 2;
 /// How long the kernel may take to answer one request.
 const TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -129,33 +131,40 @@ impl SockDiag {
 
     /// Every TCP connection (IPv4 and IPv6) on this network namespace.
     pub fn dump(&mut self) -> io::Result<Vec<SockInfo>> {
-        self.dump_filtered(None)
+        self.dump_filtered(None, CONNECTION_STATES)
     }
 
     /// Every TCP connection whose socket belongs to one of `cgroup_ids`, filtered by the kernel
     /// (`INET_DIAG_BC_CGROUP_COND`, Linux 5.9+): only those sockets cross to user space, instead
     /// of every connection on the node.
     pub fn dump_cgroups(&mut self, cgroup_ids: &[u64]) -> io::Result<Vec<SockInfo>> {
+        self.dump_cgroups_in(cgroup_ids, CONNECTION_STATES)
+    }
+
+    /// [`SockDiag::dump_cgroups`], of the sockets in the TCP states of the mask `states` (bit
+    /// N: state N) only, which the kernel checks before anything else.
+    pub fn dump_cgroups_in(&mut self, cgroup_ids: &[u64], states: u32) -> io::Result<Vec<SockInfo>> {
         if cgroup_ids.is_empty() {
             return Ok(Vec::new());
         }
+        let states = states & CONNECTION_STATES;
         let socks = if cgroup_ids.len() <= MAX_BYTECODE_CGROUPS {
-            self.dump_filtered(Some(&cgroup_bytecode(cgroup_ids)))?
+            self.dump_filtered(Some(&cgroup_bytecode(cgroup_ids)), states)?
         } else {
             // More cgroups than one bytecode program can jump over: filter here instead.
-            self.dump_filtered(None)?
+            self.dump_filtered(None, states)?
         };
         Ok(socks.into_iter().filter(|s| s.cgroup_id.is_some_and(|id| cgroup_ids.contains(&id))).collect())
     }
 
-    fn dump_filtered(&mut self, bytecode: Option<&[u8]>) -> io::Result<Vec<SockInfo>> {
+    fn dump_filtered(&mut self, bytecode: Option<&[u8]>, states: u32) -> io::Result<Vec<SockInfo>> {
         let mut out = Vec::new();
         for family in [AF_INET, AF_INET6] {
             let seq = self.next_seq();
             let mut head = [0u8; REQ_V2_LEN];
             head[0] = family;
             head[1] = IPPROTO_TCP;
-            head[4..8].copy_from_slice(&CONNECTION_STATES.to_ne_bytes());
+            head[4..8].copy_from_slice(&states.to_ne_bytes());
             let mut req = head.to_vec();
             if let Some(bc) = bytecode {
                 // One attribute: INET_DIAG_REQ_BYTECODE, its length including its 4-byte header.

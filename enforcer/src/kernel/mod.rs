@@ -57,6 +57,22 @@ pub enum DestroyMode {
     Netlink,
 }
 
+/// `--event-priority`: how the threads that receive decision events (the API's runtime) are
+/// scheduled ([`sys::prioritize_event_thread`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum EventPriority {
+    /// Fair scheduling, ahead of ordinary work: nice -10 and a 100 µs slice (Linux 6.12+), so
+    /// a waking API thread preempts a busy CPU at once; a flood of events still cannot starve
+    /// the node.
+    #[default]
+    Fair,
+    /// SCHED_FIFO 1, as the kernel worker: ahead of every ordinary thread (bounded only by
+    /// the kernel's real-time throttling).
+    Realtime,
+    /// Leave the API's threads as started.
+    Off,
+}
+
 /// Where and how to enforce.
 #[derive(Debug, Clone)]
 pub struct KernelConfig {
@@ -123,7 +139,8 @@ pub struct MapWrite {
 /// One socket acted on, for the receipt.
 #[derive(Debug, Clone, Serialize)]
 pub struct SocketAction {
-    /// `caller` (the agent's end), `proxy` (the listener's end) or `workload`.
+    /// `caller` (the agent's end), `proxy` (the listener's end), `workload`, or `connecting`
+    /// (a connect of the quarantined workload caught in flight).
     pub side: &'static str,
     #[serde(flatten)]
     pub socket: SockInfo,
@@ -322,7 +339,8 @@ impl Kernel {
 
     /// Carries out `plan`: the quarantine first (so a reconnect is refused as soon as the
     /// connection dies, and the live sockets are silenced by the packet filters at once), then
-    /// the terminations. Observe-only: does nothing and returns `None`.
+    /// the terminations; [`Kernel::abort_connecting`] follows. Observe-only: does nothing and
+    /// returns `None`.
     pub fn apply(&mut self, plan: &Plan, resolved: &Resolved) -> Option<Applied> {
         let Kernel::Enforcing(k) = self else { return None };
         let mut applied = Applied::default();
@@ -349,6 +367,20 @@ impl Kernel {
             Some(Terminate::Workload { cgroup_ids }) => k.destroy_workload(cgroup_ids, &mut applied),
         }
         Some(applied)
+    }
+
+    /// After [`Kernel::apply`]: aborts the workload's connects the quarantine caught in flight
+    /// ([`Enforcing::abort_connecting`]), when the plan quarantined something and did not
+    /// terminate the whole workload (which destroyed these with every other socket). Separate,
+    /// so the worker does it after the enforcement proper, at ordinary priority.
+    pub fn abort_connecting(&mut self, plan: &Plan, applied: &mut Applied) {
+        let Kernel::Enforcing(k) = self else { return };
+        if let Some(q) = &plan.quarantine
+            && applied.silenced_at.is_some()
+            && !matches!(plan.terminate, Some(Terminate::Workload { .. }))
+        {
+            k.abort_connecting(q, applied);
+        }
     }
 
     /// Installs a quarantine asked for by hand. Observe-only: `None`.
@@ -507,6 +539,26 @@ impl Enforcing {
         match self.diag.dump_cgroups(cgroup_ids) {
             Ok(socks) => self.destroy_all("workload", &socks, applied),
             Err(e) => applied.errors.push(format!("listing the workload's sockets: {e}")),
+        }
+    }
+
+    /// The workload's connects caught in flight by the quarantine: past the connect hook when
+    /// the entry landed, to a destination it refuses. The egress filter drops their SYN and its
+    /// retries, so each would hang until its caller's timeout (or the kernel's SYN retries,
+    /// about two minutes) and then fail; aborted now, it fails at once (ECONNABORTED, and no
+    /// reset: nothing was connected) and the next connect() is refused (EPERM). One sock_diag
+    /// dump of the workload's SYN_SENT sockets (cgroup and state filtered in the kernel).
+    /// A connect that had passed the hook but was not yet in the hash table when the dump ran
+    /// (a window of about a microsecond) is not seen: it stays silenced until its timeout.
+    fn abort_connecting(&mut self, q: &QuarantinePlan, applied: &mut Applied) {
+        match self.diag.dump_cgroups_in(&q.cgroup_ids, diag::SYN_SENT_STATES) {
+            Ok(socks) => {
+                let refused: Vec<SockInfo> = socks.into_iter().filter(|s| plan::refuses(q, s.remote)).collect();
+                if !refused.is_empty() {
+                    self.destroy_all("connecting", &refused, applied);
+                }
+            }
+            Err(e) => applied.errors.push(format!("listing the workload's connects in flight: {e}")),
         }
     }
 

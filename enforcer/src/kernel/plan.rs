@@ -274,6 +274,15 @@ pub fn parse_refusals(v: &RefusalsValue) -> (u64, u64) {
     (u64::from_ne_bytes(c), u64::from_ne_bytes(l))
 }
 
+/// Whether the quarantine refuses a connection to `dest`: the program's rule (quarantine.c's
+/// `decide_for`), with an address compared in its 16-byte form, so `::ffff:a.b.c.d` and
+/// `a.b.c.d` are one destination.
+pub fn refuses(q: &QuarantinePlan, dest: SocketAddr) -> bool {
+    let key = (addr16(dest.ip()), dest.port());
+    let listed = q.dests.iter().any(|d| (addr16(d.ip()), d.port()) == key);
+    if q.block_all { !listed } else { listed }
+}
+
 /// Whether a quarantine with this deadline is over at `now_mono_ns` (the program's own test).
 pub fn expired(expires_mono_ns: u64, now_mono_ns: u64) -> bool {
     expires_mono_ns != 0 && now_mono_ns >= expires_mono_ns
@@ -354,6 +363,32 @@ mod tests {
         assert_eq!(q.dests, vec![sa("10.0.0.53:53"), sa("[::1]:8443")]);
         let bad = action(None, Some(QuarantineBlock::All), &["nope"]);
         assert_eq!(plan(&bad, "d", sa(DOWN), sa(DEST), &managed(), 0), Err(PlanError::InvalidAllow("nope".into())));
+    }
+
+    #[test]
+    fn a_quarantine_refuses_what_the_program_refuses() {
+        let q = |block_all: bool, dests: &[&str]| QuarantinePlan {
+            cgroup_ids: vec![77],
+            tag: 1,
+            expires_mono_ns: 0,
+            duration_secs: None,
+            block_all,
+            dests: dests.iter().map(|d| sa(d)).collect(),
+        };
+        // block: destination refuses that destination only (the same port, either address form).
+        let dest = q(false, &["10.0.0.9:443"]);
+        assert!(refuses(&dest, sa("10.0.0.9:443")));
+        assert!(refuses(&dest, sa("[::ffff:10.0.0.9]:443")));
+        assert!(!refuses(&dest, sa("10.0.0.9:80")));
+        assert!(!refuses(&dest, sa("10.0.0.10:443")));
+        // block: all refuses everything but the allow-list.
+        let all = q(true, &["10.0.0.53:53", "[::1]:8443"]);
+        assert!(!refuses(&all, sa("10.0.0.53:53")));
+        assert!(!refuses(&all, sa("[::ffff:10.0.0.53]:53")));
+        assert!(!refuses(&all, sa("[::1]:8443")));
+        assert!(refuses(&all, sa("10.0.0.53:54")));
+        assert!(refuses(&all, sa("127.0.0.1:8443")));
+        assert!(refuses(&q(true, &[]), sa("127.0.0.1:1")));
     }
 
     #[test]

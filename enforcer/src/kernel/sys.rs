@@ -153,3 +153,67 @@ pub fn prioritize_current_thread() -> &'static str {
     }
     "default (no CAP_SYS_NICE)"
 }
+
+/// The slice the API's threads ask for (EEVDF, Linux 6.12+): a waking thread whose slice is
+/// shorter than that of the task on the CPU preempts it at once, instead of waiting for that task
+/// to use up its own protected slice (milliseconds).
+pub const EVENT_SLICE_NS: u64 = 100_000;
+
+/// What the threads that receive decision events (the API's runtime) obtained, once one asked.
+static EVENT_THREADS: std::sync::OnceLock<&'static str> = std::sync::OnceLock::new();
+
+/// Schedules the calling thread (one of the API's runtime threads, which receive the decision
+/// events) ahead of ordinary work, so an agent that keeps every CPU busy cannot delay its own
+/// quarantine by a scheduler slice. `realtime`: as the kernel worker
+/// ([`prioritize_current_thread`]). Otherwise fair scheduling still (a flood of events cannot
+/// starve the node): nice -10 and a 100 µs slice ([`EVENT_SLICE_NS`]) with `sched_setattr`;
+/// without CAP_SYS_NICE the slice alone; on a kernel that refuses both, nice -10 if allowed.
+/// Returns, and records for [`event_threads_scheduling`], what was obtained.
+pub fn prioritize_event_thread(realtime: bool) -> &'static str {
+    let got = if realtime { prioritize_current_thread() } else { fair_with_short_slice() };
+    let _ = EVENT_THREADS.set(got);
+    got
+}
+
+/// Back to fair scheduling (nice -10 and a 100 µs slice, as far as allowed) for the rest of a
+/// job, once the enforcement proper is done: the kernel worker's bookkeeping (finding connects
+/// in flight, the receipt) then shares the CPU instead of holding it at real-time priority, on
+/// the very CPU the workload was preempted on. [`prioritize_current_thread`] restores it.
+pub fn relax_current_thread() -> &'static str {
+    fair_with_short_slice()
+}
+
+fn fair_with_short_slice() -> &'static str {
+    let set = |nice: i32| {
+        let attr = libc::sched_attr {
+            size: u32::try_from(size_of::<libc::sched_attr>()).unwrap_or(48),
+            sched_policy: u32::try_from(libc::SCHED_OTHER).unwrap_or(0),
+            sched_flags: 0,
+            sched_nice: nice,
+            sched_priority: 0,
+            sched_runtime: EVENT_SLICE_NS,
+            sched_deadline: 0,
+            sched_period: 0,
+        };
+        // SAFETY: `attr` is a valid, initialized sched_attr whose `size` is its own size, and
+        // outlives the call; pid 0 is the calling thread; flags 0.
+        unsafe { libc::syscall(libc::SYS_sched_setattr, 0, &raw const attr, 0) == 0 }
+    };
+    if set(-10) {
+        return "SCHED_OTHER nice -10, 100 us slice";
+    }
+    if set(0) {
+        return "SCHED_OTHER, 100 us slice (no CAP_SYS_NICE for nice -10)";
+    }
+    // SAFETY: plain syscall with constant arguments; who 0 is the calling thread on Linux.
+    if unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, -10) } == 0 {
+        return "nice -10";
+    }
+    "default (no CAP_SYS_NICE)"
+}
+
+/// How the API's runtime threads are scheduled ([`prioritize_event_thread`]); `None` when
+/// nothing was asked (`--event-priority off`, or not `serve`).
+pub fn event_threads_scheduling() -> Option<&'static str> {
+    EVENT_THREADS.get().copied()
+}
