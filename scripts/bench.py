@@ -1046,10 +1046,16 @@ def enforcer_rows() -> dict:
     if not path.exists():
         return {}
     rows = {}
+    prefix = ""
     for line in path.read_text().splitlines():
+        if line.startswith("## "):
+            # Part 1 runs twice: the workload alone, then burning every core (keyed "burning: ...").
+            prefix = "burning: " if "burning" in line else ""
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
         if len(cells) == 5 and cells[1].isdigit() and cells[3].isdigit():
-            rows[cells[0]] = {"p50": int(cells[1]), "p99": int(cells[3])}
+            # The same rows repeat once per destroy path: the last table, the default path
+            # (iterator-2t here), wins.
+            rows[prefix + cells[0]] = {"p50": int(cells[1]), "p99": int(cells[3])}
     return rows
 
 
@@ -1156,7 +1162,9 @@ def targets(results: dict, s: dict) -> list[str]:
         refused = next((v for k, v in enf.items() if k.startswith("POST written -> first EPERM")), None)
         if refused:
             inside = f"; of which event received → quarantine in the map p50 {arrive['p50'] / 1000:.2f} ms, p99 {arrive['p99'] / 1000:.2f} ms" if arrive else ""
-            row("enforcer: event → connect() refused ≤ 1 ms p99", f"POST written → the workload's first EPERM p50 {refused['p50'] / 1000:.2f} ms, p99 {refused['p99'] / 1000:.2f} ms{inside} (bench/enforcer.txt)", refused["p99"] <= 1000)
+            burning = enf.get("burning: POST written -> first EPERM in the workload")
+            hot = f"; with the workload burning every core p50 {burning['p50'] / 1000:.2f} ms, p99 {burning['p99'] / 1000:.2f} ms" if burning else ""
+            row("enforcer: event → connect() refused ≤ 1 ms p99", f"POST written → the workload's first EPERM p50 {refused['p50'] / 1000:.2f} ms, p99 {refused['p99'] / 1000:.2f} ms{inside}{hot} (bench/enforcer.txt)", refused["p99"] <= 1000 and (burning is None or burning["p99"] <= 1000))
         elif arrive:
             row("enforcer: event's arrival → quarantine in the map ≤ 1 ms p99 (the workload's side not measured)", f"p50 {arrive['p50'] / 1000:.2f} ms, p99 {arrive['p99'] / 1000:.2f} ms (bench/enforcer.txt)", None)
         probe = next((v for k, v in enf.items() if k.startswith("POST written -> probe passes nothing more")), None)
