@@ -25,10 +25,14 @@ pub struct Revocation {
     pub source: String,
 }
 
-/// The active revocations, indexed by (kind, value).
+/// The active revocations, indexed by kind, then value: a request's names are looked up as they
+/// are (a `(kind, value)` key would be a `String` built per principal per request).
 #[derive(Debug, Clone, Default)]
 pub struct RevocationSet {
-    by_principal: HashMap<(Principal, String), Revocation>,
+    user: HashMap<String, Revocation>,
+    session: HashMap<String, Revocation>,
+    trace: HashMap<String, Revocation>,
+    agent: HashMap<String, Revocation>,
 }
 
 /// The most revocations a filter holds; the enforcer caps its list at the same number.
@@ -38,23 +42,44 @@ impl RevocationSet {
     /// Builds the set; beyond [`MAX_REVOCATIONS`] entries the rest are ignored (the enforcer never
     /// serves more).
     pub fn new(list: impl IntoIterator<Item = Revocation>) -> Self {
-        let by_principal = list.into_iter().take(MAX_REVOCATIONS).map(|r| ((r.kind, r.value.clone()), r)).collect();
-        Self { by_principal }
+        let mut set = Self::default();
+        for r in list.into_iter().take(MAX_REVOCATIONS) {
+            set.table_mut(r.kind).insert(r.value.clone(), r);
+        }
+        set
+    }
+
+    fn table(&self, kind: Principal) -> &HashMap<String, Revocation> {
+        match kind {
+            Principal::User => &self.user,
+            Principal::Session => &self.session,
+            Principal::Trace => &self.trace,
+            Principal::Agent => &self.agent,
+        }
+    }
+
+    fn table_mut(&mut self, kind: Principal) -> &mut HashMap<String, Revocation> {
+        match kind {
+            Principal::User => &mut self.user,
+            Principal::Session => &mut self.session,
+            Principal::Trace => &mut self.trace,
+            Principal::Agent => &mut self.agent,
+        }
     }
 
     pub fn len(&self) -> usize {
-        self.by_principal.len()
+        self.user.len() + self.session.len() + self.trace.len() + self.agent.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.by_principal.is_empty()
+        self.len() == 0
     }
 
     /// The revocation that refuses a caller with these facts at `now_ms`, if any. Identity comes
     /// from verified sources only, so a fresh trace id or connection changes nothing for a revoked
     /// user, session or agent.
     pub fn check(&self, facts: &Facts, now_ms: u64) -> Option<&Revocation> {
-        if self.by_principal.is_empty() {
+        if self.is_empty() {
             return None;
         }
         [
@@ -65,11 +90,7 @@ impl RevocationSet {
         ]
         .into_iter()
         .filter_map(|(kind, value)| value.map(|v| (kind, v)))
-        .find_map(|(kind, v)| {
-            self.by_principal
-                .get(&(kind, v.to_owned()))
-                .filter(|r| r.expires_unix_ms.is_none_or(|e| now_ms < e))
-        })
+        .find_map(|(kind, v)| self.table(kind).get(v).filter(|r| r.expires_unix_ms.is_none_or(|e| now_ms < e)))
     }
 }
 
@@ -115,6 +136,14 @@ mod tests {
         ] {
             assert_eq!(set.check(&f, now).map(|r| r.id.as_str()), hit, "{name}");
         }
+    }
+
+    #[test]
+    fn a_value_is_revoked_per_kind_and_a_repeat_replaces() {
+        let set = RevocationSet::new([rev(Principal::User, "x", None), rev(Principal::Session, "x", Some(5)), rev(Principal::Session, "x", None)]);
+        assert_eq!(set.len(), 2);
+        let session = Facts { session: Some("x".into()), ..Facts::default() };
+        assert!(set.check(&session, 10).is_some(), "the later session revocation (no expiry) replaced the earlier");
     }
 
     #[test]
