@@ -164,11 +164,20 @@ impl ManagedRoot {
 /// Inode numbers (cgroup ids) of `dir` and its subdirectories.
 fn cgroup_ids_under(dir: &Path) -> Vec<u64> {
     let mut out = Vec::new();
+    walk_cgroups(dir, |d| {
+        let Ok(meta) = std::fs::metadata(d) else { return false };
+        out.push(meta.ino());
+        true
+    });
+    out
+}
+
+/// Visits `dir` and the cgroups below it, at most [`MAX_DEPTH`] levels down; `visit` returns
+/// whether to descend into the one it was given.
+fn walk_cgroups(dir: &Path, mut visit: impl FnMut(&Path) -> bool) {
     let mut stack = vec![(dir.to_owned(), 0usize)];
     while let Some((d, depth)) = stack.pop() {
-        let Ok(meta) = std::fs::metadata(&d) else { continue };
-        out.push(meta.ino());
-        if depth >= MAX_DEPTH {
+        if !visit(&d) || depth >= MAX_DEPTH {
             continue;
         }
         if let Ok(entries) = std::fs::read_dir(&d) {
@@ -179,7 +188,6 @@ fn cgroup_ids_under(dir: &Path) -> Vec<u64> {
             }
         }
     }
-    out
 }
 
 /// This process's cgroup v2 path (the `0::` line of /proc/self/cgroup).
@@ -235,22 +243,12 @@ pub fn socket_owner_among(inode: u32, pids: impl IntoIterator<Item = u32>) -> Op
 /// tree after creating the socket is not found (the receipt then names no process).
 pub fn procs_under(dir: &Path) -> Vec<u32> {
     let mut out = Vec::new();
-    let mut stack = vec![(dir.to_owned(), 0usize)];
-    while let Some((d, depth)) = stack.pop() {
+    walk_cgroups(dir, |d| {
         if let Ok(text) = std::fs::read_to_string(d.join("cgroup.procs")) {
             out.extend(text.lines().filter_map(|l| l.trim().parse::<u32>().ok()));
         }
-        if depth >= MAX_DEPTH {
-            continue;
-        }
-        if let Ok(entries) = std::fs::read_dir(&d) {
-            for e in entries.flatten() {
-                if e.file_type().is_ok_and(|t| t.is_dir()) {
-                    stack.push((e.path(), depth.saturating_add(1)));
-                }
-            }
-        }
-    }
+        true
+    });
     out
 }
 

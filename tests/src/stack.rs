@@ -664,6 +664,24 @@ impl Stack {
             .collect()
     }
 
+    /// The workers (`worker` of their events) that decided these decision ids, waiting up to 10 s
+    /// for every id's event; after that, those found.
+    pub fn workers_of(&self, ids: &[String]) -> std::collections::BTreeSet<String> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let events = self.events();
+            let found: BTreeMap<&str, &str> = events
+                .iter()
+                .filter_map(|e| Some((e["decision_id"].as_str()?, e["worker"].as_str()?)))
+                .filter(|(id, _)| ids.iter().any(|x| x == id))
+                .collect();
+            if found.len() == ids.len() || Instant::now() > deadline {
+                return found.values().map(|w| (*w).to_owned()).collect();
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// The first event with this `decision_id`, waiting up to `timeout` for it (the filter
     /// flushes events about every 250 ms); panics with what arrived instead.
     pub fn wait_for_event(&self, decision_id: &str, timeout: Duration) -> Value {

@@ -5,7 +5,7 @@
 // Test code: a failed expectation stops the run with what was seen.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use interlock_tests::{Request, Response, Stack, StackOptions, Which, repo_root};
@@ -49,23 +49,6 @@ fn time_until(limit: Duration, mut send: impl FnMut() -> Response, done: impl Fn
     }
 }
 
-/// Workers that decided these decision ids, from their events.
-fn workers_of(stack: &Stack, ids: &[String]) -> BTreeSet<String> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let events = stack.events();
-        let found: BTreeMap<&str, &str> = events
-            .iter()
-            .filter_map(|e| Some((e["decision_id"].as_str()?, e["worker"].as_str()?)))
-            .filter(|(id, _)| ids.iter().any(|x| x == id))
-            .collect();
-        if found.len() == ids.len() || Instant::now() > deadline {
-            return found.values().map(|w| (*w).to_owned()).collect();
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 /// Every one of `n` fresh-connection requests is refused with `rule`; returns the workers that
 /// refused them (from their events).
 fn all_refused(stack: &Stack, n: usize, send: impl Fn() -> Response, rule: &str) -> BTreeSet<String> {
@@ -75,7 +58,7 @@ fn all_refused(stack: &Stack, n: usize, send: impl Fn() -> Response, rule: &str)
         assert_eq!((r.status, r.header("x-interlock-rule")), (403, Some(rule)), "request {i} after the change: {}", r.text());
         ids.push(r.header("x-interlock-decision-id").unwrap().to_owned());
     }
-    workers_of(stack, &ids)
+    stack.workers_of(&ids)
 }
 
 #[test]
@@ -175,7 +158,7 @@ fn a_policy_push_changes_decisions_on_every_worker_without_a_restart() {
         assert_eq!(r.status, 200, "{}", r.text());
         ids.push(r.header("x-interlock-decision-id").unwrap().to_owned());
     }
-    let workers = workers_of(&stack, &ids);
+    let workers = stack.workers_of(&ids);
     eprintln!("policy push: first decision under the new version {took:?} after the command returned; 40/40 on {} workers", workers.len());
     assert!(workers.len() >= 2, "{workers:?}");
     let events = stack.events();
@@ -247,7 +230,7 @@ fn the_per_session_limit_admits_exactly_20_across_workers() {
         assert!(admitted <= 20 + refilled, "{admitted} admitted in {took:?}: {statuses:?}");
         eprintln!("slow burst ({took:?}): checked the bound only");
     }
-    let workers = workers_of(&stack, &ids);
+    let workers = stack.workers_of(&ids);
     assert!(workers.len() >= 2, "the burst should spread over workers: {workers:?}");
     // Another session is not affected.
     let other = stack.token("triage-bot", Some("alice"), Some("s-limit-2"));

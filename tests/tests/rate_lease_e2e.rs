@@ -5,7 +5,6 @@
 // Test code: a failed expectation stops the run with what was seen.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use interlock_policies::ratelimit::LEASE_MAX;
@@ -18,23 +17,6 @@ const LIMIT: u32 = 300;
 
 fn crm(stack: &Stack, token: &str) -> Response {
     Request::get("/api/customers/1").bearer(token).send(stack.listener())
-}
-
-/// Workers that decided these decision ids, from their events.
-fn workers_of(stack: &Stack, ids: &[String]) -> BTreeSet<String> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let events = stack.events();
-        let found: BTreeMap<&str, &str> = events
-            .iter()
-            .filter_map(|e| Some((e["decision_id"].as_str()?, e["worker"].as_str()?)))
-            .filter(|(id, _)| ids.iter().any(|x| x == id))
-            .collect();
-        if found.len() == ids.len() || Instant::now() > deadline {
-            return found.values().map(|w| (*w).to_owned()).collect();
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 #[test]
@@ -78,7 +60,7 @@ fn a_leased_limit_admits_at_most_the_limit_across_workers() {
     }
     let took = start.elapsed();
     let refilled = u32::try_from(took.as_secs() / 10).unwrap();
-    let workers = workers_of(&stack, &ids);
+    let workers = stack.workers_of(&ids);
     eprintln!("{admitted} of {} admitted in {took:?} on {} workers (limit {LIMIT})", LIMIT + 100, workers.len());
     assert!(workers.len() >= 2, "the requests should spread over workers: {workers:?}");
     assert!(admitted <= LIMIT + refilled, "{admitted} admitted: over the limit");
