@@ -43,7 +43,11 @@
 //! `BENCH_DESTROY_ITERATIONS` (default 50, per path), `BENCH_CONNECTIONS` (default 10000),
 //! `BENCH_DESTROY_PATHS` (default `netlink,iterator,iterator-2t`; a path written `NAME=BINARY`
 //! is run by that build of `interlock` instead of this one's, side by side with the others: a
-//! before/after comparison in one run; part 1 then also runs once per binary, taking turns).
+//! before/after comparison in one run; part 1 then also runs once per binary, taking turns),
+//! `BENCH_EVENT_PRIORITY` (the enforcers' `--event-priority`; default: theirs),
+//! `BENCH_TRACE_SLOW` (print each part-1 iteration whose event reached the handler over 1 ms after
+//! the POST, with the POST's CLOCK_MONOTONIC time, to find it in a `perf sched record -k
+//! CLOCK_MONOTONIC -a` trace of the run).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -275,6 +279,11 @@ fn connect_once(id: &str, enforcer: &Enforcer, w: &mut Workload, post: &mut Http
     m.inside.push(receipt["silenced"]["received_to_silenced_us"].as_u64().unwrap());
     m.done.push(receipt["received_to_kernel_us"].as_u64().unwrap());
     m.to_received.push(receipt["received_unix_us"].as_u64().unwrap().saturating_sub(t0_unix_us));
+    let to_received = receipt["received_unix_us"].as_u64().unwrap().saturating_sub(t0_unix_us);
+    if std::env::var_os("BENCH_TRACE_SLOW").is_some() && to_received > 1_000 {
+        // CLOCK_MONOTONIC, as `perf sched record -k CLOCK_MONOTONIC` stamps its events.
+        eprintln!("slow: POST written at monotonic {}.{:06} s, event received {to_received} us later", t0 / 1_000_000_000, t0 % 1_000_000_000 / 1_000);
+    }
     m.to_map.push(in_map.saturating_sub(t0) / 1_000);
     m.map_to_refused.push(refused_at.saturating_sub(in_map) / 1_000);
     // The attempt before the refused one was under way when the entry landed and was not
@@ -617,7 +626,9 @@ impl Enforcer {
     fn start(s: &Scratch, path: &DestroyPath) -> Enforcer {
         let mut child = Command::new(&path.bin)
             .args(["serve", "--kernel", "on", "--cleanup-on-exit", "--listen", "127.0.0.1:0"])
-            .args(["--socket-destroy", path.flag, "--socket-destroy-threads", &path.threads.to_string(), "--data-dir"])
+            .args(["--socket-destroy", path.flag, "--socket-destroy-threads", &path.threads.to_string()])
+            .args(std::env::var("BENCH_EVENT_PRIORITY").map(|p| vec!["--event-priority".to_owned(), p]).unwrap_or_default())
+            .arg("--data-dir")
             .arg(&s.data)
             .arg("--cgroup-root")
             .arg(&s.root)

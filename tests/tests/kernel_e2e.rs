@@ -202,6 +202,21 @@ impl Drop for Probe {
     }
 }
 
+/// (thread name, scheduling policy number) of every thread of `pid`, from /proc.
+fn thread_policies(pid: u32) -> Vec<(String, u32)> {
+    let mut out = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap().flatten() {
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default().trim().to_owned();
+        let sched = std::fs::read_to_string(task.path().join("sched")).unwrap_or_default();
+        let policy = sched
+            .lines()
+            .find_map(|l| l.strip_prefix("policy").and_then(|r| r.trim_start().strip_prefix(':')).map(|v| v.trim().parse().unwrap_or(u32::MAX)))
+            .unwrap_or(u32::MAX);
+        out.push((comm, policy));
+    }
+    out
+}
+
 fn keep_alive(req: Request) -> Request {
     req.header("connection", "keep-alive")
 }
@@ -565,6 +580,16 @@ fn a_quarantine_silences_live_connections_before_any_socket_is_destroyed() {
     let status = Request::get("/v1/kernel").bearer(&stack.admin_token()).send(stack.enforcer()).json();
     let programs = status["kernel"]["programs"].to_string();
     assert!(programs.contains("cgroup_skb/ingress") && programs.contains("cgroup_skb/egress"), "{status:#}");
+    // The threads an event arrives on run SCHED_DEADLINE by default (a busy workload cannot make
+    // them wait for a scheduler tick), as the status says and the kernel confirms per thread;
+    // the kernel worker SCHED_FIFO.
+    assert_eq!(status["event_threads_scheduling"], "SCHED_DEADLINE 300 us every 1 ms", "{status:#}");
+    assert_eq!(status["worker_scheduling"], "SCHED_FIFO 1", "{status:#}");
+    let pid = stack.pid(interlock_tests::Which::Enforcer).unwrap();
+    let policies = thread_policies(pid);
+    let workers: Vec<u32> = policies.iter().filter(|(comm, _)| comm == "tokio-rt-worker").map(|(_, p)| *p).collect();
+    assert!(workers.contains(&6), "no API worker thread is SCHED_DEADLINE (6): {policies:?}");
+    assert!(policies.iter().any(|(comm, p)| comm == "interlock-kerne" && *p == 1), "kernel worker not SCHED_FIFO (1): {policies:?}");
 
     drop(probe);
     stack.stop(interlock_tests::Which::Enforcer);

@@ -61,11 +61,16 @@ pub enum DestroyMode {
 /// scheduled ([`sys::prioritize_event_thread`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum EventPriority {
-    /// Fair scheduling, ahead of ordinary work: nice -10 and a 100 µs slice (Linux 6.12+), so
-    /// a waking API thread preempts a busy CPU at once; a flood of events still cannot starve
-    /// the node.
-    #[default]
+    /// Fair scheduling, ahead of ordinary work: nice -10 and a 100 µs slice (Linux 6.12+). A
+    /// flood of events cannot starve the node, but neither does a waking API thread always
+    /// preempt a busy CPU: EEVDF picks it only once it is eligible, which a thread that ran
+    /// recently is not, and then at the next scheduler tick (4 ms at HZ=250; bench/KERNEL.md).
     Fair,
+    /// SCHED_DEADLINE with a bounded bandwidth (300 µs of CPU every 1 ms per thread): ahead of
+    /// every other thread the moment an event arrives, yet a flood of requests cannot take more
+    /// than that; fair where the kernel refuses it.
+    #[default]
+    Deadline,
     /// SCHED_FIFO 1, as the kernel worker: ahead of every ordinary thread (bounded only by
     /// the kernel's real-time throttling).
     Realtime,
