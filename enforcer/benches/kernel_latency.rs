@@ -292,14 +292,17 @@ fn connect_once(id: &str, enforcer: &Enforcer, w: &mut Workload, post: &mut Http
     let straddles = prev_start <= in_map && prev_end >= in_map;
     match prev_how {
         "timeout" if straddles => m.in_flight_timed_out += 1,
-        "errno-103" if straddles => m.in_flight_aborted += 1,
+        "errno-103" if straddles => {
+            m.in_flight_aborted += 1;
+            m.map_to_aborted.push(prev_end.saturating_sub(in_map) / 1_000);
+        }
         _ => m.e2e_not_in_flight.push(refused_at.saturating_sub(t0) / 1_000),
     }
     enforcer.release("bench");
 }
 
 fn print_connect(m: &mut ConnectRuns, iterations: usize, build: &str) {
-    let ConnectRuns { e2e, inside, done, to_received, to_map, map_to_refused, e2e_not_in_flight, in_flight_timed_out, in_flight_aborted } = m;
+    let ConnectRuns { e2e, inside, done, to_received, to_map, map_to_refused, e2e_not_in_flight, in_flight_timed_out, in_flight_aborted, map_to_aborted } = m;
     println!("## Event to refused connect() (target: p99 <= 1,000 us), {iterations} iterations{build}");
     println!();
     println!("The workload calls connect() (with a {SPIN_CONNECT_TIMEOUT_MS} ms timeout, like an HTTP client) in a loop to a closed port");
@@ -318,6 +321,9 @@ fn print_connect(m: &mut ConnectRuns, iterations: usize, build: &str) {
     if !e2e_not_in_flight.is_empty() {
         row("POST written -> first EPERM, iterations with no connect() caught in flight", e2e_not_in_flight);
     }
+    if !map_to_aborted.is_empty() {
+        row("quarantine in the map -> the connect() caught in flight aborted (ECONNABORTED)", map_to_aborted);
+    }
     println!();
     println!(
         "Connects caught in flight: in {} of {iterations} iterations the workload's connect() before the refused one had passed the",
@@ -327,7 +333,7 @@ fn print_connect(m: &mut ConnectRuns, iterations: usize, build: &str) {
     println!(
         "silences it). {in_flight_timed_out} of them waited out the workload's {SPIN_CONNECT_TIMEOUT_MS} ms connect timeout (their first EPERM is {SPIN_CONNECT_TIMEOUT_MS} ms late by"
     );
-    println!("construction); {in_flight_aborted} were aborted by the enforcer (ECONNABORTED) right after the entry's write.");
+    println!("construction); {in_flight_aborted} were aborted by the enforcer (ECONNABORTED) after the entry's write (row above).");
     println!("Percentiles by nearest rank (with {iterations} iterations, p99 is the {}-th smallest).", (iterations * 99).div_ceil(100));
     println!();
 }
@@ -423,6 +429,9 @@ struct ConnectRuns {
     e2e_not_in_flight: Vec<u64>,
     in_flight_timed_out: usize,
     in_flight_aborted: usize,
+    /// Per connect caught in flight and aborted: from the quarantine's map write to its
+    /// ECONNABORTED in the workload.
+    map_to_aborted: Vec<u64>,
 }
 
 /// Part 2's figures, one value per iteration.

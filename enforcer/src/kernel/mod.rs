@@ -377,7 +377,7 @@ impl Kernel {
     /// After [`Kernel::apply`]: aborts the workload's connects the quarantine caught in flight
     /// ([`Enforcing::abort_connecting`]), when the plan quarantined something and did not
     /// terminate the whole workload (which destroyed these with every other socket). Separate,
-    /// so the worker does it after the enforcement proper, at ordinary priority.
+    /// so the worker does it after the enforcement proper (the map write) is done.
     pub fn abort_connecting(&mut self, plan: &Plan, applied: &mut Applied) {
         let Kernel::Enforcing(k) = self else { return };
         if let Some(q) = &plan.quarantine
@@ -552,7 +552,8 @@ impl Enforcing {
     /// retries, so each would hang until its caller's timeout (or the kernel's SYN retries,
     /// about two minutes) and then fail; aborted now, it fails at once (ECONNABORTED, and no
     /// reset: nothing was connected) and the next connect() is refused (EPERM). One sock_diag
-    /// dump of the workload's SYN_SENT sockets (cgroup and state filtered in the kernel).
+    /// dump of the workload's SYN_SENT sockets (cgroup and state filtered in the kernel, both
+    /// families in one walk of the TCP table).
     /// A connect that had passed the hook but was not yet in the hash table when the dump ran
     /// (a window of about a microsecond) is not seen: it stays silenced until its timeout.
     fn abort_connecting(&mut self, q: &QuarantinePlan, applied: &mut Applied) {
