@@ -202,7 +202,7 @@ fn the_compose_file_passes_docker_compose_config() {
         }
     }
     // The enforcer gets exactly the capabilities kernel enforcement needs, never `privileged`.
-    assert!(text.contains("cap_add: [BPF, NET_ADMIN, SYS_RESOURCE]"));
+    assert!(text.contains("cap_add: [BPF, NET_ADMIN, SYS_RESOURCE, SYS_NICE]"));
     assert!(!text.contains("privileged: true"));
     // The Envoy image is the release the tests validate configurations with.
     let makefile = read("Makefile");
