@@ -7,8 +7,8 @@ use std::time::Duration;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{ContextType, LogLevel};
 
-use crate::config;
-use crate::host;
+use crate::config::{self, AccessLogState, EnforcerConfig};
+use crate::host::{self, SetError};
 use crate::http::Stream;
 use crate::live::Live;
 use crate::state::{self, Shared};
@@ -27,6 +27,67 @@ impl Default for Root {
 }
 
 impl Root {
+
+    /// The configuration and everything but the policy's tables, shared by both ways in.
+    fn settle(&mut self, enforcer: EnforcerConfig, hold_headers: bool, access_log_state: AccessLogState) -> bool {
+        let period = Duration::from_millis(enforcer.flush_interval_ms);
+        *self.shared.enforcer.borrow_mut() = enforcer;
+        *self.shared.hold_headers.borrow_mut() = hold_headers;
+        self.shared.access_log_state.set(access_log_state);
+        let node = host::property_str(&["node", "id"]).filter(|n| !n.is_empty()).unwrap_or_else(|| "envoy".into());
+        let tag = self.shared.ids.borrow_mut().tag();
+        self.shared.debug_logs.set(host::debug_enabled());
+        *self.shared.worker.borrow_mut() = format!("{node}/{tag}");
+        if let Err(e) = host::set_tick_period(period) {
+            host::log(LogLevel::Critical, &format!("interlock: cannot schedule event flushing: {e}"));
+            return false;
+        }
+        true
+    }
+
+    /// The first VM of the process to configure these bytes: in Envoy 1.40 the configuration
+    /// canary, a throwaway VM on the main thread whose verdict decides whether the configuration
+    /// is taken, and which is destroyed right after (bench/MEMORY.md, session 5). It gives the
+    /// same verdict, with the same error, without keeping the policy's tables, even at peak; it
+    /// compiles them on its first stream should it ever get one (correctness never depends on the
+    /// guess; a wrong one costs one slow first request). It does not follow live state until then.
+    fn configure_validate_only(&mut self, bytes: Option<Vec<u8>>) -> bool {
+        match config::validate(bytes.as_deref()) {
+            Ok(v) => {
+                if !self.settle(v.enforcer, v.hold_headers, v.access_log_state) {
+                    return false;
+                }
+                *self.shared.pending.borrow_mut() = bytes;
+                host::log(
+                    LogLevel::Info,
+                    &format!(
+                        "interlock: policy {:?} validated ({} rules), not compiled: this VM is the first to configure it in this process (Envoy's configuration canary); it compiles it on its first stream",
+                        v.engine.version, v.engine.rules
+                    ),
+                );
+                true
+            }
+            Err(e) => {
+                host::log(LogLevel::Critical, &format!("interlock: configuration refused: {e}"));
+                false
+            }
+        }
+    }
+
+    /// Compiles the policy of a VM that only validated it, on its first stream. A failure (it
+    /// was validated: it cannot happen) leaves `live` empty, and the stream fails closed.
+    fn compile_pending(&self) {
+        let Some(bytes) = self.shared.pending.borrow_mut().take() else { return };
+        match config::load(Some(&bytes)) {
+            Ok(loaded) => {
+                let version = loaded.engine.version().to_owned();
+                let rules = loaded.engine.rule_count();
+                *self.shared.live.borrow_mut() = Some(Live::new(loaded.engine));
+                host::log(LogLevel::Info, &format!("interlock: policy {version:?} compiled on this VM's first stream ({rules} rules; it had only validated it)"));
+            }
+            Err(e) => host::log(LogLevel::Critical, &format!("interlock: policy validated earlier now refused, failing closed: {e}")),
+        }
+    }
 
     fn warn_failure(&mut self, what: &str) {
         self.failures = self.failures.saturating_add(1);
@@ -163,6 +224,13 @@ impl Context for Root {
 }
 
 impl RootContext for Root {
+    fn on_vm_start(&mut self, _vm_configuration_size: usize) -> bool {
+        if host::debug_enabled() {
+            host::log(LogLevel::Debug, "interlock: VM started");
+        }
+        true
+    }
+
     fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
         let bytes = match host::plugin_configuration() {
             Ok(b) => b,
@@ -171,21 +239,20 @@ impl RootContext for Root {
                 return false;
             }
         };
+        let position = bytes.as_deref().filter(|b| !b.is_empty()).and_then(configure_position);
+        if host::debug_enabled() {
+            let key = bytes.as_deref().map(claim_key).unwrap_or_default();
+            host::log(LogLevel::Debug, &format!("interlock: configuring ({key}: this VM is #{} to configure it in this process)", position.map_or("?".into(), |p| p.saturating_add(1).to_string())));
+        }
+        if position == Some(0) {
+            return self.configure_validate_only(bytes);
+        }
         match config::load(bytes.as_deref()) {
             Ok(loaded) => {
                 let version = loaded.engine.version().to_owned();
                 let rules = loaded.engine.rule_count();
-                let period = Duration::from_millis(loaded.enforcer.flush_interval_ms);
                 *self.shared.live.borrow_mut() = Some(Live::new(loaded.engine));
-                *self.shared.enforcer.borrow_mut() = loaded.enforcer;
-                *self.shared.hold_headers.borrow_mut() = loaded.hold_headers;
-                self.shared.access_log_state.set(loaded.access_log_state);
-                let node = host::property_str(&["node", "id"]).filter(|n| !n.is_empty()).unwrap_or_else(|| "envoy".into());
-                let tag = self.shared.ids.borrow_mut().tag();
-                self.shared.debug_logs.set(host::debug_enabled());
-                *self.shared.worker.borrow_mut() = format!("{node}/{tag}");
-                if let Err(e) = host::set_tick_period(period) {
-                    host::log(LogLevel::Critical, &format!("interlock: cannot schedule event flushing: {e}"));
+                if !self.settle(loaded.enforcer, loaded.hold_headers, loaded.access_log_state) {
                     return false;
                 }
                 host::log(LogLevel::Info, &format!("interlock: policy {version:?} loaded ({rules} rules)"));
@@ -209,10 +276,44 @@ impl RootContext for Root {
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+        self.compile_pending();
         Some(Box::new(Stream::new(Rc::clone(&self.shared))))
     }
 
     fn get_type(&self) -> Option<ContextType> {
         Some(ContextType::HttpContext)
     }
+}
+
+/// The shared-data key that counts the VMs that configured these exact bytes in this process:
+/// FNV-1a 64 of the bytes and their length (a collision only makes a VM compile what it could
+/// have only validated).
+fn claim_key(bytes: &[u8]) -> String {
+    let hash = bytes.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3));
+    format!("interlock.configured.{hash:016x}.{}", bytes.len())
+}
+
+/// This VM's place among the VMs of this Envoy process that configured these bytes (0: the
+/// first), taken with a compare-and-swap on a counter in shared data, so that only one VM is
+/// first. `None` when shared data fails (then the VM compiles, as before). Shared data cannot
+/// create a key only if it is absent: two VMs configuring never-seen bytes at the very same time
+/// could both see it absent and both be first; in Envoy the canary configures alone, before any
+/// other VM gets the configuration, and the cost would only be one slow first stream.
+fn configure_position(bytes: &[u8]) -> Option<u64> {
+    let key = claim_key(bytes);
+    for _ in 0..32 {
+        match host::shared_get(&key) {
+            Ok(Some((value, cas))) => {
+                let seen = std::str::from_utf8(&value).ok().and_then(|t| t.parse::<u64>().ok()).unwrap_or(1);
+                match host::shared_set(&key, seen.saturating_add(1).to_string().as_bytes(), Some(cas)) {
+                    Ok(()) => return Some(seen),
+                    Err(SetError::CasMismatch) => continue,
+                    Err(SetError::Host(_)) => return None,
+                }
+            }
+            Ok(None) => return host::shared_set(&key, b"1", None).ok().map(|()| 0),
+            Err(_) => return None,
+        }
+    }
+    None
 }

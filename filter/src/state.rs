@@ -17,8 +17,14 @@ use crate::live::Live;
 
 /// What a VM's contexts share.
 pub struct Shared {
-    /// `None` until `on_configure` succeeded.
+    /// `None` until `on_configure` succeeded, and in a VM that only validated its policy until
+    /// its first stream (see `pending`).
     pub live: RefCell<Option<Live>>,
+    /// The configuration of a VM that only validated it (the first VM of the process to configure
+    /// these bytes: Envoy's configuration canary, which never serves a stream): compiled into
+    /// `live` on this VM's first stream, if it ever gets one. The host hands the configuration
+    /// over only during `on_configure`, so it is kept.
+    pub pending: RefCell<Option<Vec<u8>>>,
     pub enforcer: RefCell<EnforcerConfig>,
     pub hold_headers: RefCell<bool>,
     pub access_log_state: std::cell::Cell<AccessLogState>,
@@ -39,6 +45,7 @@ impl Shared {
     pub fn new() -> Rc<Self> {
         Rc::new(Self {
             live: RefCell::new(None),
+            pending: RefCell::new(None),
             enforcer: RefCell::new(EnforcerConfig::default()),
             hold_headers: RefCell::new(true),
             access_log_state: std::cell::Cell::new(AccessLogState::default()),
