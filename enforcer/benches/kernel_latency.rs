@@ -43,7 +43,11 @@
 //! `BENCH_DESTROY_ITERATIONS` (default 50, per path), `BENCH_CONNECTIONS` (default 10000),
 //! `BENCH_DESTROY_PATHS` (default `netlink,iterator,iterator-2t`; a path written `NAME=BINARY`
 //! is run by that build of `interlock` instead of this one's, side by side with the others: a
-//! before/after comparison in one run; part 1 then also runs once per binary, taking turns).
+//! before/after comparison in one run; part 1 then also runs once per binary, taking turns),
+//! `BENCH_EVENT_PRIORITY` (the enforcers' `--event-priority`; default: theirs),
+//! `BENCH_TRACE_SLOW` (print each part-1 iteration whose event reached the handler over 1 ms after
+//! the POST, with the POST's CLOCK_MONOTONIC time, to find it in a `perf sched record -k
+//! CLOCK_MONOTONIC -a` trace of the run).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -275,6 +279,11 @@ fn connect_once(id: &str, enforcer: &Enforcer, w: &mut Workload, post: &mut Http
     m.inside.push(receipt["silenced"]["received_to_silenced_us"].as_u64().unwrap());
     m.done.push(receipt["received_to_kernel_us"].as_u64().unwrap());
     m.to_received.push(receipt["received_unix_us"].as_u64().unwrap().saturating_sub(t0_unix_us));
+    let to_received = receipt["received_unix_us"].as_u64().unwrap().saturating_sub(t0_unix_us);
+    if std::env::var_os("BENCH_TRACE_SLOW").is_some() && to_received > 1_000 {
+        // CLOCK_MONOTONIC, as `perf sched record -k CLOCK_MONOTONIC` stamps its events.
+        eprintln!("slow: POST written at monotonic {}.{:06} s, event received {to_received} us later", t0 / 1_000_000_000, t0 % 1_000_000_000 / 1_000);
+    }
     m.to_map.push(in_map.saturating_sub(t0) / 1_000);
     m.map_to_refused.push(refused_at.saturating_sub(in_map) / 1_000);
     // The attempt before the refused one was under way when the entry landed and was not
@@ -283,14 +292,17 @@ fn connect_once(id: &str, enforcer: &Enforcer, w: &mut Workload, post: &mut Http
     let straddles = prev_start <= in_map && prev_end >= in_map;
     match prev_how {
         "timeout" if straddles => m.in_flight_timed_out += 1,
-        "errno-103" if straddles => m.in_flight_aborted += 1,
+        "errno-103" if straddles => {
+            m.in_flight_aborted += 1;
+            m.map_to_aborted.push(prev_end.saturating_sub(in_map) / 1_000);
+        }
         _ => m.e2e_not_in_flight.push(refused_at.saturating_sub(t0) / 1_000),
     }
     enforcer.release("bench");
 }
 
 fn print_connect(m: &mut ConnectRuns, iterations: usize, build: &str) {
-    let ConnectRuns { e2e, inside, done, to_received, to_map, map_to_refused, e2e_not_in_flight, in_flight_timed_out, in_flight_aborted } = m;
+    let ConnectRuns { e2e, inside, done, to_received, to_map, map_to_refused, e2e_not_in_flight, in_flight_timed_out, in_flight_aborted, map_to_aborted } = m;
     println!("## Event to refused connect() (target: p99 <= 1,000 us), {iterations} iterations{build}");
     println!();
     println!("The workload calls connect() (with a {SPIN_CONNECT_TIMEOUT_MS} ms timeout, like an HTTP client) in a loop to a closed port");
@@ -309,6 +321,9 @@ fn print_connect(m: &mut ConnectRuns, iterations: usize, build: &str) {
     if !e2e_not_in_flight.is_empty() {
         row("POST written -> first EPERM, iterations with no connect() caught in flight", e2e_not_in_flight);
     }
+    if !map_to_aborted.is_empty() {
+        row("quarantine in the map -> the connect() caught in flight aborted (ECONNABORTED)", map_to_aborted);
+    }
     println!();
     println!(
         "Connects caught in flight: in {} of {iterations} iterations the workload's connect() before the refused one had passed the",
@@ -318,7 +333,7 @@ fn print_connect(m: &mut ConnectRuns, iterations: usize, build: &str) {
     println!(
         "silences it). {in_flight_timed_out} of them waited out the workload's {SPIN_CONNECT_TIMEOUT_MS} ms connect timeout (their first EPERM is {SPIN_CONNECT_TIMEOUT_MS} ms late by"
     );
-    println!("construction); {in_flight_aborted} were aborted by the enforcer (ECONNABORTED) right after the entry's write.");
+    println!("construction); {in_flight_aborted} were aborted by the enforcer (ECONNABORTED) after the entry's write (row above).");
     println!("Percentiles by nearest rank (with {iterations} iterations, p99 is the {}-th smallest).", (iterations * 99).div_ceil(100));
     println!();
 }
@@ -414,6 +429,9 @@ struct ConnectRuns {
     e2e_not_in_flight: Vec<u64>,
     in_flight_timed_out: usize,
     in_flight_aborted: usize,
+    /// Per connect caught in flight and aborted: from the quarantine's map write to its
+    /// ECONNABORTED in the workload.
+    map_to_aborted: Vec<u64>,
 }
 
 /// Part 2's figures, one value per iteration.
@@ -617,7 +635,9 @@ impl Enforcer {
     fn start(s: &Scratch, path: &DestroyPath) -> Enforcer {
         let mut child = Command::new(&path.bin)
             .args(["serve", "--kernel", "on", "--cleanup-on-exit", "--listen", "127.0.0.1:0"])
-            .args(["--socket-destroy", path.flag, "--socket-destroy-threads", &path.threads.to_string(), "--data-dir"])
+            .args(["--socket-destroy", path.flag, "--socket-destroy-threads", &path.threads.to_string()])
+            .args(std::env::var("BENCH_EVENT_PRIORITY").map(|p| vec!["--event-priority".to_owned(), p]).unwrap_or_default())
+            .arg("--data-dir")
             .arg(&s.data)
             .arg("--cgroup-root")
             .arg(&s.root)

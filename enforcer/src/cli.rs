@@ -332,10 +332,17 @@ fn serve(
     let priority = kernel_args.event_priority();
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     if priority != EventPriority::Off {
-        // Every thread of the runtime: the workers that read the events, and the blocking
-        // threads that append them to the log.
-        builder.on_thread_start(move || {
-            interlock_enforcer::kernel::sys::prioritize_event_thread(priority == EventPriority::Realtime);
+        // Every thread of the runtime starts fair and ahead of ordinary work; the blocking
+        // threads (the event log's fsync, reports, discovery) stay so.
+        builder.on_thread_start(interlock_enforcer::kernel::sys::prioritize_blocking_thread);
+        // The workers, which read every request and hand kernel-bound decisions to the kernel
+        // worker, as asked: once each, the first time they park (tokio runs this hook on its
+        // workers only, and a worker parks as soon as it is idle).
+        builder.on_thread_park(move || {
+            thread_local! { static ASKED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) }; }
+            if !ASKED.replace(true) {
+                interlock_enforcer::kernel::sys::prioritize_event_thread(priority);
+            }
         });
     }
     let runtime = builder.enable_all().build().context("cannot start the async runtime")?;
@@ -350,12 +357,20 @@ fn serve(
             }
         };
         let addr = listener.local_addr()?;
-        // A task run on a worker: that worker has started (and asked for its scheduling).
+        // A task run on a worker: that worker has started, and asks for its scheduling when it
+        // next parks.
         let _ = tokio::spawn(async {}).await;
+        for _ in 0..100 {
+            if priority == EventPriority::Off || interlock_enforcer::kernel::sys::event_threads_scheduling().is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
         eprintln!(
             "interlock enforcer: event threads scheduled {} (--event-priority {})",
             interlock_enforcer::kernel::sys::event_threads_scheduling().unwrap_or("as started"),
             match priority {
+                EventPriority::Deadline => "deadline",
                 EventPriority::Fair => "fair",
                 EventPriority::Realtime => "realtime",
                 EventPriority::Off => "off",

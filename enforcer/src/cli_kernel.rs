@@ -38,11 +38,13 @@ pub struct KernelArgs {
     /// whole TCP table; the aborts, most of the cost, are shared). 0: one per CPU, at most 4.
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u16).range(0..=64))]
     socket_destroy_threads: u16,
-    /// How the threads that receive decision events are scheduled: `fair` (nice -10 and a
-    /// 100 us slice, so a busy CPU is preempted when an event arrives), `realtime` (SCHED_FIFO 1,
-    /// as the kernel worker) or `off`. Needs CAP_SYS_NICE; what was obtained is printed at start
-    /// and shown in `GET /v1/kernel`.
-    #[arg(long, value_enum, env = "INTERLOCK_EVENT_PRIORITY", default_value_t = EventPriority::Fair)]
+    /// How the threads that receive decision events are scheduled: `deadline` (SCHED_DEADLINE,
+    /// at most 300 us of CPU every 1 ms per thread: ahead of everything the moment an event
+    /// arrives, bounded under a flood), `realtime` (SCHED_FIFO 1, as the kernel worker,
+    /// unbounded), `fair` (nice -10 and a 100 us slice: a busy workload can hold them off for a
+    /// scheduler tick) or `off`. Needs CAP_SYS_NICE (else fair, as far as allowed); what was
+    /// obtained is printed at start and shown in `GET /v1/kernel`.
+    #[arg(long, value_enum, env = "INTERLOCK_EVENT_PRIORITY", default_value_t = EventPriority::Deadline)]
     event_priority: EventPriority,
 }
 

@@ -298,14 +298,15 @@ impl Worker {
         let mut applied = self.kernel.apply(&planned, &resolved);
         let kernel_unix_us = now_unix_us();
         let received_to_kernel_us = u64::try_from(received.elapsed().as_micros()).unwrap_or(u64::MAX);
-        // Enforced. The rest (connects caught in flight, the receipt) at fair priority: at
-        // real-time priority it would hold, for half a millisecond and more, the CPU of the very
-        // workload that was just quarantined (bench/KERNEL.md).
-        if self.realtime() {
-            let _ = sys::relax_current_thread();
-        }
+        // The connects the quarantine caught in flight hang until they are aborted: still at
+        // real-time priority (one dump, ~0.3 ms; at fair priority a busy CPU held it off for
+        // milliseconds, bench/KERNEL.md section 4). The rest (the receipt) at fair priority: at
+        // real-time it would hold the CPU of the very workload that was just quarantined.
         if let Some(applied) = applied.as_mut() {
             self.kernel.abort_connecting(&planned, applied);
+        }
+        if self.realtime() {
+            let _ = sys::relax_current_thread();
         }
         // Who, for people: looked up after the kernel acted, so it never delays enforcement.
         // In a managed workload, among the workload's processes only (its cgroup tree's

@@ -202,6 +202,21 @@ impl Drop for Probe {
     }
 }
 
+/// (thread name, scheduling policy number) of every thread of `pid`, from /proc.
+fn thread_policies(pid: u32) -> Vec<(String, u32)> {
+    let mut out = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap().flatten() {
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default().trim().to_owned();
+        let sched = std::fs::read_to_string(task.path().join("sched")).unwrap_or_default();
+        let policy = sched
+            .lines()
+            .find_map(|l| l.strip_prefix("policy").and_then(|r| r.trim_start().strip_prefix(':')).map(|v| v.trim().parse().unwrap_or(u32::MAX)))
+            .unwrap_or(u32::MAX);
+        out.push((comm, policy));
+    }
+    out
+}
+
 fn keep_alive(req: Request) -> Request {
     req.header("connection", "keep-alive")
 }
@@ -565,6 +580,16 @@ fn a_quarantine_silences_live_connections_before_any_socket_is_destroyed() {
     let status = Request::get("/v1/kernel").bearer(&stack.admin_token()).send(stack.enforcer()).json();
     let programs = status["kernel"]["programs"].to_string();
     assert!(programs.contains("cgroup_skb/ingress") && programs.contains("cgroup_skb/egress"), "{status:#}");
+    // The threads an event arrives on run SCHED_DEADLINE by default (a busy workload cannot make
+    // them wait for a scheduler tick), as the status says and the kernel confirms per thread;
+    // the kernel worker SCHED_FIFO.
+    assert_eq!(status["event_threads_scheduling"], "SCHED_DEADLINE 300 us every 1 ms", "{status:#}");
+    assert_eq!(status["worker_scheduling"], "SCHED_FIFO 1", "{status:#}");
+    let pid = stack.pid(interlock_tests::Which::Enforcer).unwrap();
+    let policies = thread_policies(pid);
+    let workers: Vec<u32> = policies.iter().filter(|(comm, _)| comm == "tokio-rt-worker").map(|(_, p)| *p).collect();
+    assert!(workers.contains(&6), "no API worker thread is SCHED_DEADLINE (6): {policies:?}");
+    assert!(policies.iter().any(|(comm, p)| comm == "interlock-kerne" && *p == 1), "kernel worker not SCHED_FIFO (1): {policies:?}");
 
     drop(probe);
     stack.stop(interlock_tests::Which::Enforcer);
@@ -643,6 +668,57 @@ fn terminating_a_workload_destroys_its_sockets_and_no_bystanders() {
     assert_eq!(bystander.ask("connect"), "ok", "the bystander is not quarantined");
 
     drop((victim1, victim2, bystander));
+    stack.stop(interlock_tests::Which::Enforcer);
+    assert!(!scratch.pins.exists(), "pins left behind in {}", scratch.pins.display());
+}
+
+/// The netlink path (`--socket-destroy netlink`) lists a workload's sockets in one dump that
+/// covers both families: a workload with an IPv4 and an IPv6 connection loses both, and a
+/// bystander's IPv6 connection to the same listener stays open.
+#[test]
+fn terminating_a_workload_through_netlink_destroys_its_ipv4_and_ipv6_sockets() {
+    skip_unless_kernel!();
+    let Ok(listener6) = std::net::TcpListener::bind("[::1]:0") else {
+        eprintln!("SKIPPED: no IPv6 loopback on this machine");
+        return;
+    };
+    let scratch = Scratch::new("netlink");
+    let mut args = scratch.enforcer_args();
+    args.extend(["--socket-destroy".to_owned(), "netlink".to_owned()]);
+    let mut stack = Stack::start_with(StackOptions { enforcer_args: args, ..StackOptions::default() });
+    let listener4 = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let (addr4, addr6) = (listener4.local_addr().unwrap(), listener6.local_addr().unwrap());
+    let accept = |l: &std::net::TcpListener, what: &str| l.accept().unwrap_or_else(|e| panic!("accepting {what}: {e}"));
+
+    let mut victim4 = Probe::start(&scratch.root, "victim", addr4);
+    assert_eq!(victim4.ask("open"), "ok");
+    let (_v4_end, v4_peer) = accept(&listener4, "the victim's IPv4 connection");
+    let mut victim6 = Probe::start(&scratch.root, "victim", addr6);
+    assert_eq!(victim6.ask("open"), "ok");
+    let _v6_end = accept(&listener6, "the victim's IPv6 connection");
+    let mut bystander = Probe::start(&scratch.root, "bystander", addr6);
+    assert_eq!(bystander.ask("open"), "ok");
+    let (mut bystander_end, _) = accept(&listener6, "the bystander");
+
+    let event = workload_deny("terminate-netlink-1", "terminate-the-workload", v4_peer, addr4);
+    assert_eq!(Request::post("/v1/events").json(&event).send(stack.enforcer()).status, 200);
+    let records = wait_records(&stack, "terminate-netlink-1", |r| r.iter().any(|x| x["kind"] == "receipt" || x["kind"] == "refused"));
+    let receipt = records.iter().find(|r| r["kind"] == "receipt").unwrap_or_else(|| panic!("{records:#?}"));
+    assert_eq!(receipt["outcome"], "enforced", "{receipt:#}");
+    assert_eq!(receipt["sockets_destroyed_with"], "netlink", "{receipt:#}");
+    assert_eq!(receipt["sockets_destroyed"], 2, "the workload's IPv4 and IPv6 sockets: {receipt:#}");
+    let families: Vec<u64> = receipt["sockets"].as_array().unwrap().iter().map(|s| s["family"].as_u64().unwrap_or(0)).collect();
+    assert!(families.contains(&2) && families.contains(&10), "one socket of each family: {receipt:#}");
+
+    for (name, probe) in [("IPv4", &mut victim4), ("IPv6", &mut victim6)] {
+        let closed = probe.ask("wait_closed 5000");
+        assert!(closed.starts_with("reset") || closed.starts_with("err"), "the victim's {name} connection must be cut, got {closed:?}");
+    }
+    assert_eq!(bystander.ask("wait_closed 300"), "open", "a bystander's connection must survive");
+    bystander_end.write_all(b"x").unwrap();
+    assert_eq!(bystander.ask("wait_closed 2000"), "data 1", "the bystander's connection still carries data");
+
+    drop((victim4, victim6, bystander));
     stack.stop(interlock_tests::Which::Enforcer);
     assert!(!scratch.pins.exists(), "pins left behind in {}", scratch.pins.display());
 }

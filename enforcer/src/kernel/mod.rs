@@ -61,11 +61,16 @@ pub enum DestroyMode {
 /// scheduled ([`sys::prioritize_event_thread`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum EventPriority {
-    /// Fair scheduling, ahead of ordinary work: nice -10 and a 100 µs slice (Linux 6.12+), so
-    /// a waking API thread preempts a busy CPU at once; a flood of events still cannot starve
-    /// the node.
-    #[default]
+    /// Fair scheduling, ahead of ordinary work: nice -10 and a 100 µs slice (Linux 6.12+). A
+    /// flood of events cannot starve the node, but neither does a waking API thread always
+    /// preempt a busy CPU: EEVDF picks it only once it is eligible, which a thread that ran
+    /// recently is not, and then at the next scheduler tick (4 ms at HZ=250; bench/KERNEL.md).
     Fair,
+    /// SCHED_DEADLINE with a bounded bandwidth (300 µs of CPU every 1 ms per thread): ahead of
+    /// every other thread the moment an event arrives, yet a flood of requests cannot take more
+    /// than that; fair where the kernel refuses it.
+    #[default]
+    Deadline,
     /// SCHED_FIFO 1, as the kernel worker: ahead of every ordinary thread (bounded only by
     /// the kernel's real-time throttling).
     Realtime,
@@ -372,7 +377,7 @@ impl Kernel {
     /// After [`Kernel::apply`]: aborts the workload's connects the quarantine caught in flight
     /// ([`Enforcing::abort_connecting`]), when the plan quarantined something and did not
     /// terminate the whole workload (which destroyed these with every other socket). Separate,
-    /// so the worker does it after the enforcement proper, at ordinary priority.
+    /// so the worker does it after the enforcement proper (the map write) is done.
     pub fn abort_connecting(&mut self, plan: &Plan, applied: &mut Applied) {
         let Kernel::Enforcing(k) = self else { return };
         if let Some(q) = &plan.quarantine
@@ -547,7 +552,8 @@ impl Enforcing {
     /// retries, so each would hang until its caller's timeout (or the kernel's SYN retries,
     /// about two minutes) and then fail; aborted now, it fails at once (ECONNABORTED, and no
     /// reset: nothing was connected) and the next connect() is refused (EPERM). One sock_diag
-    /// dump of the workload's SYN_SENT sockets (cgroup and state filtered in the kernel).
+    /// dump of the workload's SYN_SENT sockets (cgroup and state filtered in the kernel, both
+    /// families in one walk of the TCP table).
     /// A connect that had passed the hook but was not yet in the hash table when the dump ran
     /// (a window of about a microsecond) is not seen: it stays silenced until its timeout.
     fn abort_connecting(&mut self, q: &QuarantinePlan, applied: &mut Applied) {

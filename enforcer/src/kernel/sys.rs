@@ -162,17 +162,62 @@ pub const EVENT_SLICE_NS: u64 = 100_000;
 /// What the threads that receive decision events (the API's runtime) obtained, once one asked.
 static EVENT_THREADS: std::sync::OnceLock<&'static str> = std::sync::OnceLock::new();
 
-/// Schedules the calling thread (one of the API's runtime threads, which receive the decision
-/// events) ahead of ordinary work, so an agent that keeps every CPU busy cannot delay its own
-/// quarantine by a scheduler slice. `realtime`: as the kernel worker
-/// ([`prioritize_current_thread`]). Otherwise fair scheduling still (a flood of events cannot
-/// starve the node): nice -10 and a 100 µs slice ([`EVENT_SLICE_NS`]) with `sched_setattr`;
-/// without CAP_SYS_NICE the slice alone; on a kernel that refuses both, nice -10 if allowed.
-/// Returns, and records for [`event_threads_scheduling`], what was obtained.
-pub fn prioritize_event_thread(realtime: bool) -> &'static str {
-    let got = if realtime { prioritize_current_thread() } else { fair_with_short_slice() };
+/// Schedules the calling thread (one of the API's runtime workers, which receive the decision
+/// events) as `priority` asks, so an agent that keeps every CPU busy cannot delay its own
+/// quarantine: [`deadline_or_fair`] (the default), [`prioritize_current_thread`] (`realtime`,
+/// as the kernel worker) or [`fair_with_short_slice`]. Returns, and records for
+/// [`event_threads_scheduling`], what was obtained.
+pub fn prioritize_event_thread(priority: super::EventPriority) -> &'static str {
+    let got = match priority {
+        super::EventPriority::Deadline => deadline_or_fair(),
+        super::EventPriority::Realtime => prioritize_current_thread(),
+        super::EventPriority::Fair | super::EventPriority::Off => fair_with_short_slice(),
+    };
     let _ = EVENT_THREADS.set(got);
     got
+}
+
+/// The bandwidth an event thread reserves under `--event-priority deadline`: at most
+/// [`EVENT_DL_RUNTIME_NS`] of CPU in every [`EVENT_DL_PERIOD_NS`].
+pub const EVENT_DL_RUNTIME_NS: u64 = 300_000;
+pub const EVENT_DL_PERIOD_NS: u64 = 1_000_000;
+
+/// SCHED_DEADLINE (linux/sched.h; not in the libc crate).
+const SCHED_DEADLINE: u32 = 6;
+
+/// The calling thread as a SCHED_DEADLINE task reserving [`EVENT_DL_RUNTIME_NS`] every
+/// [`EVENT_DL_PERIOD_NS`]: it runs ahead of every fair and real-time thread the moment it wakes
+/// (a quarantined workload keeping the CPU busy cannot delay it by a scheduler tick, which fair
+/// scheduling can: bench/KERNEL.md), yet the kernel's bandwidth control throttles it once it has
+/// used its runtime in a period, so a flood of requests takes at most 30% of a CPU per thread
+/// (SCHED_FIFO has no such bound short of the node-wide real-time throttling). Threads it
+/// starts are ordinary (SCHED_FLAG_RESET_ON_FORK: the kernel refuses a deadline task's fork
+/// without it). Falls back to [`fair_with_short_slice`] where refused (no CAP_SYS_NICE, the
+/// deadline bandwidth of the node already taken, a kernel without it).
+fn deadline_or_fair() -> &'static str {
+    let attr = libc::sched_attr {
+        size: u32::try_from(size_of::<libc::sched_attr>()).unwrap_or(48),
+        sched_policy: SCHED_DEADLINE,
+        sched_flags: u64::try_from(libc::SCHED_FLAG_RESET_ON_FORK).unwrap_or(1),
+        sched_nice: 0,
+        sched_priority: 0,
+        sched_runtime: EVENT_DL_RUNTIME_NS,
+        sched_deadline: EVENT_DL_PERIOD_NS,
+        sched_period: EVENT_DL_PERIOD_NS,
+    };
+    // SAFETY: `attr` is a valid, initialized sched_attr whose `size` is its own size, and
+    // outlives the call; pid 0 is the calling thread; flags 0.
+    if unsafe { libc::syscall(libc::SYS_sched_setattr, 0, &raw const attr, 0) } == 0 {
+        return "SCHED_DEADLINE 300 us every 1 ms";
+    }
+    fair_with_short_slice()
+}
+
+/// A thread of the API's runtime other than its workers (the blocking pool: the event log's
+/// fsync, reports, discovery): fair scheduling ahead of ordinary work, never real-time, which is
+/// kept for the threads an event arrives on.
+pub fn prioritize_blocking_thread() {
+    let _ = fair_with_short_slice();
 }
 
 /// Back to fair scheduling (nice -10 and a 100 µs slice, as far as allowed) for the rest of a
