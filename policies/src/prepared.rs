@@ -253,8 +253,8 @@ impl<'de, T: Compile> Deserialize<'de> for Prepared<T> {
 }
 
 /// A policy document read only to be validated (issue 7, memory: a VM that will not decide, such
-/// as Envoy's configuration canary, must refuse exactly what a deciding VM refuses without keeping,
-/// even at peak, the tables it would never use).
+/// as the main thread's VM in Envoy, must refuse exactly what a deciding VM refuses without
+/// keeping, even at peak, the tables it would never use).
 ///
 /// It reads as [`PreparedPolicy`] does, with the same derived deserializers, and every rule and
 /// grant is compiled as it is read, by the same code; what is kept of each is only what the
