@@ -1,20 +1,21 @@
 //! The plugin configuration (Envoy's `configuration`, Istio's `pluginConfig`): the policy and how
 //! to reach the enforcer. Strict: an unknown field or a bad policy refuses the configuration.
 
-use interlock_policies::{Engine, PolicyError, PreparedPolicy};
+use interlock_policies::{Engine, PolicyError, PolicySummary, PreparedPolicy, ValidatedPolicy};
 use serde::Deserialize;
 use thiserror::Error;
 
 use crate::events::Limits;
 
-/// The plugin configuration as written.
+/// The plugin configuration as written. `P` is how the policy is read: compiled
+/// ([`PreparedPolicy`]) or only validated ([`ValidatedPolicy`], same errors).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct PluginConfig {
+pub struct PluginConfig<P = PreparedPolicy> {
     /// The policy document, inline. Read straight from the configuration bytes, its rules
     /// compiled as they are read: neither a JSON tree nor the whole typed form of a policy that
     /// may hold 100,000 rules is ever built.
-    pub policy: PreparedPolicy,
+    pub policy: P,
     /// Where decision events go.
     #[serde(default)]
     pub enforcer: EnforcerConfig,
@@ -146,9 +147,10 @@ pub enum ConfigError {
     Policy(#[from] PolicyError),
 }
 
-/// A validated configuration with its compiled engine.
-pub struct Loaded {
-    pub engine: Engine,
+/// A validated configuration with its compiled engine (or, from [`validate`], only what its
+/// policy is: `E` = [`PolicySummary`]).
+pub struct Loaded<E = Engine> {
+    pub engine: E,
     pub enforcer: EnforcerConfig,
     pub hold_headers: bool,
     pub access_log_state: AccessLogState,
@@ -156,13 +158,31 @@ pub struct Loaded {
 
 /// Parses and validates the configuration bytes and compiles the policy.
 pub fn load(bytes: Option<&[u8]>) -> Result<Loaded, ConfigError> {
+    let (cfg, policy) = read::<PreparedPolicy>(bytes)?;
+    // Compiled by the same validation `interlock check` uses (duplicate keys were refused by the
+    // strict check, which covers the policy too). The document is consumed as it compiles.
+    let engine = Engine::from_prepared(policy)?;
+    Ok(Loaded { engine, enforcer: cfg.enforcer, hold_headers: cfg.hold_headers, access_log_state: cfg.access_log_state })
+}
+
+/// What [`load`] does, keeping no compiled policy: the same checks in the same order, so the same
+/// configurations are refused with the same errors (for a VM that will not decide, issue 7).
+pub fn validate(bytes: Option<&[u8]>) -> Result<Loaded<PolicySummary>, ConfigError> {
+    let (cfg, policy) = read::<ValidatedPolicy>(bytes)?;
+    let engine = policy.check()?;
+    Ok(Loaded { engine, enforcer: cfg.enforcer, hold_headers: cfg.hold_headers, access_log_state: cfg.access_log_state })
+}
+
+/// Reads the configuration and checks everything but the policy's cross-checks; returns the rest
+/// of the configuration and the policy as read.
+fn read<P: serde::de::DeserializeOwned>(bytes: Option<&[u8]>) -> Result<(PluginConfig<()>, P), ConfigError> {
     let bytes = bytes.filter(|b| !b.is_empty()).ok_or(ConfigError::Missing)?;
     // Strict first: serde would silently keep the last of two duplicate keys, inside the policy
     // as anywhere else. The check builds nothing (wasm memory keeps its peak for good, in every
     // VM), then the typed configuration, policy included, is read from the same bytes once.
     interlock_policies::json::check_strict(bytes, 64).map_err(|e| ConfigError::Malformed { path: "$".into(), reason: e.to_string() })?;
     let de = &mut serde_json::Deserializer::from_slice(bytes);
-    let cfg: PluginConfig = serde_path_to_error::deserialize(de).map_err(|e| {
+    let cfg: PluginConfig<P> = serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
         let reason = e.inner().to_string();
         // Errors inside the policy read as `interlock check` reports them: `$.rules[0].id`.
@@ -184,8 +204,6 @@ pub fn load(bytes: Option<&[u8]>) -> Result<Loaded, ConfigError> {
     check("max_batch", e.max_batch as u64, 1, 5_000, "1..=5000")?;
     check("timeout_ms", e.timeout_ms, 100, 60_000, "100..=60000")?;
     check("state_wait_ms", e.state_wait_ms, 1_000, 55_000, "1000..=55000")?;
-    // Compiled by the same validation `interlock check` uses (duplicate keys were refused by the
-    // strict check above, which covers the policy too). The document is consumed as it compiles.
-    let engine = Engine::from_prepared(cfg.policy)?;
-    Ok(Loaded { engine, enforcer: cfg.enforcer, hold_headers: cfg.hold_headers, access_log_state: cfg.access_log_state })
+    let PluginConfig { policy, enforcer, hold_headers, access_log_state } = cfg;
+    Ok((PluginConfig { policy: (), enforcer, hold_headers, access_log_state }, policy))
 }

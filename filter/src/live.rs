@@ -12,11 +12,15 @@
 //! policy into its own memory and swaps its snapshot. A request keeps the snapshot it started
 //! with, so no decision mixes two versions. Generation 0 is the policy of the plugin
 //! configuration (the bootstrap, used until the enforcer serves one).
+//!
+//! The VM that never decides (the main thread's, `root.rs`) follows the same state holding only
+//! what each policy is ([`Held`] for `Rc<PolicySummary>`): it validates what it receives with the
+//! compiler's own checks, so it refuses and publishes exactly what a compiling VM would.
 
 use std::rc::Rc;
 
 use interlock_policies::revocation::{Revocation, RevocationSet};
-use interlock_policies::Engine;
+use interlock_policies::{Engine, PolicyError, PolicySummary, ValidatedPolicy};
 use proxy_wasm::types::LogLevel;
 use serde::Deserialize;
 
@@ -33,19 +37,61 @@ fn revocations_slot(version: u64) -> String {
     format!("interlock.revocations.{}", version % 2)
 }
 
+/// What a VM keeps of each policy it follows: the compiled engine (a VM that decides), or only
+/// what the policy is (the VM that only validates).
+pub trait Held: Clone {
+    /// Reads a policy's JSON text: compiles it, or only validates it; the same errors either way.
+    fn read(text: &str) -> Result<Self, PolicyError>;
+    /// The document's `version`.
+    fn version(&self) -> &str;
+    /// What the log says when this VM follows policy `generation`.
+    fn adopted(&self, generation: u64) -> String;
+}
+
+impl Held for Rc<Engine> {
+    fn read(text: &str) -> Result<Self, PolicyError> {
+        Engine::from_json(text).map(Rc::new)
+    }
+
+    fn version(&self) -> &str {
+        Engine::version(self)
+    }
+
+    fn adopted(&self, generation: u64) -> String {
+        format!("interlock: now deciding with policy {:?} (generation {generation})", Engine::version(self))
+    }
+}
+
+impl Held for Rc<PolicySummary> {
+    fn read(text: &str) -> Result<Self, PolicyError> {
+        ValidatedPolicy::validate_json(text).map(Rc::new)
+    }
+
+    fn version(&self) -> &str {
+        &self.version
+    }
+
+    fn adopted(&self, generation: u64) -> String {
+        format!(
+            "interlock: policy {:?} (generation {generation}) validated ({} rules), not compiled: this VM validates only",
+            self.version, self.rules
+        )
+    }
+}
+
 /// What one decision uses: one policy and one revocation set, of one version.
 #[derive(Clone)]
-pub struct Snapshot {
+pub struct Snapshot<P = Rc<Engine>> {
     pub version: u64,
     pub generation: u64,
-    pub engine: Rc<Engine>,
+    pub engine: P,
     pub revocations: Rc<RevocationSet>,
 }
 
-/// A worker's view of the live state.
-pub struct Live {
-    pub current: Snapshot,
-    bootstrap: Rc<Engine>,
+/// A worker's view of the live state (`P`: what it keeps of each policy, see [`Held`]).
+pub struct Live<P = Rc<Engine>> {
+    pub current: Snapshot<P>,
+    bootstrap: P,
     /// A generation this VM refused to compile: not asked for again.
     rejected_generation: u64,
     pub poll_in_flight: Option<u32>,
@@ -69,11 +115,10 @@ struct StateAnswer {
     revocations: Vec<Revocation>,
 }
 
-impl Live {
-    pub fn new(bootstrap: Engine) -> Self {
-        let bootstrap = Rc::new(bootstrap);
+impl<P: Held> Live<P> {
+    pub fn new(bootstrap: P) -> Self {
         Self {
-            current: Snapshot { version: 0, generation: 0, engine: Rc::clone(&bootstrap), revocations: Rc::new(RevocationSet::default()) },
+            current: Snapshot { version: 0, generation: 0, engine: bootstrap.clone(), revocations: Rc::new(RevocationSet::default()) },
             bootstrap,
             rejected_generation: 0,
             poll_in_flight: None,
@@ -82,6 +127,17 @@ impl Live {
             polled: false,
             synced_ms: 0,
         }
+    }
+
+    /// `next` (this VM's policy, now compiled) takes this view's place: the poll in flight, its
+    /// back-off and the generation refused go over; the caller then syncs `next` to the pointer.
+    pub fn hand_over<Q>(self, mut next: Live<Q>) -> Live<Q> {
+        next.rejected_generation = self.rejected_generation;
+        next.poll_in_flight = self.poll_in_flight;
+        next.next_poll_ms = self.next_poll_ms;
+        next.poll_failures = self.poll_failures;
+        next.polled = self.polled;
+        next
     }
 
     /// The path of the next long poll.
@@ -97,7 +153,7 @@ impl Live {
 
     /// Adopts what other workers published, if the pointer moved. Called on every tick and on
     /// every answer to this worker's own long poll.
-    pub fn sync(&mut self, metrics: &mut Metrics) -> Snapshot {
+    pub fn sync(&mut self, metrics: &mut Metrics) -> Snapshot<P> {
         if let Some((version, generation, _)) = read_pointer().filter(|(v, _, _)| *v > self.current.version) {
             self.adopt(version, generation, None, metrics);
         }
@@ -109,7 +165,7 @@ impl Live {
     /// read (about a microsecond inside Envoy); under load a millisecond holds tens of requests,
     /// and each worker also hears every change from its own long poll. A change another worker
     /// published therefore reaches this one's requests within a millisecond of its pointer write.
-    pub fn sync_at(&mut self, now_ms: u64, metrics: &mut Metrics) -> Snapshot {
+    pub fn sync_at(&mut self, now_ms: u64, metrics: &mut Metrics) -> Snapshot<P> {
         if now_ms == 0 || now_ms != self.synced_ms {
             self.synced_ms = now_ms;
             return self.sync(metrics);
@@ -118,17 +174,17 @@ impl Live {
     }
 
     /// Loads (version, generation) from the slots; `compiled` is a policy this worker already has.
-    fn adopt(&mut self, version: u64, generation: u64, compiled: Option<Rc<Engine>>, metrics: &mut Metrics) {
+    fn adopt(&mut self, version: u64, generation: u64, compiled: Option<P>, metrics: &mut Metrics) {
         let engine = if generation == self.current.generation {
-            Some(Rc::clone(&self.current.engine))
+            Some(self.current.engine.clone())
         } else if generation == 0 {
-            Some(Rc::clone(&self.bootstrap))
+            Some(self.bootstrap.clone())
         } else if let Some(e) = compiled {
             Some(e)
         } else {
             match read_slot(&policy_slot(generation), generation) {
-                Some(text) => match Engine::from_json(&text) {
-                    Ok(e) => Some(Rc::new(e)),
+                Some(text) => match P::read(&text) {
+                    Ok(e) => Some(e),
                     Err(e) => {
                         metrics.add(state::POLICY_REJECTED, 1);
                         host::log(LogLevel::Error, &format!("interlock: shared policy generation {generation} refused: {e}"));
@@ -150,11 +206,11 @@ impl Live {
         let (generation, engine) = match engine {
             Some(e) => (generation, e),
             // Keep deciding with the last good policy; take the new revocations.
-            None => (self.current.generation, Rc::clone(&self.current.engine)),
+            None => (self.current.generation, self.current.engine.clone()),
         };
         if generation != self.current.generation {
             metrics.add(state::POLICY_UPDATES, 1);
-            host::log(LogLevel::Info, &format!("interlock: now deciding with policy {:?} (generation {generation})", engine.version()));
+            host::log(LogLevel::Info, &engine.adopted(generation));
         }
         self.current = Snapshot { version, generation, engine, revocations };
         metrics.set_gauge(state::REVOCATIONS_ACTIVE, self.current.revocations.len() as u64);
@@ -174,12 +230,13 @@ impl Live {
         if answer.version <= self.current.version {
             return;
         }
-        // Compile before publishing: a policy this filter cannot run never reaches shared data.
+        // Compile (or validate, the same checks) before publishing: a policy this filter cannot
+        // run never reaches shared data.
         let mut generation = self.current.generation;
         let mut compiled = None;
         if let Some(policy) = answer.policy.filter(|_| answer.policy_generation != self.current.generation) {
             let text = policy.to_string();
-            match Engine::from_json(&text) {
+            match P::read(&text) {
                 Ok(e) => {
                     let slot = policy_slot(answer.policy_generation);
                     if let Err(e) = host::shared_set(&slot, format!("{}\n{text}", answer.policy_generation).as_bytes(), None) {
@@ -187,7 +244,7 @@ impl Live {
                         return;
                     }
                     generation = answer.policy_generation;
-                    compiled = Some(Rc::new(e));
+                    compiled = Some(e);
                 }
                 Err(e) => {
                     metrics.add(state::POLICY_REJECTED, 1);

@@ -8,6 +8,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 
+use interlock_policies::PolicySummary;
 use interlock_policies::ratelimit::Leases;
 
 use crate::config::{AccessLogState, EnforcerConfig};
@@ -17,8 +18,17 @@ use crate::live::Live;
 
 /// What a VM's contexts share.
 pub struct Shared {
-    /// `None` until `on_configure` succeeded.
+    /// `None` until `on_configure` succeeded, and in a VM that only validates (the main thread's,
+    /// see `root.rs`) until its first stream (see `pending`).
     pub live: RefCell<Option<Live>>,
+    /// The configuration of a VM that only validated it (the main thread's VM, which never serves
+    /// a stream): compiled into `live` on this VM's first stream, if it ever gets one. The host
+    /// hands the configuration over only during `on_configure`, so it is kept (its bytes were in
+    /// this VM's memory at the validation's peak anyway: keeping them grows nothing).
+    pub pending: RefCell<Option<Vec<u8>>>,
+    /// The live state as the VM that only validates follows it: what each policy is, no tables.
+    /// Replaced by `live` on that VM's first stream.
+    pub validated: RefCell<Option<Live<Rc<PolicySummary>>>>,
     pub enforcer: RefCell<EnforcerConfig>,
     pub hold_headers: RefCell<bool>,
     pub access_log_state: std::cell::Cell<AccessLogState>,
@@ -39,6 +49,8 @@ impl Shared {
     pub fn new() -> Rc<Self> {
         Rc::new(Self {
             live: RefCell::new(None),
+            pending: RefCell::new(None),
+            validated: RefCell::new(None),
             enforcer: RefCell::new(EnforcerConfig::default()),
             hold_headers: RefCell::new(true),
             access_log_state: std::cell::Cell::new(AccessLogState::default()),

@@ -4,17 +4,34 @@
 // Test helpers stop loudly on a broken fixture.
 #![allow(clippy::unwrap_used, clippy::panic)]
 
-use interlock_filter::config::{ConfigError, load};
+use interlock_filter::config::{ConfigError, load, validate};
 
 fn policy(extra: &str) -> String {
     format!(r#"{{"version":"v1","governed":[{{"id":"mcp","path":"/mcp","protocol":"mcp"}}],"rules":[{{"id":"r1","effect":"deny","http":{{"paths":["/admin/**"]}}}}]{extra}}}"#)
 }
 
+/// The error `load` gives, which `validate` (the same checks, nothing kept) must give too.
 fn error(config: &str) -> String {
+    let validated = validate(Some(config.as_bytes())).err().map(|e| e.to_string());
     match load(Some(config.as_bytes())) {
         Ok(_) => panic!("accepted: {config}"),
-        Err(e) => e.to_string(),
+        Err(e) => {
+            assert_eq!(validated.as_deref(), Some(e.to_string().as_str()), "validate-only: {config}");
+            e.to_string()
+        }
     }
+}
+
+#[test]
+fn validating_only_accepts_what_loading_accepts() {
+    let config = format!(r#"{{"policy":{},"hold_headers":false,"enforcer":{{"max_batch":7}}}}"#, policy(""));
+    let loaded = load(Some(config.as_bytes())).unwrap();
+    let validated = validate(Some(config.as_bytes())).unwrap();
+    assert_eq!((validated.engine.version.as_str(), validated.engine.rules), (loaded.engine.version(), loaded.engine.rule_count()));
+    assert_eq!((validated.hold_headers, validated.enforcer.max_batch), (false, 7));
+    let demo = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../policies/examples/demo.json")).unwrap();
+    let config = format!(r#"{{"policy":{demo}}}"#);
+    assert_eq!(validate(Some(config.as_bytes())).unwrap().engine.rules, load(Some(config.as_bytes())).unwrap().engine.rule_count());
 }
 
 #[test]
@@ -58,6 +75,8 @@ fn enforcer_bounds_are_checked_and_named() {
         ("batch too large", r#"{"max_batch":5001}"#, Some("$.enforcer.max_batch: 5001 is out of range 1..=5000")),
     ] {
         let config = format!(r#"{{"policy":{},"enforcer":{enforcer}}}"#, policy(""));
+        let validated = validate(Some(config.as_bytes())).err().map(|e| e.to_string());
+        assert_eq!(validated, load(Some(config.as_bytes())).err().map(|e| e.to_string()), "{name}: validate-only");
         match (load(Some(config.as_bytes())), expected) {
             (Ok(loaded), None) => {
                 let limits = loaded.enforcer.limits();

@@ -37,7 +37,7 @@ pub use engine::Engine;
 pub use error::PolicyError;
 pub use eval::{HeadersVerdict, LimitCheck, PendingBody};
 pub use event::DecisionEvent;
-pub use prepared::PreparedPolicy;
+pub use prepared::{PolicySummary, PreparedPolicy, ValidatedPolicy};
 pub use request::{HttpRequest, VerifiedIdentity};
 pub use schema::PolicyDocument;
 pub use text::Text;

@@ -21,6 +21,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::marker::PhantomData;
+use std::sync::Arc;
 
 use serde::de::{DeserializeOwned, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer};
@@ -47,9 +48,11 @@ pub struct PreparedPolicy(pub(crate) mirror::PolicyDocument);
 pub(crate) mod mirror {
     use super::*;
 
+    /// Generic over the list elements only so that [`super::ValidatedPolicy`] reads the same
+    /// document with slimmed rules; the defaults are the compiled ones.
     #[derive(Deserialize)]
-    #[serde(deny_unknown_fields)]
-    pub(crate) struct PolicyDocument {
+    #[serde(deny_unknown_fields, bound(deserialize = ""))]
+    pub(crate) struct PolicyDocument<R: Compile = Rule, G: Compile = Grant> {
         /// Read (a value that is not a string is refused, as before) and dropped.
         #[serde(rename = "$schema", default)]
         pub(crate) _schema: Option<Dropped>,
@@ -63,9 +66,9 @@ pub(crate) mod mirror {
         #[serde(default)]
         pub(crate) default_action: DefaultAction,
         #[serde(default)]
-        pub(crate) agents: BTreeMap<String, AgentPolicy>,
+        pub(crate) agents: BTreeMap<String, AgentPolicy<G>>,
         #[serde(default)]
-        pub(crate) rules: Prepared<Rule>,
+        pub(crate) rules: Prepared<R>,
         #[serde(default)]
         pub(crate) rate_limits: Vec<RateLimit>,
         #[serde(default)]
@@ -73,13 +76,19 @@ pub(crate) mod mirror {
     }
 
     /// An agent's entry with its grants compiled.
-    #[derive(Default, Deserialize)]
-    #[serde(deny_unknown_fields)]
-    pub(crate) struct AgentPolicy {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields, bound(deserialize = ""))]
+    pub(crate) struct AgentPolicy<G: Compile = Grant> {
         #[serde(rename = "description", default)]
         pub(crate) _description: Option<Dropped>,
         #[serde(default)]
-        pub(crate) grants: Prepared<Grant>,
+        pub(crate) grants: Prepared<G>,
+    }
+
+    impl<G: Compile> Default for AgentPolicy<G> {
+        fn default() -> Self {
+            Self { _description: None, grants: Prepared::default() }
+        }
     }
 }
 
@@ -243,6 +252,152 @@ impl<'de, T: Compile> Deserialize<'de> for Prepared<T> {
     }
 }
 
+/// A policy document read only to be validated (issue 7, memory: a VM that will not decide, such
+/// as the main thread's VM in Envoy, must refuse exactly what a deciding VM refuses without
+/// keeping, even at peak, the tables it would never use).
+///
+/// It reads as [`PreparedPolicy`] does, with the same derived deserializers, and every rule and
+/// grant is compiled as it is read, by the same code; what is kept of each is only what the
+/// document-wide checks look at (its id, effect and mode, and the agents a rule names), not its
+/// clauses. [`ValidatedPolicy::check`] then runs the very compiler [`crate::Engine::from_prepared`]
+/// runs, over those slim rules, so the cross-checks (repeated or reserved ids, unknown agents,
+/// rate limits, data rules, identity, inspection, governed routes) and the order they are made in
+/// are the same, and so is the first error. Its engine is dropped before it returns: without
+/// their clauses its rules would match any request.
+#[derive(Deserialize)]
+#[serde(transparent)]
+pub struct ValidatedPolicy(mirror::PolicyDocument<Slim<Rule>, Slim<Grant>>);
+
+/// What a validated policy is: enough to say what was accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicySummary {
+    /// The document's `version`.
+    pub version: String,
+    /// Document rules and agent grants, as [`crate::Engine::rule_count`] counts them.
+    pub rules: usize,
+}
+
+impl fmt::Debug for ValidatedPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ValidatedPolicy")
+            .field("version", &self.0.version)
+            .field("agents", &self.0.agents.len())
+            .field("rules", &self.0.rules.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ValidatedPolicy {
+    /// Reads and validates a policy's JSON text, as [`crate::Engine::from_json`] reads it (shape
+    /// errors first, then duplicate keys, then the compiler's checks), keeping nothing compiled.
+    pub fn validate_json(text: &str) -> Result<PolicySummary, PolicyError> {
+        let de = &mut serde_json::Deserializer::from_str(text);
+        let doc: Self = serde_path_to_error::deserialize(de).map_err(|e| {
+            let p = e.path().to_string();
+            PolicyError::Malformed {
+                path: if p == "." || p.is_empty() { "$".to_owned() } else { format!("$.{p}") },
+                reason: e.inner().to_string(),
+            }
+        })?;
+        crate::json::check_strict(text.as_bytes(), 64).map_err(|e| PolicyError::Malformed {
+            path: "$".into(),
+            reason: e.to_string(),
+        })?;
+        doc.check()
+    }
+
+    /// Runs the compiler's document-wide checks; the first error is the one
+    /// [`crate::Engine::from_prepared`] would return for the same text.
+    pub fn check(self) -> Result<PolicySummary, PolicyError> {
+        let doc = self.0;
+        let agents = doc
+            .agents
+            .into_iter()
+            .map(|(name, a)| {
+                (
+                    name,
+                    mirror::AgentPolicy {
+                        _description: a._description,
+                        grants: a.grants.unwrap_slim(),
+                    },
+                )
+            })
+            .collect();
+        let prepared = PreparedPolicy(mirror::PolicyDocument {
+            _schema: doc._schema,
+            version: doc.version,
+            identity: doc.identity,
+            inspection: doc.inspection,
+            governed: doc.governed,
+            default_action: doc.default_action,
+            agents,
+            rules: doc.rules.unwrap_slim(),
+            rate_limits: doc.rate_limits,
+            data_rules: doc.data_rules,
+        });
+        // Never returned: its rules have no clauses.
+        let engine = crate::Engine::from_prepared(prepared)?;
+        Ok(PolicySummary {
+            version: engine.version().to_owned(),
+            rules: engine.rule_count(),
+        })
+    }
+}
+
+/// A list element compiled, checked, and kept without its clauses (see [`ValidatedPolicy`]).
+/// Transparent, so it reads, and fails to read, exactly as `T` does.
+#[derive(Deserialize)]
+#[serde(transparent)]
+pub(crate) struct Slim<T>(T);
+
+/// A compiled rule cut down to what the compiler's cross-checks read: the id (the reason shares
+/// its allocation), effect and mode; no clauses, so no tables are built from it.
+fn slim(rule: CompiledRule) -> CompiledRule {
+    CompiledRule {
+        reason: Arc::clone(&rule.id),
+        id: rule.id,
+        effect: rule.effect,
+        mode: rule.mode,
+        http: None,
+        rpc: None,
+        kernel: None,
+        revoke: None,
+    }
+}
+
+impl Compile for Slim<Rule> {
+    type Compiled = PreparedRule;
+
+    fn compile(&self, path: &str) -> Result<PreparedRule, PolicyError> {
+        let PreparedRule { rule, agents } = self.0.compile(path)?;
+        Ok(PreparedRule {
+            rule: slim(rule),
+            agents,
+        })
+    }
+}
+
+impl Compile for Slim<Grant> {
+    type Compiled = CompiledRule;
+
+    fn compile(&self, path: &str) -> Result<CompiledRule, PolicyError> {
+        self.0.compile(path).map(slim)
+    }
+}
+
+impl<T: Compile> Prepared<Slim<T>>
+where
+    Slim<T>: Compile<Compiled = T::Compiled>,
+{
+    /// The same list as the compiler takes it: slim elements, and the failed one as read.
+    fn unwrap_slim(self) -> Prepared<T> {
+        Prepared {
+            compiled: self.compiled,
+            failed: self.failed.map(|f| Box::new(f.0)),
+        }
+    }
+}
+
 impl From<PolicyDocument> for PreparedPolicy {
     fn from(doc: PolicyDocument) -> Self {
         let agents = doc
@@ -361,6 +516,101 @@ mod tests {
         let doc = serde_json::json!({"version": "v", "agents": {"a": {"grants": [grant("g")]}}, "rate_limits": [{"id": "g", "key": ["agent"], "requests": 1, "per_seconds": 1}]});
         let err = crate::Engine::from_json(&doc.to_string()).err();
         assert_eq!(err.as_ref().map(PolicyError::path), Some("$.rate_limits[0].id"), "{err:?}");
+    }
+
+    /// The validate-only pass refuses what the full compile refuses, with the same error (message
+    /// and JSON path), and accepts what it accepts, with the same version and rule count.
+    #[test]
+    fn validating_only_gives_the_full_compiles_errors() {
+        type Edit = fn(&mut serde_json::Value);
+        let demo: serde_json::Value = serde_json::from_str(include_str!("../examples/demo.json")).unwrap_or_default();
+        let cases: &[(&str, Edit)] = &[
+            ("valid: the demo as it is", |_| {}),
+            ("valid: no agents, no rules", |d| {
+                *d = serde_json::json!({"version": "v"});
+            }),
+            ("bad version", |d| d["version"] = "".into()),
+            ("unknown top-level key", |d| d["defaults"] = "deny".into()),
+            ("missing version", |d| {
+                d.as_object_mut().map(|o| o.remove("version"));
+            }),
+            ("bad rule id", |d| d["rules"][1]["id"] = "bad id".into()),
+            ("rule without a clause", |d| d["rules"][0] = serde_json::json!({"id": "x", "effect": "deny"})),
+            ("rule with mcp and a2a", |d| d["rules"][0]["a2a"] = serde_json::json!({})),
+            ("bad path template in a rule", |d| d["rules"][1]["http"]["paths"] = serde_json::json!(["no-slash"])),
+            ("unknown field in a match", |d| d["rules"][1]["http"]["path"] = "/x".into()),
+            ("bad grant", |d| d["agents"]["triage-bot"]["grants"][1]["http"] = serde_json::json!({"paths": ["x"]})),
+            ("bad grant of the second agent", |d| d["agents"]["billing-agent"]["grants"][0]["id"] = "".into()),
+            ("grant with an effect", |d| d["agents"]["triage-bot"]["grants"][0]["effect"] = "allow".into()),
+            ("repeated rule id", |d| d["rules"][2]["id"] = d["rules"][0]["id"].clone()),
+            ("grant id repeating a rule's", |d| d["agents"]["billing-agent"]["grants"][0]["id"] = d["rules"][1]["id"].clone()),
+            ("grant ids repeating across agents", |d| d["agents"]["triage-bot"]["grants"][0]["id"] = d["agents"]["billing-agent"]["grants"][0]["id"].clone()),
+            ("reserved id", |d| d["rules"][0]["id"] = crate::builtin::ALL.first().copied().unwrap_or("x").into()),
+            ("rule naming an unknown agent", |d| d["rules"][0]["agents"] = serde_json::json!(["nobody"])),
+            ("rule naming no agent", |d| d["rules"][0]["agents"] = serde_json::json!([])),
+            ("rate limit id repeating a grant's", |d| d["rate_limits"][0]["id"] = d["agents"]["triage-bot"]["grants"][0]["id"].clone()),
+            ("bad rate limit", |d| d["rate_limits"][0]["per_seconds"] = 0.into()),
+            ("data rule id repeating a rule's", |d| d["data_rules"][0]["id"] = d["rules"][0]["id"].clone()),
+            ("data rule on an unknown route", |d| d["data_rules"][0]["routes"] = serde_json::json!(["nowhere"])),
+            ("mTLS principal of an unknown agent", |d| d["identity"]["mtls_agents"]["spiffe://x"] = "nobody".into()),
+            ("bad jwt claim name", |d| d["identity"]["jwt"]["agent_claim"] = "".into()),
+            ("repeated governed route", |d| d["governed"][1]["id"] = d["governed"][0]["id"].clone()),
+            ("bad agent name", |d| d["agents"]["bad agent"] = serde_json::json!({})),
+            ("a bad rule, then a shape error", |d| {
+                d["rules"][0]["id"] = "bad id".into();
+                d["rules"][2]["nope"] = 1.into();
+            }),
+        ];
+        let mut refused = 0;
+        for (name, edit) in cases {
+            let mut doc = demo.clone();
+            edit(&mut doc);
+            let text = doc.to_string();
+            let full = crate::Engine::from_json(&text).map(|e| PolicySummary { version: e.version().to_owned(), rules: e.rule_count() });
+            let validated = ValidatedPolicy::validate_json(&text);
+            assert_eq!(validated, full, "{name}");
+            assert_eq!(full.is_ok(), name.starts_with("valid:"), "{name}: fix the case: {full:?}");
+            refused += usize::from(full.is_err());
+        }
+        assert_eq!(refused, cases.len().saturating_sub(2));
+        // Texts that are not a document of the right shape at all, and duplicate keys.
+        for text in [r#"[]"#, r#"{"version":"v","version":"w"}"#, r#"{"version":"v","rules":[{"id":"r","effect":"deny","http":{},"http":{}}]}"#, "{", r#"{"version":"v"} x"#] {
+            let full = crate::Engine::from_json(text).map(|e| e.rule_count());
+            assert!(full.is_err(), "{text}");
+            assert_eq!(ValidatedPolicy::validate_json(text).map(|s| s.rules), full, "{text}");
+        }
+    }
+
+    /// The cases of the tests above, validated only: the same first error.
+    #[test]
+    fn validating_only_reports_the_same_first_fault() {
+        let bad_grant = r#"{"id":"bad id","http":{}}"#;
+        let texts = [
+            r#"{"version":"v","rules":[{"id":"bad id","effect":"deny","http":{}},{"id":"r","effect":"deny","nope":1}]}"#.to_owned(),
+            r#"{"version":"v","rules":[{"id":"r","effect":"deny","agents":["x"],"http":{}},{"id":"bad id","effect":"deny","http":{}}]}"#.to_owned(),
+            format!(r#"{{"version":"v","agents":{{"b":{{"grants":[{bad_grant}]}},"a":{{"grants":[{{"id":"g","http":{{}}}},{bad_grant}]}}}}}}"#),
+            format!(r#"{{"version":"v","agents":{{"a":{{"grants":[{{"id":"r","http":{{}}}},{bad_grant}]}}}},"rules":[{{"id":"r","effect":"deny","http":{{}}}}]}}"#),
+            r#"{"version":"v","agents":{"c":{"grants":[{"id":"x","http":{}},{"id":"g","http":{}}]},"b":{},"a":{"grants":[{"id":"g","http":{}}]}}}"#.to_owned(),
+        ];
+        for text in texts {
+            let full = crate::Engine::from_json(&text).err();
+            assert!(full.is_some(), "{text}");
+            assert_eq!(ValidatedPolicy::validate_json(&text).err(), full, "{text}");
+        }
+    }
+
+    /// A large generated policy validates to the same summary, and the plugin configuration's
+    /// way in (a `ValidatedPolicy` read by serde, then checked) agrees with `validate_json`.
+    #[test]
+    fn a_large_policy_validates_as_it_compiles() {
+        let rules: Vec<_> = (0..2_000).map(|i| serde_json::json!({"id": format!("r{i}"), "effect": "deny", "agents": [format!("a{}", i % 50)], "http": {"paths": [format!("/s{i}/**")]}})).collect();
+        let agents: serde_json::Map<_, _> = (0..50).map(|a| (format!("a{a}"), serde_json::json!({"grants": [{"id": format!("g{a}"), "mcp": {"tools": [format!("t{a}")]}}]}))).collect();
+        let text = serde_json::json!({"version": "big", "agents": agents, "rules": rules}).to_string();
+        let full = crate::Engine::from_json(&text).map(|e| e.rule_count());
+        assert_eq!(full.as_ref().ok(), Some(&2_050));
+        let read: Result<ValidatedPolicy, _> = serde_json::from_str(&text);
+        let summary = read.map_err(|e| e.to_string()).and_then(|v| v.check().map_err(|e| e.to_string()));
+        assert_eq!(summary, Ok(PolicySummary { version: "big".into(), rules: 2_050 }));
     }
 
     /// The mirrors read exactly as the schema types do: the same error for the same text.
