@@ -138,24 +138,59 @@ impl Outcome {
     }
 }
 
+/// What the headers phase decided. The facts it established are written in place, so the
+/// decision does not carry them through every return (a `Facts` is a few hundred bytes).
+enum Phase {
+    Decided(Decision),
+    NeedBody(BodyPlan),
+}
+
+/// A [`PendingBody`] without its facts.
+struct BodyPlan {
+    path: String,
+    http_outcome: Outcome,
+    protocol: Protocol,
+    max_body_bytes: usize,
+    mcp_method_header: Option<String>,
+    mcp_name_header: Option<String>,
+    deferred: Option<Decision>,
+}
+
+impl BodyPlan {
+    fn with(self, facts: Facts) -> PendingBody {
+        let Self { path, http_outcome, protocol, max_body_bytes, mcp_method_header, mcp_name_header, deferred } = self;
+        PendingBody { facts, path, http_outcome, protocol, max_body_bytes, mcp_method_header, mcp_name_header, deferred }
+    }
+}
+
 impl Engine {
     /// Decides what it can from the headers: a verdict, or that the body must be inspected.
     pub fn on_request_headers(&self, req: &HttpRequest) -> HeadersVerdict {
-        self.on_request_headers_live(req, &RevocationSet::default(), 0)
+        let mut facts = Facts::default();
+        match self.headers_phase(req, None, 0, &mut facts) {
+            Phase::Decided(decision) => HeadersVerdict::Decided(Evaluation { decision, facts, rewrite: None }),
+            Phase::NeedBody(plan) => HeadersVerdict::NeedBody(plan.with(facts)),
+        }
     }
 
     /// [`Engine::on_request_headers`] with the live revocations at `now_ms` (host clock): a
     /// revoked agent, user, session or trace is refused (403 `revoked`) before anything else is
     /// looked at.
     pub fn on_request_headers_live(&self, req: &HttpRequest, revocations: &RevocationSet, now_ms: u64) -> HeadersVerdict {
-        let mut facts = Facts {
-            method: method_text(&req.method),
-            authority: normalize_host(&req.authority),
-            ..Facts::default()
-        };
+        let mut facts = Facts::default();
+        match self.headers_phase(req, Some(revocations), now_ms, &mut facts) {
+            Phase::Decided(decision) => HeadersVerdict::Decided(Evaluation { decision, facts, rewrite: None }),
+            Phase::NeedBody(plan) => HeadersVerdict::NeedBody(plan.with(facts)),
+        }
+    }
+
+    /// The headers phase, on facts the caller owns (left at their default on entry).
+    fn headers_phase(&self, req: &HttpRequest, revocations: Option<&RevocationSet>, now_ms: u64, facts: &mut Facts) -> Phase {
+        facts.method = method_text(&req.method);
+        facts.authority = normalize_host(&req.authority);
 
         if let Some(name) = builtin::SECURITY_HEADERS.iter().find(|h| req.header_values(h).nth(1).is_some()) {
-            return self.refuse(facts, 400, builtin::DUPLICATE_HEADER, format!("header {name:?} appears more than once"));
+            return Phase::Decided(Decision::refusal(400, builtin::DUPLICATE_HEADER, format!("header {name:?} appears more than once")));
         }
         facts.trace = req.header_values("traceparent").next().and_then(traceparent::trace_id);
         facts.user_agent = req.header_values("user-agent").next().map(|ua| {
@@ -179,7 +214,7 @@ impl Engine {
         let agent_scope = match (jwt_agent, mtls_agent) {
             (Some(a), Some(b)) if a != b => {
                 facts.agent = Some(self.agent(a).0);
-                return self.refuse(facts, 403, builtin::IDENTITY_CONFLICT, format!("the JWT names agent {a:?} but the peer certificate names {b:?}"));
+                return Phase::Decided(Decision::refusal(403, builtin::IDENTITY_CONFLICT, format!("the JWT names agent {a:?} but the peer certificate names {b:?}")));
             }
             (Some(a), _) | (None, Some(a)) => {
                 let (name, scope) = self.agent(a);
@@ -191,37 +226,36 @@ impl Engine {
         if facts.agent.is_none() && self.identity.required {
             return self.unauthenticated(req, facts);
         }
-        if let Some(r) = revocations.check(&facts, now_ms) {
+        if let Some(r) = revocations.and_then(|revs| revs.check(facts, now_ms)) {
             let reason = format!("{} {:?} is revoked ({}{})", r.kind.as_str(), r.value, r.id, r.reason.as_ref().map(|x| format!(": {x}")).unwrap_or_default());
-            return self.refuse(facts, 403, builtin::REVOKED, reason);
+            return Phase::Decided(Decision::refusal(403, builtin::REVOKED, reason));
         }
 
         let path = match canonical_path(&req.path) {
             Ok(p) => p,
-            Err(e) => return self.refuse(facts, 400, builtin::MALFORMED_PATH, format!("path refused: {e}")),
+            Err(e) => return Phase::Decided(Decision::refusal(400, builtin::MALFORMED_PATH, format!("path refused: {e}"))),
         };
         // The line borrows the host and the path, which the facts own in the end: taken out of
         // the facts while the line lives, put back after (no copies per request).
         let host = std::mem::take(&mut facts.authority);
-        let verdict = self.decide_line(req, facts, agent_scope, &Line::new(&req.method, &host, &path));
-        match verdict {
-            HeadersVerdict::Decided(mut e) => {
-                e.facts.authority = host;
-                e.facts.path = Some(path);
-                HeadersVerdict::Decided(e)
+        let phase = self.decide_line(req, facts, agent_scope, &Line::new(&req.method, &host, &path));
+        facts.authority = host;
+        match phase {
+            Phase::Decided(d) => {
+                facts.path = Some(path);
+                Phase::Decided(d)
             }
-            HeadersVerdict::NeedBody(mut p) => {
-                p.facts.authority = host;
-                p.facts.path = Some(path.clone());
+            Phase::NeedBody(mut p) => {
+                facts.path = Some(path.clone());
                 p.path = path;
-                HeadersVerdict::NeedBody(p)
+                Phase::NeedBody(p)
             }
         }
     }
 
     /// The headers phase once the path is canonical: rules on the request line, the governed
     /// route, what the body needs. The caller fills in the facts' authority and path.
-    fn decide_line(&self, req: &HttpRequest, mut facts: Facts, agent_scope: Option<&Scope>, line: &Line<'_>) -> HeadersVerdict {
+    fn decide_line(&self, req: &HttpRequest, facts: &mut Facts, agent_scope: Option<&Scope>, line: &Line<'_>) -> Phase {
         // The outcome keeps the lowest index per slot, so candidates are added as the tables
         // yield them, in any order and with repeats (a rule indexed by its path and its method),
         // and no candidate list is built.
@@ -251,38 +285,37 @@ impl Engine {
 
         // An enforcing deny on the request line needs no body.
         if outcome.enforce_deny.is_some() {
-            return HeadersVerdict::Decided(self.finish(facts, line, outcome));
+            return Phase::Decided(self.decide(facts, line, outcome));
         }
 
         let (Some(_), Some(protocol)) = (route, facts.protocol) else {
-            return HeadersVerdict::Decided(self.finish(facts, line, outcome));
+            return Phase::Decided(self.decide(facts, line, outcome));
         };
         if req.end_of_stream {
             if matches!(req.method.as_str(), "POST" | "PUT" | "PATCH") {
-                return self.refuse(facts, 400, builtin::BODY_REQUIRED, "a governed route needs a body to inspect");
+                return Phase::Decided(Decision::refusal(400, builtin::BODY_REQUIRED, "a governed route needs a body to inspect"));
             }
-            return HeadersVerdict::Decided(self.finish(facts, line, outcome));
+            return Phase::Decided(self.decide(facts, line, outcome));
         }
         if let Some(enc) = req.header_values("content-encoding").next()
             && !enc.trim().eq_ignore_ascii_case("identity") {
-                return self.refuse(facts, 415, builtin::UNSUPPORTED_ENCODING, "content encodings are not inspected on governed routes");
+                return Phase::Decided(Decision::refusal(415, builtin::UNSUPPORTED_ENCODING, "content encodings are not inspected on governed routes"));
             }
         match req.header_values("content-type").next() {
             Some(ct) if is_json_content_type(ct) => {}
-            _ => return self.refuse(facts, 415, builtin::UNSUPPORTED_CONTENT_TYPE, "governed routes accept application/json (charset utf-8) only"),
+            _ => return Phase::Decided(Decision::refusal(415, builtin::UNSUPPORTED_CONTENT_TYPE, "governed routes accept application/json (charset utf-8) only")),
         }
         let max_body_bytes = usize::try_from(self.inspection.max_body_bytes).unwrap_or(usize::MAX);
         if let Some(len) = req.header_values("content-length").next() {
             match len.trim().parse::<u64>() {
                 Ok(n) if usize::try_from(n).map_or(true, |n| n > max_body_bytes) => {
-                    return self.refuse(facts, 413, builtin::BODY_TOO_LARGE, format!("body of {n} bytes exceeds the inspection limit of {max_body_bytes}"));
+                    return Phase::Decided(Decision::refusal(413, builtin::BODY_TOO_LARGE, format!("body of {n} bytes exceeds the inspection limit of {max_body_bytes}")));
                 }
                 Ok(_) => {}
-                Err(_) => return self.refuse(facts, 400, builtin::MALFORMED_HEADER, "content-length is not a number"),
+                Err(_) => return Phase::Decided(Decision::refusal(400, builtin::MALFORMED_HEADER, "content-length is not a number")),
             }
         }
-        HeadersVerdict::NeedBody(PendingBody {
-            facts,
+        Phase::NeedBody(BodyPlan {
             // Filled in by the caller.
             path: String::new(),
             http_outcome: outcome,
@@ -297,7 +330,7 @@ impl Engine {
     /// The refusal of a caller without identity (401). On a governed JSON-RPC route whose body
     /// can be read within the limits, the decision waits for the body so the JSON-RPC error can
     /// carry the request's id; otherwise it is final now. Either way the outcome is the same.
-    fn unauthenticated(&self, req: &HttpRequest, mut facts: Facts) -> HeadersVerdict {
+    fn unauthenticated(&self, req: &HttpRequest, facts: &mut Facts) -> Phase {
         let refusal = Decision::refusal(401, builtin::IDENTITY_REQUIRED, "no verified agent identity");
         let max_body_bytes = usize::try_from(self.inspection.max_body_bytes).unwrap_or(usize::MAX);
         let route = canonical_path(&req.path).ok().and_then(|c| {
@@ -315,8 +348,7 @@ impl Engine {
                 facts.route = Some(Text::from(&r.template.text));
                 facts.path = Some(c.clone());
                 facts.jsonrpc = true;
-                HeadersVerdict::NeedBody(PendingBody {
-                    facts,
+                Phase::NeedBody(BodyPlan {
                     path: c,
                     http_outcome: Outcome::default(),
                     protocol: r.protocol,
@@ -326,7 +358,7 @@ impl Engine {
                     deferred: Some(refusal),
                 })
             }
-            _ => HeadersVerdict::Decided(Evaluation { decision: refusal, facts, rewrite: None }),
+            _ => Phase::Decided(refusal),
         }
     }
 
@@ -492,17 +524,19 @@ impl Engine {
 
     /// Both phases at once, as a host that already has the whole request would call them.
     pub fn evaluate(&self, req: &HttpRequest, body: Option<&[u8]>) -> Evaluation {
-        match self.on_request_headers(req) {
-            HeadersVerdict::Decided(e) => e,
-            HeadersVerdict::NeedBody(p) => {
+        // Built where it is returned: the headers phase fills its facts in place.
+        let mut eval = Evaluation { decision: Decision::refusal(0, Text::Static(""), Text::Static("")), facts: Facts::default(), rewrite: None };
+        // The one value returned on every path, so it is built in the caller's slot rather than
+        // copied there (a `match` returning it from one arm cost a 632-byte copy).
+        match self.headers_phase(req, None, 0, &mut eval.facts) {
+            Phase::Decided(decision) => eval.decision = decision,
+            Phase::NeedBody(plan) => {
+                let p = plan.with(std::mem::take(&mut eval.facts));
                 let body = body.unwrap_or_default();
-                if body.len() > p.max_body_bytes() {
-                    self.body_too_large(p)
-                } else {
-                    self.on_request_body(p, body)
-                }
+                eval = if body.len() > p.max_body_bytes() { self.body_too_large(p) } else { self.on_request_body(p, body) };
             }
         }
+        eval
     }
 
     /// The buckets a request that passes the rules must take a token from: one per rate limit
@@ -647,9 +681,15 @@ impl Engine {
 
     /// The decision the outcome `o` makes. Every rule in `o` matched `line`.
     fn finish(&self, mut facts: Facts, line: &Line<'_>, o: Outcome) -> Evaluation {
+        let decision = self.decide(&mut facts, line, o);
+        Evaluation { decision, facts, rewrite: None }
+    }
+
+    /// [`Engine::finish`]'s decision, noting the route in facts the caller keeps.
+    fn decide(&self, facts: &mut Facts, line: &Line<'_>, o: Outcome) -> Decision {
         let rule = |i: usize| self.rules.get(i);
-        let decision = if let Some(r) = o.enforce_deny.and_then(rule) {
-            self.note_route(&mut facts, r, line);
+        if let Some(r) = o.enforce_deny.and_then(rule) {
+            self.note_route(facts, r, line);
             Decision {
                 kernel: r.kernel.as_deref().cloned(),
                 revoke: r.revoke.as_deref().cloned(),
@@ -659,7 +699,7 @@ impl Engine {
             (self.default_action == DefaultAction::Allow).then_some((Text::Static(builtin::DEFAULT_ALLOW), Text::Static(DEFAULT_ALLOW_REASON)))
         }) {
             if let Some(r) = o.enforce_allow.and_then(rule) {
-                self.note_route(&mut facts, r, line);
+                self.note_route(facts, r, line);
             }
             match o.shadow_deny.and_then(rule) {
                 Some(s) => {
@@ -677,8 +717,7 @@ impl Engine {
                     None => Text::Static("no rule grants this to an anonymous caller"),
                 },
             )
-        };
-        Evaluation { decision, facts, rewrite: None }
+        }
     }
 
     /// Records the deciding rule's path template as the route, unless a governed route did.
@@ -699,10 +738,6 @@ impl Engine {
         if let Some(t) = matched {
             facts.route = Some(Text::from(&t.text));
         }
-    }
-
-    fn refuse(&self, facts: Facts, status: u16, rule: &'static str, reason: impl Into<Text>) -> HeadersVerdict {
-        HeadersVerdict::Decided(self.refusal(facts, status, rule, reason))
     }
 
     fn refusal(&self, facts: Facts, status: u16, rule: &'static str, reason: impl Into<Text>) -> Evaluation {
