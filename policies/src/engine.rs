@@ -280,7 +280,7 @@ pub fn parse_document(text: &str) -> Result<PolicyDocument, PolicyError> {
 
 /// Reads `text` as a `T` (the document or its prepared form: the same shape), then checks it is
 /// strict JSON: shape errors first, then duplicate keys, as the document has always been read.
-fn read_strict<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, PolicyError> {
+pub(crate) fn read_strict<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, PolicyError> {
     let de = &mut serde_json::Deserializer::from_str(text);
     let doc = serde_path_to_error::deserialize(de).map_err(|e| PolicyError::Malformed {
         path: json_path(&e.path().to_string()),

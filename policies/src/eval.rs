@@ -51,23 +51,13 @@ pub enum HeadersVerdict {
 #[derive(Debug, Clone)]
 pub struct PendingBody {
     facts: Facts,
-    /// The canonical path the headers were decided on.
-    path: String,
-    /// What the rules with an HTTP clause alone (no RPC clause) decided on the request line.
-    http_outcome: Outcome,
-    protocol: Protocol,
-    max_body_bytes: usize,
-    mcp_method_header: Option<String>,
-    mcp_name_header: Option<String>,
-    /// A refusal already decided (401 on a JSON-RPC route): the body is read only to echo the
-    /// request's id in the JSON-RPC error, never to change the decision.
-    deferred: Option<Decision>,
+    plan: BodyPlan,
 }
 
 impl PendingBody {
     /// The most body bytes the engine inspects; more is a 413.
     pub fn max_body_bytes(&self) -> usize {
-        self.max_body_bytes
+        self.plan.max_body_bytes
     }
     /// Facts established so far (identity, path, route).
     pub fn facts(&self) -> &Facts {
@@ -145,21 +135,26 @@ enum Phase {
     NeedBody(BodyPlan),
 }
 
-/// A [`PendingBody`] without its facts.
+/// What the body phase needs besides the facts: the headers phase returns it, and
+/// [`PendingBody`] carries it with the facts.
+#[derive(Debug, Clone)]
 struct BodyPlan {
+    /// The canonical path the headers were decided on.
     path: String,
+    /// What the rules with an HTTP clause alone (no RPC clause) decided on the request line.
     http_outcome: Outcome,
     protocol: Protocol,
     max_body_bytes: usize,
     mcp_method_header: Option<String>,
     mcp_name_header: Option<String>,
+    /// A refusal already decided (401 on a JSON-RPC route): the body is read only to echo the
+    /// request's id in the JSON-RPC error, never to change the decision.
     deferred: Option<Decision>,
 }
 
 impl BodyPlan {
     fn with(self, facts: Facts) -> PendingBody {
-        let Self { path, http_outcome, protocol, max_body_bytes, mcp_method_header, mcp_name_header, deferred } = self;
-        PendingBody { facts, path, http_outcome, protocol, max_body_bytes, mcp_method_header, mcp_name_header, deferred }
+        PendingBody { facts, plan: self }
     }
 }
 
@@ -364,16 +359,16 @@ impl Engine {
 
     /// The verdict for a governed body that exceeded [`PendingBody::max_body_bytes`].
     pub fn body_too_large(&self, pending: PendingBody) -> Evaluation {
-        if let Some(decision) = pending.deferred {
+        if let Some(decision) = pending.plan.deferred {
             return Evaluation { decision, facts: pending.facts, rewrite: None };
         }
-        let max = pending.max_body_bytes;
+        let max = pending.plan.max_body_bytes;
         self.refusal(pending.facts, 413, builtin::BODY_TOO_LARGE, format!("body exceeds the inspection limit of {max} bytes"))
     }
 
     /// Decides on the whole body of a governed request.
     pub fn on_request_body(&self, pending: PendingBody, body: &[u8]) -> Evaluation {
-        let PendingBody { mut facts, path, http_outcome, protocol, max_body_bytes, mcp_method_header, mcp_name_header, deferred } = pending;
+        let PendingBody { mut facts, plan: BodyPlan { path, http_outcome, protocol, max_body_bytes, mcp_method_header, mcp_name_header, deferred } } = pending;
         if let Some(decision) = deferred {
             let max_batch = usize::try_from(self.inspection.max_batch).unwrap_or(32);
             let depth = usize::try_from(self.inspection.max_json_depth).unwrap_or(32);

@@ -94,10 +94,17 @@ pub(crate) mod mirror {
 
 impl fmt::Debug for PreparedPolicy {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PreparedPolicy")
-            .field("version", &self.0.version)
-            .field("agents", &self.0.agents.len())
-            .field("rules", &self.0.rules.len())
+        self.0.summarize("PreparedPolicy", f)
+    }
+}
+
+impl<R: Compile, G: Compile> mirror::PolicyDocument<R, G> {
+    /// Debug output that names the document, not its (possibly 100,000) compiled rules.
+    fn summarize(&self, name: &str, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct(name)
+            .field("version", &self.version)
+            .field("agents", &self.agents.len())
+            .field("rules", &self.rules.len())
             .finish_non_exhaustive()
     }
 }
@@ -279,11 +286,7 @@ pub struct PolicySummary {
 
 impl fmt::Debug for ValidatedPolicy {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ValidatedPolicy")
-            .field("version", &self.0.version)
-            .field("agents", &self.0.agents.len())
-            .field("rules", &self.0.rules.len())
-            .finish_non_exhaustive()
+        self.0.summarize("ValidatedPolicy", f)
     }
 }
 
@@ -291,19 +294,7 @@ impl ValidatedPolicy {
     /// Reads and validates a policy's JSON text, as [`crate::Engine::from_json`] reads it (shape
     /// errors first, then duplicate keys, then the compiler's checks), keeping nothing compiled.
     pub fn validate_json(text: &str) -> Result<PolicySummary, PolicyError> {
-        let de = &mut serde_json::Deserializer::from_str(text);
-        let doc: Self = serde_path_to_error::deserialize(de).map_err(|e| {
-            let p = e.path().to_string();
-            PolicyError::Malformed {
-                path: if p == "." || p.is_empty() { "$".to_owned() } else { format!("$.{p}") },
-                reason: e.inner().to_string(),
-            }
-        })?;
-        crate::json::check_strict(text.as_bytes(), 64).map_err(|e| PolicyError::Malformed {
-            path: "$".into(),
-            reason: e.to_string(),
-        })?;
-        doc.check()
+        crate::engine::read_strict::<Self>(text)?.check()
     }
 
     /// Runs the compiler's document-wide checks; the first error is the one
