@@ -13,6 +13,7 @@
 //   il_quarantine  cgroup id -> struct quarantine   (who is quarantined, until when, how)
 //   il_dests       struct dest_key -> u8            (blocked, or with block_all allowed, ip:port)
 //   il_refusals    tag -> struct refusals           (refused attempts per decision)
+//   il_netns       cgroup id -> netns cookie        (where the workload's sockets live)
 //
 // Socket termination is not here: destroy.c (a BPF TCP iterator calling bpf_sock_destroy) and,
 // where that cannot load, netlink SOCK_DESTROY (enforcer/src/kernel/diag.rs) destroy sockets.
@@ -72,6 +73,27 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } il_refusals SEC(".maps");
 
+// The network namespace each workload cgroup last connected or sent from, by its cookie
+// (bpf_get_netns_cookie): a pod's sockets live in the pod's namespace, and the enforcer can only
+// find and destroy them from there (enforcer/src/kernel/netns.rs). LRU: a node's busiest
+// cgroups stay, a removed cgroup's entry ages out.
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64);   // cgroup id
+	__type(value, __u64); // netns cookie
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} il_netns SEC(".maps");
+
+// Records the caller's namespace: a lookup per connect, a write only when it changed.
+static __always_inline void note_netns(struct bpf_sock_addr *ctx, __u64 cgroup_id)
+{
+	__u64 cookie = bpf_get_netns_cookie(ctx);
+	__u64 *known = bpf_map_lookup_elem(&il_netns, &cgroup_id);
+	if (!known || *known != cookie)
+		bpf_map_update_elem(&il_netns, &cgroup_id, &cookie, BPF_ANY);
+}
+
 // 1: let the call (or packet) through; 0: refuse it (the syscall fails with EPERM, the packet
 // is dropped). `count`: count the refusal under the quarantine's tag (connects and sends, not
 // packets: the counter says how often the workload tried).
@@ -106,9 +128,11 @@ static __always_inline int decide_for(__u64 cgroup_id, struct dest_key *key, int
 	return 0;
 }
 
-static __always_inline int decide(struct dest_key *key)
+static __always_inline int decide(struct bpf_sock_addr *ctx, struct dest_key *key)
 {
-	return decide_for(bpf_get_current_cgroup_id(), key, 1);
+	__u64 cgroup_id = bpf_get_current_cgroup_id();
+	note_netns(ctx, cgroup_id);
+	return decide_for(cgroup_id, key, 1);
 }
 
 // An IPv4 address (network byte order, copied as bytes) as its IPv4-mapped IPv6 form.
@@ -134,7 +158,7 @@ static __always_inline int decide4(struct bpf_sock_addr *ctx)
 	__builtin_memset(&key, 0, sizeof(key));
 	put_ip4(&key, ctx->user_ip4);
 	key.port = (__u16)ctx->user_port;
-	return decide(&key);
+	return decide(ctx, &key);
 }
 
 static __always_inline int decide6(struct bpf_sock_addr *ctx)
@@ -144,7 +168,7 @@ static __always_inline int decide6(struct bpf_sock_addr *ctx)
 	// The context allows only 4-byte loads of user_ip6, one word at a time.
 	put_ip6(&key, ctx->user_ip6[0], ctx->user_ip6[1], ctx->user_ip6[2], ctx->user_ip6[3]);
 	key.port = (__u16)ctx->user_port;
-	return decide(&key);
+	return decide(ctx, &key);
 }
 
 SEC("cgroup/connect4")

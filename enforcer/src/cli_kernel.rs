@@ -38,6 +38,12 @@ pub struct KernelArgs {
     /// whole TCP table; the aborts, most of the cost, are shared). 0: one per CPU, at most 4.
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u16).range(0..=64))]
     socket_destroy_threads: u16,
+    /// Where the node's pod network namespaces are (CNI plugins keep them in /var/run/netns):
+    /// a workload's sockets are destroyed from inside its own namespace, found here by the
+    /// cookie the quarantine programs saw it connect from, or through its processes when they
+    /// are visible. Entering a namespace needs CAP_SYS_ADMIN.
+    #[arg(long, env = "INTERLOCK_NETNS_DIR", default_value = interlock_enforcer::kernel::netns::DEFAULT_NETNS_DIR)]
+    netns_dir: PathBuf,
     /// How the threads that receive decision events are scheduled: `deadline` (SCHED_DEADLINE,
     /// at most 300 us of CPU every 1 ms per thread: ahead of everything the moment an event
     /// arrives, bounded under a flood), `realtime` (SCHED_FIFO 1, as the kernel worker,
@@ -119,6 +125,7 @@ pub fn start(args: &KernelArgs, data_dir: &Path) -> Result<Enforcement> {
             0 => std::thread::available_parallelism().map_or(1, |n| n.get().min(4)),
             n => usize::from(n),
         },
+        netns_dir: Some(args.netns_dir.clone()),
     };
     let kernel = Kernel::start(&config).map_err(|reason| anyhow::anyhow!("kernel enforcement required (--kernel on) but unavailable: {reason}"))?;
     let status = kernel.status();

@@ -261,7 +261,7 @@ impl Worker {
             None => (None, None),
         };
         if let Err(refused) =
-            crate::event_auth::may_act(peer, destination, resolved.proxy.as_ref(), poster.as_ref())
+            crate::event_auth::may_act(peer, destination, resolved.proxy_here(), poster.as_ref())
         {
             self.events_refused = self.events_refused.saturating_add(1);
             set(&mut record, "kind", json!("refused"));
@@ -332,6 +332,9 @@ impl Worker {
                 set(&mut record, "sockets", json!(applied.sockets));
                 if applied.sockets_not_listed > 0 {
                     set(&mut record, "sockets_not_listed", json!(applied.sockets_not_listed));
+                }
+                if !applied.namespaces.is_empty() {
+                    set(&mut record, "namespaces", json!(applied.namespaces));
                 }
                 set(&mut record, "kernel_unix_us", json!(kernel_unix_us));
                 set(&mut record, "received_to_kernel_us", json!(received_to_kernel_us));

@@ -24,6 +24,11 @@
 //! 3. When the proxy end is visible, rule 2's address check applies as well to a non-loopback
 //!    poster, so a node address cannot stand in for a pod's.
 //!
+//! "In the enforcer's network namespace" is meant literally: a proxy end found inside a pod's
+//! namespace (the enforcer looks there for a pod's sockets, [`crate::kernel::netns`]) is not
+//! one the poster's socket can be compared with, so rule 2 decides, as it did before the
+//! enforcer looked there.
+//!
 //! What stays open: a poster may still name *its own* clients' connections with a made-up
 //! decision (a compromised proxy can cut its own callers; it could refuse them anyway), and
 //! events without kernel actions (logged, counted in the inventory, and able to revoke a

@@ -150,6 +150,21 @@ impl ManagedRoot {
         Ok(cgroup_ids_under(&dir))
     }
 
+    /// The processes of the cgroups `ids` under the managed root (as this process's PID
+    /// namespace numbers them: none when it does not share theirs).
+    pub fn procs_of(&self, ids: &[u64]) -> Vec<u32> {
+        let mut out = Vec::new();
+        walk_cgroups(&self.path, |d| {
+            if std::fs::metadata(d).is_ok_and(|m| ids.contains(&m.ino()))
+                && let Ok(text) = std::fs::read_to_string(d.join("cgroup.procs"))
+            {
+                out.extend(text.lines().filter_map(|l| l.trim().parse::<u32>().ok()));
+            }
+            true
+        });
+        out
+    }
+
     /// Removes the workload's cgroup (it must have no processes left).
     pub fn remove(&self, workload: &str) -> Result<(), WorkloadError> {
         let dir = self.workload_dir(workload)?;

@@ -147,7 +147,21 @@ struct Probe {
 
 impl Probe {
     fn start(root: &Path, workload: &str, addr: std::net::SocketAddr) -> Probe {
-        let mut child = Command::new(interlock_bin())
+        Probe::start_in(None, root, workload, addr)
+    }
+
+    /// The probe as a workload whose process runs in the network namespace `netns` (a file, as
+    /// `ip netns` keeps them), the way a pod's processes run in the pod's.
+    fn start_in(netns: Option<&Path>, root: &Path, workload: &str, addr: std::net::SocketAddr) -> Probe {
+        let mut command = match netns {
+            Some(ns) => {
+                let mut c = Command::new("nsenter");
+                c.arg(format!("--net={}", ns.display())).arg("--").arg(interlock_bin());
+                c
+            }
+            None => Command::new(interlock_bin()),
+        };
+        let mut child = command
             .args(["exec", "--workload", workload, "--cgroup-root"])
             .arg(root)
             .arg("--")
@@ -719,6 +733,110 @@ fn terminating_a_workload_through_netlink_destroys_its_ipv4_and_ipv6_sockets() {
     assert_eq!(bystander.ask("wait_closed 2000"), "data 1", "the bystander's connection still carries data");
 
     drop((victim4, victim6, bystander));
+    stack.stop(interlock_tests::Which::Enforcer);
+    assert!(!scratch.pins.exists(), "pins left behind in {}", scratch.pins.display());
+}
+
+/// A network namespace of this test's own, as a pod has (`ip netns add`, so its file is in
+/// /var/run/netns as CNI plugins keep pods'), joined to the host's by a veth pair: the host's
+/// end is `host`, the namespace's `pod`. Removed on drop, with the pair.
+struct PodNetns {
+    name: String,
+    host: std::net::Ipv4Addr,
+    pod: std::net::Ipv4Addr,
+}
+
+impl PodNetns {
+    fn create() -> Result<PodNetns, String> {
+        let id = std::process::id();
+        let name = format!("il-test-{id}");
+        let (hv, pv) = (format!("ilh{id}"), format!("ilp{id}"));
+        let net = u8::try_from(id % 200).unwrap() + 20;
+        let (host, pod) = (std::net::Ipv4Addr::new(10, 213, net, 1), std::net::Ipv4Addr::new(10, 213, net, 2));
+        let ns = PodNetns { name: name.clone(), host, pod };
+        let run = |args: &[&str]| -> Result<(), String> {
+            let out = Command::new("ip").args(args).output().map_err(|e| format!("ip: {e}"))?;
+            if out.status.success() { Ok(()) } else { Err(format!("ip {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim())) }
+        };
+        run(&["netns", "add", &name])?;
+        run(&["link", "add", &hv, "type", "veth", "peer", "name", &pv])?;
+        run(&["link", "set", &pv, "netns", &name])?;
+        run(&["addr", "add", &format!("{host}/30"), "dev", &hv])?;
+        run(&["link", "set", &hv, "up"])?;
+        run(&["-n", &name, "addr", "add", &format!("{pod}/30"), "dev", &pv])?;
+        run(&["-n", &name, "link", "set", &pv, "up"])?;
+        run(&["-n", &name, "link", "set", "lo", "up"])?;
+        Ok(ns)
+    }
+
+    fn file(&self) -> PathBuf {
+        Path::new("/var/run/netns").join(&self.name)
+    }
+}
+
+impl Drop for PodNetns {
+    fn drop(&mut self) {
+        // Deleting the namespace deletes the veth pair with it.
+        let _ = Command::new("ip").args(["netns", "del", &self.name]).status();
+        let gone = !self.file().exists();
+        eprintln!("cleaned up: network namespace {} {}", self.name, if gone { "removed" } else { "STILL THERE" });
+    }
+}
+
+/// In Kubernetes every pod has its own network namespace, and a namespace's sockets can only be
+/// found and destroyed from inside it. A workload with one process in a namespace of its own
+/// (reaching the host through a veth pair) and one in the enforcer's, and a bystander workload
+/// in the same pod namespace: terminating the workload destroys its sockets in both namespaces,
+/// the receipt names both, and the bystander's connection in the pod namespace survives.
+#[test]
+fn terminating_a_workload_in_its_own_network_namespace_destroys_its_sockets_there() {
+    skip_unless_kernel!();
+    let pod = match PodNetns::create() {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("SKIPPED: cannot create a network namespace with a veth pair here: {e}");
+            return;
+        }
+    };
+    let scratch = Scratch::new("netns");
+    let mut stack = kernel_stack(&scratch);
+    let listener = std::net::TcpListener::bind((pod.host, 0)).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accept = |what: &str| listener.accept().unwrap_or_else(|e| panic!("accepting {what}: {e}"));
+
+    let mut in_pod = Probe::start_in(Some(&pod.file()), &scratch.root, "victim", addr);
+    assert_eq!(in_pod.ask("open"), "ok");
+    let (_pod_end, pod_peer) = accept("the victim's connection from its namespace");
+    assert_eq!(pod_peer.ip(), std::net::IpAddr::V4(pod.pod), "the connection comes from the pod's namespace");
+    let mut on_host = Probe::start(&scratch.root, "victim", addr);
+    assert_eq!(on_host.ask("open"), "ok");
+    let _host_end = accept("the victim's connection from the host's namespace");
+    let mut bystander = Probe::start_in(Some(&pod.file()), &scratch.root, "bystander", addr);
+    assert_eq!(bystander.ask("open"), "ok");
+    let (mut bystander_end, _) = accept("the bystander");
+
+    let event = workload_deny("terminate-netns-1", "terminate-the-workload", pod_peer, addr);
+    assert_eq!(Request::post("/v1/events").json(&event).send(stack.enforcer()).status, 200);
+    let records = wait_records(&stack, "terminate-netns-1", |r| r.iter().any(|x| x["kind"] == "receipt" || x["kind"] == "refused"));
+    let receipt = records.iter().find(|r| r["kind"] == "receipt").unwrap_or_else(|| panic!("{records:#?}"));
+    eprintln!("receipt: {receipt:#}");
+    assert_eq!(receipt["outcome"], "enforced", "{receipt:#}");
+    assert_eq!(receipt["sockets_destroyed"], 2, "the workload's socket in each namespace: {receipt:#}");
+    let namespaces: Vec<&str> = receipt["namespaces"].as_array().unwrap_or_else(|| panic!("no namespaces: {receipt:#}")).iter().map(|v| v.as_str().unwrap()).collect();
+    assert!(namespaces.iter().any(|n| n.starts_with("own")), "{namespaces:?}");
+    assert!(namespaces.iter().any(|n| n.starts_with("/proc/") && n.contains("/ns/net")), "the pod's namespace, found through its process: {namespaces:?}");
+    let locals: Vec<String> = receipt["sockets"].as_array().unwrap().iter().map(|s| s["local"].as_str().unwrap_or_default().to_owned()).collect();
+    assert!(locals.contains(&pod_peer.to_string()), "the socket in the pod's namespace is listed: {receipt:#}");
+
+    for (name, probe) in [("in the pod's namespace", &mut in_pod), ("in the host's namespace", &mut on_host)] {
+        let closed = probe.ask("wait_closed 5000");
+        assert!(closed.starts_with("reset") || closed.starts_with("err"), "the victim's connection {name} must be cut, got {closed:?}");
+    }
+    assert_eq!(bystander.ask("wait_closed 300"), "open", "a bystander's connection in the same namespace must survive");
+    bystander_end.write_all(b"x").unwrap();
+    assert_eq!(bystander.ask("wait_closed 2000"), "data 1", "the bystander's connection still carries data");
+
+    drop((in_pod, on_host, bystander));
     stack.stop(interlock_tests::Which::Enforcer);
     assert!(!scratch.pins.exists(), "pins left behind in {}", scratch.pins.display());
 }

@@ -1,7 +1,7 @@
 //! Loading, attaching and pinning the quarantine programs (aya), and the map operations.
 //!
 //! Pins, under the pin directory (default `/sys/fs/bpf/interlock`):
-//! - the three maps, by name (`LIBBPF_PIN_BY_NAME` in the C source): a restarted daemon reuses
+//! - the four maps, by name (`LIBBPF_PIN_BY_NAME` in the C source): a restarted daemon reuses
 //!   them, so quarantines written before the restart still hold;
 //! - one link per program (`link_<program>`): the programs stay attached to the managed root
 //!   while the daemon is down. A new daemon attaches its own programs first, then drops the old
@@ -35,6 +35,7 @@ pub const PROGRAMS: [(&str, &str); 6] = [
 pub const MAP_QUARANTINE: &str = "il_quarantine";
 pub const MAP_DESTS: &str = "il_dests";
 pub const MAP_REFUSALS: &str = "il_refusals";
+pub const MAP_NETNS: &str = "il_netns";
 
 #[derive(Debug, Error)]
 pub enum BpfError {
@@ -66,6 +67,8 @@ pub struct Programs {
     quarantine: HashMap<MapData, u64, QuarantineValue>,
     dests: HashMap<MapData, DestKey, u8>,
     refusals: HashMap<MapData, u64, RefusalsValue>,
+    /// Cgroup id -> the cookie of the network namespace it last connected from.
+    netns: HashMap<MapData, u64, u64>,
     /// Links held by this process when they could not be pinned.
     _unpinned: Vec<FdLink>,
     pin_dir: Option<PathBuf>,
@@ -133,11 +136,13 @@ impl Programs {
         let quarantine = take_map(&mut ebpf, MAP_QUARANTINE)?;
         let dests = take_map(&mut ebpf, MAP_DESTS)?;
         let refusals = take_map(&mut ebpf, MAP_REFUSALS)?;
+        let netns = take_map(&mut ebpf, MAP_NETNS)?;
         Ok(Self {
             _ebpf: ebpf,
             quarantine,
             dests,
             refusals,
+            netns,
             _unpinned: unpinned,
             pin_dir: pin_dir.map(Path::to_owned),
             attached,
@@ -197,6 +202,12 @@ impl Programs {
         let _ = self.refusals.remove(&tag);
     }
 
+    /// The cookie of the network namespace the cgroup last connected (or sent) from, if the
+    /// programs saw it do so.
+    pub fn netns_of(&self, cgroup_id: u64) -> Option<u64> {
+        self.netns.get(&cgroup_id, 0).ok()
+    }
+
     /// Detaches everything and removes every pin (release on shutdown). The programs unload
     /// when this value drops.
     pub fn remove_pins(&mut self) -> Vec<String> {
@@ -210,7 +221,7 @@ impl Programs {
                 removed.push(path.display().to_string());
             }
         }
-        for map in [MAP_QUARANTINE, MAP_DESTS, MAP_REFUSALS] {
+        for map in [MAP_QUARANTINE, MAP_DESTS, MAP_REFUSALS, MAP_NETNS] {
             let path = dir.join(map);
             if std::fs::remove_file(&path).is_ok() {
                 removed.push(path.display().to_string());

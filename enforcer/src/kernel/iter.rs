@@ -20,6 +20,7 @@ use aya::programs::Iter;
 use aya::{Btf, Ebpf, EbpfLoader};
 
 use super::diag::SockInfo;
+use super::netns::{self, Netns};
 
 /// The object built by build.rs from `enforcer/bpf/destroy.c`; empty when clang was missing.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/destroy.o"));
@@ -102,15 +103,18 @@ impl SockIter {
         Ok(Self { ebpf, cgroups, shards, stats, listed })
     }
 
-    /// Destroys every full TCP socket (but listeners) of the cgroups `ids` in this network
-    /// namespace, with `readers` threads reading the iterator at once (each acts on the sockets
-    /// whose cookie falls in its shard). Returns what was acted on.
-    pub fn destroy_cgroups(&mut self, ids: &[u64], readers: usize) -> Result<Outcome, String> {
+    /// Destroys every full TCP socket (but listeners) of the cgroups `ids` in the network
+    /// namespace `ns` (`None`: the enforcer's own), with `readers` threads reading the iterator
+    /// at once (each acts on the sockets whose cookie falls in its shard). The iterator walks
+    /// the namespace of the thread that creates it, so for another namespace it is created on
+    /// a thread inside that one ([`netns::run_in`]); reading it then works from any thread.
+    /// Returns what was acted on.
+    pub fn destroy_cgroups(&mut self, ids: &[u64], readers: usize, ns: Option<&Netns>) -> Result<Outcome, String> {
         self.stats.set(0, [0u64; 3], 0).map_err(|e| format!("{MAP_STATS}: {e}"))?;
         for &id in ids {
             self.cgroups.insert(id, 1, 0).map_err(|e| format!("{MAP_CGROUPS}: {e}"))?;
         }
-        let result = self.run(readers.max(1));
+        let result = self.run(readers.max(1), ns);
         for &id in ids {
             let _ = self.cgroups.remove(&id);
         }
@@ -121,15 +125,22 @@ impl SockIter {
         Ok(Outcome { listed, seen, destroyed, failed })
     }
 
-    fn run(&mut self, readers: usize) -> Result<(), String> {
+    fn run(&mut self, readers: usize, ns: Option<&Netns>) -> Result<(), String> {
         let program: &mut Iter =
             self.ebpf.program_mut(PROGRAM).ok_or("no program")?.try_into().map_err(|e| format!("{PROGRAM}: {e}"))?;
-        let mut files = Vec::with_capacity(readers);
-        for _ in 0..readers {
-            let link = program.attach().map_err(|e| format!("attaching {PROGRAM}: {}", super::error_chain(&e)))?;
-            let link = program.take_link(link).map_err(|e| format!("{PROGRAM}: {e}"))?;
-            files.push(link.into_file().map_err(|e| format!("creating the iterator: {e}"))?);
-        }
+        let mut create = move || -> Result<Vec<std::fs::File>, String> {
+            let mut files = Vec::with_capacity(readers);
+            for _ in 0..readers {
+                let link = program.attach().map_err(|e| format!("attaching {PROGRAM}: {}", super::error_chain(&e)))?;
+                let link = program.take_link(link).map_err(|e| format!("{PROGRAM}: {e}"))?;
+                files.push(link.into_file().map_err(|e| format!("creating the iterator: {e}"))?);
+            }
+            Ok(files)
+        };
+        let mut files = match ns {
+            None => create()?,
+            Some(ns) => netns::run_in(ns, create)??,
+        };
         if readers == 1 {
             let file = files.first_mut().ok_or("no iterator")?;
             return drain(file);

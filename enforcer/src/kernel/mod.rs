@@ -9,6 +9,8 @@
 //! - [`iter`]: destroying a workload's sockets in one kernel pass (a BPF TCP iterator calling
 //!   the `bpf_sock_destroy` kfunc), netlink's replacement for `terminate: workload` where the
 //!   kernel allows it;
+//! - [`netns`]: the network namespace a workload's sockets live in (a pod's own), and socket
+//!   work done from inside it;
 //! - [`sys`]: the raw system calls aya does not make for us (the only `unsafe` code).
 //!
 //! Where BPF is unavailable (no object in the build, no privileges, an old kernel) the kernel is
@@ -17,6 +19,7 @@
 pub mod bpf;
 pub mod diag;
 pub mod iter;
+pub mod netns;
 pub mod plan;
 pub mod sys;
 
@@ -87,6 +90,8 @@ pub struct KernelConfig {
     pub destroy: DestroyMode,
     /// Threads reading the iterator at once, each destroying its share of the sockets.
     pub destroy_threads: usize,
+    /// Where pods' network namespaces are ([`netns::DEFAULT_NETNS_DIR`]).
+    pub netns_dir: Option<PathBuf>,
 }
 
 /// How the sockets of a workload are destroyed, for receipts.
@@ -108,6 +113,9 @@ pub struct Enforcing {
     iter: Option<iter::SockIter>,
     destroy_threads: usize,
     destroy_path: String,
+    /// Where workloads' sockets are; `None`: this kernel gives no namespace cookies, and
+    /// sockets are looked for in the enforcer's own namespace only (said in the notes).
+    namespaces: Option<netns::Namespaces>,
     root: ManagedRoot,
     pinned: bool,
     notes: Vec<String>,
@@ -168,6 +176,10 @@ pub struct Applied {
     pub destroyed_with: Option<&'static str>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<String>,
+    /// The network namespaces the workload's sockets were looked for in, when one was not the
+    /// enforcer's own (a pod's): "own" or the namespace file, with its cookie.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub namespaces: Vec<String>,
     /// When the quarantine entries were in the map (CLOCK_MONOTONIC ns, read after the last
     /// write returned): from then on the packet filters drop every packet of the workload's
     /// live sockets to a refused destination, before any socket is destroyed.
@@ -190,6 +202,19 @@ fn is_zero(n: &usize) -> bool {
 pub struct Resolved {
     pub caller: Option<SockInfo>,
     pub proxy: Option<SockInfo>,
+    /// The namespace the caller's socket was found in, when not the enforcer's own (a pod's,
+    /// found by the caller's address).
+    pub caller_ns: Option<std::sync::Arc<netns::Netns>>,
+    /// The same for the proxy's end.
+    pub proxy_ns: Option<std::sync::Arc<netns::Netns>>,
+}
+
+impl Resolved {
+    /// The proxy's end when it is in the enforcer's own namespace: what the event's poster is
+    /// checked against ([`crate::event_auth`]'s first rule).
+    pub fn proxy_here(&self) -> Option<&SockInfo> {
+        self.proxy.as_ref().filter(|_| self.proxy_ns.is_none())
+    }
 }
 
 impl Kernel {
@@ -258,7 +283,14 @@ impl Kernel {
                 }
             },
         };
-        Ok(Enforcing { programs, diag, iter, destroy_threads: threads, destroy_path, root, pinned: pin_ok, notes })
+        let namespaces = match netns::Namespaces::new(config.netns_dir.clone()) {
+            Ok(n) => Some(n),
+            Err(e) => {
+                notes.push(format!("cannot read network namespace cookies ({e}): a workload's sockets are looked for in the enforcer's own namespace only"));
+                None
+            }
+        };
+        Ok(Enforcing { programs, diag, iter, destroy_threads: threads, destroy_path, namespaces, root, pinned: pin_ok, notes })
     }
 
     pub fn status(&self) -> KernelStatus {
@@ -318,7 +350,25 @@ impl Kernel {
         };
         let caller = find(downstream, destination, "caller");
         let proxy = find(destination, downstream, "proxy");
-        (Resolved { caller, proxy }, errors)
+        let mut resolved = Resolved { caller, proxy, ..Resolved::default() };
+        // Not here: a pod's socket is in the pod's namespace, the one holding its address.
+        if let Kernel::Enforcing(k) = self
+            && let Some(namespaces) = k.namespaces.as_mut()
+        {
+            if resolved.caller.is_none()
+                && let Some(ns) = namespaces.holding(downstream.ip())
+            {
+                resolved.caller = find_in(&ns, downstream, destination, "caller", &mut errors);
+                resolved.caller_ns = resolved.caller.is_some().then(|| std::sync::Arc::new(ns));
+            }
+            if resolved.proxy.is_none()
+                && let Some(ns) = namespaces.holding(destination.ip())
+            {
+                resolved.proxy = find_in(&ns, destination, downstream, "proxy", &mut errors);
+                resolved.proxy_ns = resolved.proxy.is_some().then(|| std::sync::Arc::new(ns));
+            }
+        }
+        (resolved, errors)
     }
 
     /// The socket that posted an event: the client end of the API connection (local `remote`,
@@ -360,9 +410,10 @@ impl Kernel {
         match &plan.terminate {
             None => {}
             Some(Terminate::Connection { .. }) => {
-                for (side, sock) in [("caller", &resolved.caller), ("proxy", &resolved.proxy)] {
+                let ends = [("caller", &resolved.caller, &resolved.caller_ns), ("proxy", &resolved.proxy, &resolved.proxy_ns)];
+                for (side, sock, ns) in ends {
                     if let Some(sock) = sock {
-                        k.destroy(side, sock, &mut applied);
+                        k.destroy(side, sock, ns.as_deref(), &mut applied);
                     }
                 }
                 if resolved.caller.is_none() && resolved.proxy.is_none() {
@@ -511,16 +562,60 @@ impl Enforcing {
         out
     }
 
-    /// Every socket of the workload's cgroups: with the iterator (one kernel pass) when it is
-    /// loaded; with netlink otherwise, or when the iterator fails (said in the receipt's errors).
+    /// The network namespaces the workload's sockets are in: where the programs last saw each
+    /// of its cgroups connect (or send) from, and where its processes run when the enforcer can
+    /// see them. Nothing known at all: the enforcer's own (a workload that has not connected
+    /// since the programs were attached and whose processes it cannot see). A namespace it
+    /// cannot enter is an error in the receipt: those sockets are not destroyed.
+    fn namespaces_of(&mut self, cgroup_ids: &[u64], applied: &mut Applied) -> netns::Found {
+        let Some(namespaces) = self.namespaces.as_mut() else {
+            return netns::Found { own: true, ..netns::Found::default() };
+        };
+        let recorded: Vec<u64> = cgroup_ids.iter().filter_map(|&id| self.programs.netns_of(id)).collect();
+        let pids = self.root.procs_of(cgroup_ids);
+        let mut found = namespaces.find(&recorded, &pids);
+        if !found.own && found.others.is_empty() && found.missing.is_empty() {
+            found.own = true;
+        }
+        let dir = namespaces.dir().map_or_else(|| "no --netns-dir".to_owned(), |d| d.display().to_string());
+        for cookie in &found.missing {
+            applied.errors.push(format!(
+                "the workload connected from the network namespace with cookie {cookie}, and no file of it was found (not the namespace of a process the enforcer can see, not in {dir}): its sockets there were not destroyed"
+            ));
+        }
+        if !found.others.is_empty() || !found.missing.is_empty() {
+            if found.own {
+                applied.namespaces.push(format!("own (cookie {})", namespaces.own()));
+            }
+            applied.namespaces.extend(found.others.iter().map(|n| format!("{} (cookie {})", n.path.display(), n.cookie)));
+        }
+        found
+    }
+
+    /// Every socket of the workload's cgroups, in each network namespace they are in.
     fn destroy_workload(&mut self, cgroup_ids: &[u64], applied: &mut Applied) {
+        let found = self.namespaces_of(cgroup_ids, applied);
+        if found.own {
+            self.destroy_workload_in(cgroup_ids, None, applied);
+        }
+        for ns in &found.others {
+            self.destroy_workload_in(cgroup_ids, Some(ns), applied);
+        }
+    }
+
+    /// Every socket of the workload's cgroups in one namespace (`None`: the enforcer's own): with
+    /// the iterator (one kernel pass) when it is loaded; with netlink otherwise, or when the
+    /// iterator fails (said in the receipt's errors).
+    fn destroy_workload_in(&mut self, cgroup_ids: &[u64], ns: Option<&netns::Netns>, applied: &mut Applied) {
         if let Some(it) = self.iter.as_mut() {
-            match it.destroy_cgroups(cgroup_ids, self.destroy_threads) {
+            match it.destroy_cgroups(cgroup_ids, self.destroy_threads, ns) {
                 Ok(done) => {
                     // The program counted every socket it acted on and kept the first ones.
                     applied.destroyed_with = Some(DESTROYED_WITH_ITERATOR);
-                    applied.sockets_destroyed = usize::try_from(done.destroyed).unwrap_or(usize::MAX);
-                    for d in &done.listed {
+                    let destroyed = usize::try_from(done.destroyed).unwrap_or(usize::MAX);
+                    applied.sockets_destroyed = applied.sockets_destroyed.saturating_add(destroyed);
+                    let before = applied.sockets.len();
+                    for d in done.listed.iter().take(MAX_LISTED_SOCKETS.saturating_sub(before)) {
                         let result = if d.result == 0 {
                             "destroyed".to_owned()
                         } else {
@@ -528,8 +623,9 @@ impl Enforcing {
                         };
                         applied.sockets.push(SocketAction { side: "workload", socket: d.sock.clone(), result });
                     }
-                    let listed = u64::try_from(applied.sockets.len()).unwrap_or(u64::MAX);
-                    applied.sockets_not_listed = usize::try_from(done.seen.saturating_sub(listed)).unwrap_or(usize::MAX);
+                    let listed = u64::try_from(applied.sockets.len().saturating_sub(before)).unwrap_or(u64::MAX);
+                    let not_listed = usize::try_from(done.seen.saturating_sub(listed)).unwrap_or(usize::MAX);
+                    applied.sockets_not_listed = applied.sockets_not_listed.saturating_add(not_listed);
                     if done.failed > 0 {
                         applied.errors.push(format!("bpf_sock_destroy failed on {} of the workload's {} sockets", done.failed, done.seen));
                     }
@@ -541,11 +637,20 @@ impl Enforcing {
         // The kernel lists only the workload's sockets, then they are destroyed in batches:
         // two dumps and about one round trip per 64 sockets (kernel/diag.rs).
         applied.destroyed_with = Some(DESTROYED_WITH_NETLINK);
-        match self.diag.dump_cgroups(cgroup_ids) {
-            Ok(socks) => self.destroy_all("workload", &socks, applied),
+        let mut opened = None;
+        let diag = match ns {
+            None => &mut self.diag,
+            Some(ns) => match open_diag_in(ns, applied) {
+                Some(d) => opened.insert(d),
+                None => return,
+            },
+        };
+        match diag.dump_cgroups(cgroup_ids) {
+            Ok(socks) => destroy_all(diag, "workload", &socks, applied),
             Err(e) => applied.errors.push(format!("listing the workload's sockets: {e}")),
         }
     }
+
 
     /// The workload's connects caught in flight by the quarantine: past the connect hook when
     /// the entry landed, to a destination it refuses. The egress filter drops their SYN and its
@@ -556,31 +661,90 @@ impl Enforcing {
     /// families in one walk of the TCP table).
     /// A connect that had passed the hook but was not yet in the hash table when the dump ran
     /// (a window of about a microsecond) is not seen: it stays silenced until its timeout.
+    /// In each network namespace the workload's sockets are in ([`Enforcing::namespaces_of`]).
     fn abort_connecting(&mut self, q: &QuarantinePlan, applied: &mut Applied) {
-        match self.diag.dump_cgroups_in(&q.cgroup_ids, diag::SYN_SENT_STATES) {
-            Ok(socks) => {
-                let refused: Vec<SockInfo> = socks.into_iter().filter(|s| plan::refuses(q, s.remote)).collect();
-                if !refused.is_empty() {
-                    self.destroy_all("connecting", &refused, applied);
+        let found = self.namespaces_of(&q.cgroup_ids, applied);
+        if found.own {
+            abort_connecting_with(&mut self.diag, q, applied);
+        }
+        for ns in &found.others {
+            if let Some(mut diag) = open_diag_in(ns, applied) {
+                abort_connecting_with(&mut diag, q, applied);
+            }
+        }
+    }
+
+    /// One socket, in the namespace `ns` it was found in (`None`: the enforcer's own).
+    fn destroy(&mut self, side: &'static str, sock: &SockInfo, ns: Option<&netns::Netns>, applied: &mut Applied) {
+        let result = match ns {
+            None => self.diag.destroy(sock),
+            Some(ns) => {
+                let described = format!("{} (cookie {})", ns.path.display(), ns.cookie);
+                if !applied.namespaces.contains(&described) {
+                    applied.namespaces.push(described);
+                }
+                match open_diag_in(ns, applied) {
+                    Some(mut diag) => diag.destroy(sock),
+                    None => return,
                 }
             }
-            Err(e) => applied.errors.push(format!("listing the workload's connects in flight: {e}")),
-        }
-    }
-
-    fn destroy_all(&mut self, side: &'static str, socks: &[SockInfo], applied: &mut Applied) {
-        let refs: Vec<&SockInfo> = socks.iter().collect();
-        let results = self.diag.destroy_many(&refs);
-        for (sock, result) in socks.iter().zip(results) {
-            record_destroy(side, sock, result, applied);
-        }
-    }
-
-    fn destroy(&mut self, side: &'static str, sock: &SockInfo, applied: &mut Applied) {
-        let result = self.diag.destroy(sock);
+        };
         record_destroy(side, sock, result, applied);
     }
 
+}
+
+/// The workload's connects in flight to a destination `q` refuses, aborted with `diag`.
+fn abort_connecting_with(diag: &mut SockDiag, q: &QuarantinePlan, applied: &mut Applied) {
+    match diag.dump_cgroups_in(&q.cgroup_ids, diag::SYN_SENT_STATES) {
+        Ok(socks) => {
+            let refused: Vec<SockInfo> = socks.into_iter().filter(|s| plan::refuses(q, s.remote)).collect();
+            if !refused.is_empty() {
+                destroy_all(diag, "connecting", &refused, applied);
+            }
+        }
+        Err(e) => applied.errors.push(format!("listing the workload's connects in flight: {e}")),
+    }
+}
+
+fn destroy_all(diag: &mut SockDiag, side: &'static str, socks: &[SockInfo], applied: &mut Applied) {
+    let refs: Vec<&SockInfo> = socks.iter().collect();
+    let results = diag.destroy_many(&refs);
+    for (sock, result) in socks.iter().zip(results) {
+        record_destroy(side, sock, result, applied);
+    }
+}
+
+/// The socket `local` -> `remote` in the namespace `ns`; a failure is added to `errors`.
+fn find_in(ns: &netns::Netns, local: SocketAddr, remote: SocketAddr, side: &str, errors: &mut Vec<String>) -> Option<SockInfo> {
+    let found = netns::run_in(ns, || SockDiag::open().and_then(|mut d| d.find(local, remote)));
+    match found {
+        Ok(Ok(sock)) => sock,
+        Ok(Err(e)) => {
+            errors.push(format!("looking up the {side} socket {local} -> {remote} in {}: {e}", ns.path.display()));
+            None
+        }
+        Err(e) => {
+            errors.push(e);
+            None
+        }
+    }
+}
+
+/// A sock_diag socket opened inside `ns`, for one use (kept, it would keep a deleted pod's
+/// namespace alive). `None`: the error is in the receipt.
+fn open_diag_in(ns: &netns::Netns, applied: &mut Applied) -> Option<SockDiag> {
+    match netns::run_in(ns, SockDiag::open) {
+        Ok(Ok(d)) => Some(d),
+        Ok(Err(e)) => {
+            applied.errors.push(format!("opening sock_diag in {}: {e}", ns.path.display()));
+            None
+        }
+        Err(e) => {
+            applied.errors.push(e);
+            None
+        }
+    }
 }
 
 /// Counts and records one socket's destruction; the receipt lists at most

@@ -1,6 +1,7 @@
 //! The few raw system calls the kernel module makes itself (aya makes the `bpf()` ones): a
-//! netlink socket for sock_diag, CLOCK_MONOTONIC (the clock `bpf_ktime_get_ns` reads), and
-//! mounting bpffs. The only `unsafe` code of the workspace; each block says why it is sound.
+//! netlink socket for sock_diag, CLOCK_MONOTONIC (the clock `bpf_ktime_get_ns` reads),
+//! entering a network namespace and reading its cookie and addresses, and mounting bpffs. The
+//! only `unsafe` code of the workspace; each block says why it is sound.
 #![allow(unsafe_code)]
 
 use std::ffi::CString;
@@ -72,6 +73,82 @@ impl Netlink {
         let n = unsafe { libc::recv(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
         usize::try_from(n).map_err(|_| io::Error::last_os_error())
     }
+}
+
+/// Moves the calling thread (only it: network namespaces are per thread) into the network
+/// namespace `ns`, an nsfs file (`/proc/<pid>/ns/net`, `/var/run/netns/<name>`). Needs
+/// CAP_SYS_ADMIN over that namespace.
+pub fn enter_netns(ns: &std::fs::File) -> io::Result<()> {
+    // SAFETY: `ns` is an open file for the duration of the call; setns(2) only reads the
+    // descriptor and changes the calling thread's namespace, no memory is passed.
+    let rc = unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// `SO_NETNS_COOKIE` (Linux 5.14+), which the libc crate does not define; the same number on
+/// every architecture (include/uapi/asm-generic/socket.h).
+const SO_NETNS_COOKIE: libc::c_int = 71;
+
+/// The cookie of the calling thread's network namespace: what `bpf_get_netns_cookie()` returns
+/// for a socket there. Read from a throwaway socket.
+pub fn current_netns_cookie() -> io::Result<u64> {
+    // SAFETY: socket(2) takes no pointers; a negative result is checked below.
+    let raw = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if raw < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `raw` is a descriptor we just opened and own alone; OwnedFd closes it.
+    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    let mut cookie: u64 = 0;
+    let mut len = libc::socklen_t::try_from(std::mem::size_of::<u64>()).unwrap_or(8);
+    // SAFETY: `cookie` and `len` are valid for writes and `len` holds the size of `cookie`.
+    let rc = unsafe {
+        libc::getsockopt(fd.as_raw_fd(), libc::SOL_SOCKET, SO_NETNS_COOKIE, (&raw mut cookie).cast(), &mut len)
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(cookie)
+}
+
+/// The IP addresses of the interfaces of the calling thread's network namespace (getifaddrs(3),
+/// which asks the kernel over a netlink socket opened in that namespace).
+pub fn local_addresses() -> io::Result<Vec<std::net::IpAddr>> {
+    let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs writes the head of a list it allocated into `head`; it is freed below
+    // with freeifaddrs and not used after.
+    if unsafe { libc::getifaddrs(&raw mut head) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut out = Vec::new();
+    let mut node = head;
+    while !node.is_null() {
+        // SAFETY: `node` is a node of the list getifaddrs returned, alive until freeifaddrs.
+        let ifa = unsafe { &*node };
+        let addr = ifa.ifa_addr;
+        if !addr.is_null() {
+            // SAFETY: a non-null ifa_addr points to a sockaddr whose family names its real type,
+            // which is what each arm reads it as.
+            match i32::from(unsafe { (*addr).sa_family }) {
+                libc::AF_INET => {
+                    let sin = unsafe { &*addr.cast::<libc::sockaddr_in>() };
+                    out.push(std::net::IpAddr::V4(std::net::Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr))));
+                }
+                libc::AF_INET6 => {
+                    let sin6 = unsafe { &*addr.cast::<libc::sockaddr_in6>() };
+                    out.push(std::net::IpAddr::V6(std::net::Ipv6Addr::from(sin6.sin6_addr.s6_addr)));
+                }
+                _ => {}
+            }
+        }
+        node = ifa.ifa_next;
+    }
+    // SAFETY: `head` came from getifaddrs and is freed once; nothing borrowed from it survives.
+    unsafe { libc::freeifaddrs(head) };
+    Ok(out)
 }
 
 /// The calling thread's id (what `bpf_get_current_pid_tgid()` returns in its low half).
