@@ -1186,12 +1186,14 @@ def targets(results: dict, s: dict) -> list[str]:
             row("enforcer: a workload's 10,000 live connections silenced (cgroup_skb drop, one map write) ≤ 10 ms p99", f"map written p50 {silenced['p50'] / 1000:.2f} ms, p99 {silenced['p99'] / 1000:.2f} ms" + seen, silenced["p99"] <= 10_000)
         # By path (kernel_latency's side-by-side table): the enforcer's default on this 2-core
         # machine is the iterator on 2 threads (one per CPU, at most 4).
-        paths = {k: v for k, v in enf.items() if k in ("iterator-2t", "iterator", "netlink")}
-        if paths:
+        # A path whose workload ran in a network namespace of its own (`NAME@netns...`) is
+        # labelled "NAME, workload in its own netns (...)": reported beside, never the verdict.
+        paths = {k: v for k, v in enf.items() if k in ("iterator-2t", "iterator", "netlink") or ", workload in its own netns" in k}
+        if any(n in paths for n in ("iterator-2t", "iterator", "netlink")):
             name = next(n for n in ("iterator-2t", "iterator", "netlink") if n in paths)
             d = paths[name]
             label = {"iterator-2t": "BPF iterator, 2 threads (the default here)", "iterator": "BPF iterator, 1 thread", "netlink": "netlink"}
-            others = "; ".join(f"{label[n]} p50 {v['p50'] / 1000:.1f} ms, p99 {v['p99'] / 1000:.1f} ms" for n, v in paths.items() if n != name)
+            others = "; ".join(f"{label.get(n, n)} p50 {v['p50'] / 1000:.1f} ms, p99 {v['p99'] / 1000:.1f} ms" for n, v in paths.items() if n != name)
             row("enforcer: 10,000 sockets destroyed ≤ 10 ms p99", f"{label[name]}: p50 {d['p50'] / 1000:.1f} ms, p99 {d['p99'] / 1000:.1f} ms; same run: {others} (per socket, the kernel's tcp_abort: its reset, and on loopback the peer's handling of it on the same CPU)", d["p99"] <= 10_000)
         elif destroyed:
             row("enforcer: 10,000 sockets destroyed ≤ 10 ms p99", f"p50 {destroyed['p50'] / 1000:.1f} ms, p99 {destroyed['p99'] / 1000:.1f} ms (the kernel's per-socket abort, ~5 µs each, is the floor)", destroyed["p99"] <= 10_000)

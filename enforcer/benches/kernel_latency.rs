@@ -41,9 +41,12 @@
 //! `cargo bench -p interlock-enforcer --bench kernel_latency` (`make bench` writes the output
 //! to bench/enforcer.txt). ITERATIONS: `BENCH_CONNECT_ITERATIONS` (default 300),
 //! `BENCH_DESTROY_ITERATIONS` (default 50, per path), `BENCH_CONNECTIONS` (default 10000),
-//! `BENCH_DESTROY_PATHS` (default `netlink,iterator,iterator-2t`; a path written `NAME=BINARY`
-//! is run by that build of `interlock` instead of this one's, side by side with the others: a
-//! before/after comparison in one run; part 1 then also runs once per binary, taking turns),
+//! `BENCH_DESTROY_PATHS` (default `netlink,iterator,iterator-2t@netns-ehash,iterator-2t`). A path
+//! written `NAME@netns` or `NAME@netns-ehash` runs its workload in a network namespace of its
+//! own, as a pod does, whose sockets are in the host's TCP hash or in one of its own of
+//! `BENCH_CHILD_EHASH` buckets (default 16384). A path written `NAME=BINARY` is run by that build
+//! of `interlock` instead of this one's, side by side with the others: a before/after
+//! comparison in one run; part 1 then also runs once per binary, taking turns.
 //! `BENCH_EVENT_PRIORITY` (the enforcers' `--event-priority`; default: theirs),
 //! `BENCH_TRACE_SLOW` (print each part-1 iteration whose event reached the handler over 1 ms after
 //! the POST, with the POST's CLOCK_MONOTONIC time, to find it in a `perf sched record -k
@@ -83,7 +86,8 @@ fn main() {
     let connections = env_usize("BENCH_CONNECTIONS", 10_000);
     let nofile = raise_nofile_limit(u64::try_from(connections).unwrap() * 2 + 1_000).unwrap();
     let paths: Vec<DestroyPath> = std::env::var("BENCH_DESTROY_PATHS")
-        .unwrap_or_else(|_| "netlink,iterator,iterator-2t".to_owned())
+        // The default path last: scripts/bench.py reads the last per-path table as the default's.
+        .unwrap_or_else(|_| "netlink,iterator,iterator-2t@netns-ehash,iterator-2t".to_owned())
         .split(',')
         .map(|p| DestroyPath::parse(p.trim()))
         .collect();
@@ -109,6 +113,20 @@ struct DestroyPath {
     bin: String,
     /// `name`, or `name (BINARY)` for another build.
     label: String,
+    /// Where the workload runs: `None`, in this process's network namespace (over loopback);
+    /// otherwise in a namespace of its own, as a pod does.
+    netns: Option<PodHash>,
+}
+
+/// How a workload's own network namespace keeps its TCP sockets.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum PodHash {
+    /// In the host's hash table (`net.ipv4.tcp_child_ehash_entries` 0, the kernel's default):
+    /// a walk of it still visits every bucket, but touches only this namespace's sockets.
+    Shared,
+    /// A hash table of its own, of this many buckets (`tcp_child_ehash_entries` set when the
+    /// namespace is created, as a node sysctl would).
+    Own(u32),
 }
 
 impl DestroyPath {
@@ -119,29 +137,54 @@ impl DestroyPath {
             Some((name, bin)) => (name, Some(bin)),
             None => (spec, None),
         };
+        let (name, netns) = match name.split_once('@') {
+            None => (name, None),
+            Some((name, "netns")) => (name, Some(PodHash::Shared)),
+            Some((name, "netns-ehash")) => (name, Some(PodHash::Own(u32::try_from(env_usize("BENCH_CHILD_EHASH", 16_384)).unwrap()))),
+            Some((_, other)) => panic!("BENCH_DESTROY_PATHS: unknown placement @{other} (@netns, @netns-ehash)"),
+        };
         let (name, flag, threads, receipt) = match name {
             "netlink" => ("netlink", "netlink", 1, "netlink"),
             "iterator" => ("iterator", "iterator", 1, "bpf-iterator"),
             "iterator-2t" => ("iterator-2t", "iterator", 2, "bpf-iterator"),
             other => panic!("BENCH_DESTROY_PATHS: unknown path {other:?} (netlink, iterator, iterator-2t, each optionally =BINARY)"),
         };
-        let label = bin.map_or_else(|| name.to_owned(), |b| format!("{name} ({b})"));
-        DestroyPath { name, flag, threads, receipt, bin: bin.unwrap_or(BIN).to_owned(), label }
+        let mut label = bin.map_or_else(|| name.to_owned(), |b| format!("{name} ({b})"));
+        match netns {
+            None => {}
+            Some(PodHash::Shared) => label.push_str(", workload in its own netns (shared hash)"),
+            Some(PodHash::Own(n)) => label.push_str(&format!(", workload in its own netns ({n}-bucket hash)")),
+        }
+        DestroyPath { name, flag, threads, receipt, bin: bin.unwrap_or(BIN).to_owned(), label, netns }
     }
 
     fn describe(&self) -> String {
-        match (self.flag, self.threads) {
+        let how = match (self.flag, self.threads) {
             ("netlink", _) => "`--socket-destroy netlink`: one sock_diag dump of the workload's sockets (filtered by cgroup in the kernel), then SOCK_DESTROY requests, 64 per netlink message".to_owned(),
             (_, 1) => "`--socket-destroy iterator`: one read of a BPF TCP iterator (iter/tcp) that matches each socket's cgroup and calls the bpf_sock_destroy kfunc".to_owned(),
             (_, n) => format!("`--socket-destroy iterator --socket-destroy-threads {n}`: {n} threads each read the BPF TCP iterator and destroy the sockets of their shard (socket cookie modulo {n})"),
+        };
+        match self.netns {
+            None => how,
+            Some(hash) => format!(
+                "{how}. The workload runs in a network namespace of its own, as a pod does (`ip netns`, reaching this process through a veth pair), {}; the enforcer finds the namespace by the cookie its programs saw the workload connect from and destroys the sockets from inside it",
+                match hash {
+                    PodHash::Shared => "whose sockets are in the host's TCP hash table (the kernel's default)".to_owned(),
+                    PodHash::Own(n) => format!("with a TCP hash table of its own ({n} buckets: `net.ipv4.tcp_child_ehash_entries` set before it was created)"),
+                }
+            ),
         }
     }
 }
 
 fn run(scratches: &[Scratch], paths: &[DestroyPath], connections: usize) {
     let enforcers: Vec<Enforcer> = scratches.iter().zip(paths).map(|(s, p)| Enforcer::start(s, p)).collect();
-    let proxy = Proxy::start();
-    let mut workloads: Vec<Workload> = scratches.iter().map(|s| Workload::start(&s.root, "bench")).collect();
+    let nets: Vec<Option<PodNet>> =
+        paths.iter().enumerate().map(|(k, p)| p.netns.map(|hash| PodNet::create(k, hash))).collect();
+    let proxies: Vec<Proxy> =
+        nets.iter().map(|n| Proxy::start(n.as_ref().map_or(std::net::Ipv4Addr::LOCALHOST, |n| n.host))).collect();
+    let mut workloads: Vec<Workload> =
+        scratches.iter().zip(&nets).map(|(s, n)| Workload::start(&s.root, "bench", n.as_ref())).collect();
 
     let kernel = uname();
     println!("# Enforcer kernel path (issue 7), {}", kernel);
@@ -164,7 +207,7 @@ fn run(scratches: &[Scratch], paths: &[DestroyPath], connections: usize) {
                 let poster = interlock_enforcer::kernel::sys::prioritize_current_thread();
                 println!("This process's thread that posts the events in part 1 (standing in for the proxy) runs {poster}.");
                 println!();
-                connect_part(&enforcers, &mut workloads, paths, &proxy)
+                connect_part(&enforcers, &mut workloads, paths, &proxies)
             })
             .join()
             .unwrap()
@@ -174,14 +217,16 @@ fn run(scratches: &[Scratch], paths: &[DestroyPath], connections: usize) {
     for &v in &builds {
         workloads[v].ask("close");
     }
-    proxy.clear();
+    for p in &proxies {
+        p.clear();
+    }
     let iterations = env_usize("BENCH_DESTROY_ITERATIONS", 50);
     let mut runs: Vec<DestroyRuns> = paths.iter().map(|_| DestroyRuns::default()).collect();
     let mut posts: Vec<Http> = enforcers.iter().map(Enforcer::keep_alive).collect();
     for i in 0..iterations {
         for (v, path) in paths.iter().enumerate() {
             let (enforcer, w, post, m) = (&enforcers[v], &mut workloads[v], &mut posts[v], &mut runs[v]);
-            destroy_once(i, path, enforcer, w, post, &proxy, m, connections);
+            destroy_once(i, path, enforcer, w, post, &proxies[v], m, connections);
         }
     }
     let targets: Vec<String> = paths.iter().map(|p| p.label.clone()).collect();
@@ -206,9 +251,10 @@ fn run(scratches: &[Scratch], paths: &[DestroyPath], connections: usize) {
     for e in enforcers {
         e.stop();
     }
+    drop(nets);
 }
 
-fn connect_part(enforcers: &[Enforcer], workloads: &mut [Workload], paths: &[DestroyPath], proxy: &Proxy) -> Vec<usize> {
+fn connect_part(enforcers: &[Enforcer], workloads: &mut [Workload], paths: &[DestroyPath], proxies: &[Proxy]) -> Vec<usize> {
     let iterations = env_usize("BENCH_CONNECT_ITERATIONS", 300);
     let closed_port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap(); // dropped: nothing listens
     // The first enforcer of each binary.
@@ -221,7 +267,7 @@ fn connect_part(enforcers: &[Enforcer], workloads: &mut [Workload], paths: &[Des
     let mut downstreams = Vec::new();
     let mut posts: Vec<Http> = Vec::new();
     for &v in &builds {
-        downstreams.push(workloads[v].ask(&format!("open 1 {}", proxy.addr)).strip_prefix("ok ").unwrap().parse::<SocketAddr>().unwrap());
+        downstreams.push(workloads[v].ask(&format!("open 1 {}", proxies[v].addr)).strip_prefix("ok ").unwrap().parse::<SocketAddr>().unwrap());
         posts.push(enforcers[v].keep_alive());
     }
     // Then again with the workload burning every core besides (as many spinning threads as
@@ -236,7 +282,7 @@ fn connect_part(enforcers: &[Enforcer], workloads: &mut [Workload], paths: &[Des
                     assert_eq!(workloads[v].ask(&format!("burn {burn}")), "burning");
                 }
                 let id = format!("bench-connect-{}-{v}-burn{burn}-{i}", std::process::id());
-                connect_once(&id, &enforcers[v], &mut workloads[v], &mut posts[k], proxy, closed_port, downstreams[k], &mut runs[k]);
+                connect_once(&id, &enforcers[v], &mut workloads[v], &mut posts[k], &proxies[v], closed_port, downstreams[k], &mut runs[k]);
                 if burn > 0 {
                     assert_eq!(workloads[v].ask("unburn"), "ok");
                 }
@@ -776,8 +822,8 @@ struct Proxy {
 }
 
 impl Proxy {
-    fn start() -> Proxy {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    fn start(ip: std::net::Ipv4Addr) -> Proxy {
+        let listener = TcpListener::bind((ip, 0)).unwrap();
         let addr = listener.local_addr().unwrap();
         let held = Arc::new(Mutex::new(Vec::new()));
         let sink = held.clone();
@@ -814,6 +860,58 @@ impl Proxy {
     }
 }
 
+/// A network namespace of the bench's own for one path's workload, as a pod has (`ip netns add`:
+/// its file in /var/run/netns, where the enforcer looks), joined to this process's by a veth
+/// pair (this end `host`, the namespace's `pod`). Removed on drop, with the pair.
+struct PodNet {
+    name: String,
+    host: std::net::Ipv4Addr,
+}
+
+impl PodNet {
+    fn create(k: usize, hash: PodHash) -> PodNet {
+        let id = std::process::id();
+        let name = format!("il-bench-{id}-{k}");
+        let (hv, pv) = (format!("ilbh{}{k}", id % 100_000), format!("ilbp{}{k}", id % 100_000));
+        let net = u8::try_from(k).unwrap() + 1;
+        let (host, pod) = (std::net::Ipv4Addr::new(10, 215, net, 1), std::net::Ipv4Addr::new(10, 215, net, 2));
+        let ip = |args: &[&str]| {
+            let out = Command::new("ip").args(args).output().unwrap();
+            assert!(out.status.success(), "ip {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
+        };
+        // The hash size is read when the namespace is created; the host's setting is put back.
+        const SYSCTL: &str = "/proc/sys/net/ipv4/tcp_child_ehash_entries";
+        let before = std::fs::read_to_string(SYSCTL).unwrap_or_else(|e| panic!("{SYSCTL}: {e} (Linux 6.1+)"));
+        if let PodHash::Own(n) = hash {
+            std::fs::write(SYSCTL, n.to_string()).unwrap();
+        }
+        let net_ns = PodNet { name: name.clone(), host };
+        ip(&["netns", "add", &name]);
+        std::fs::write(SYSCTL, before.trim()).unwrap();
+        ip(&["link", "add", &hv, "type", "veth", "peer", "name", &pv]);
+        ip(&["link", "set", &pv, "netns", &name]);
+        ip(&["addr", "add", &format!("{host}/30"), "dev", &hv]);
+        ip(&["link", "set", &hv, "up"]);
+        ip(&["-n", &name, "addr", "add", &format!("{pod}/30"), "dev", &pv]);
+        ip(&["-n", &name, "link", "set", &pv, "up"]);
+        ip(&["-n", &name, "link", "set", "lo", "up"]);
+        // 10,000 connections from one address to one port: the whole ephemeral range.
+        ip(&["netns", "exec", &name, "sysctl", "-q", "-w", "net.ipv4.ip_local_port_range=10000 65000"]);
+        net_ns
+    }
+
+    fn file(&self) -> PathBuf {
+        Path::new("/var/run/netns").join(&self.name)
+    }
+}
+
+impl Drop for PodNet {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.name]).status();
+        eprintln!("cleaned up: network namespace {} {}", self.name, if self.file().exists() { "STILL THERE" } else { "removed" });
+    }
+}
+
 /// This program again, as a managed workload (`interlock exec`), driven over stdin/stdout.
 struct Workload {
     child: Child,
@@ -822,8 +920,16 @@ struct Workload {
 }
 
 impl Workload {
-    fn start(root: &Path, name: &str) -> Workload {
-        let mut child = Command::new(BIN)
+    fn start(root: &Path, name: &str, net: Option<&PodNet>) -> Workload {
+        let mut command = match net {
+            Some(n) => {
+                let mut c = Command::new("nsenter");
+                c.arg(format!("--net={}", n.file().display())).arg("--").arg(BIN);
+                c
+            }
+            None => Command::new(BIN),
+        };
+        let mut child = command
             .args(["exec", "--workload", name, "--cgroup-root"])
             .arg(root)
             .arg("--")
