@@ -332,3 +332,29 @@ fn rules_without_paths_are_indexed_by_host_or_method() {
     req.method = "DELETE".into();
     assert_eq!(decide(&e, &req, None).2, "deletes");
 }
+
+/// `decide_line` trusts a path trie's candidates to match their template, so the trie (folded
+/// templates walked with the folded path, for deny tables) and `template_matches` must agree.
+#[test]
+fn the_path_trie_and_template_matching_agree() {
+    use crate::template::PathTrie;
+    let templates = ["/", "/api", "/api/customers/{id}", "/API/Admin/**", "/**", "/api/*/x", "/v1/chat/completions", "/a/{b}/{c}/**"];
+    let paths = [
+        "/", "/api", "/API", "/api/customers", "/api/customers/42", "/api/Customers/42", "/api/customers/42/x", "/api/admin",
+        "/api/ADMIN/users/7", "/Api/q/x", "/api/q/X", "/v1/chat/completions", "/V1/Chat/Completions", "/a/b/c", "/a/b", "/a/B/c/d/e",
+    ];
+    for fold in [false, true] {
+        for text in templates {
+            let t = PathTemplate::parse(text).unwrap();
+            let mut trie = PathTrie::default();
+            trie.insert(&if fold { t.folded() } else { t.clone() }, ());
+            for path in paths {
+                let line = Line::new("GET", "h", path);
+                let walked = if fold { &*line.folded } else { line.path };
+                let mut by_trie = false;
+                trie.lookup_path(walked, &mut |()| by_trie = true);
+                assert_eq!(by_trie, template_matches(&t, &line, fold), "{text} on {path}, fold {fold}");
+            }
+        }
+    }
+}
