@@ -195,7 +195,9 @@ impl Engine {
         facts.method = method_text(&req.method);
         facts.authority = normalize_host(&req.authority);
 
-        if let Some(name) = builtin::SECURITY_HEADERS.iter().find(|h| req.header_values(h).nth(1).is_some()) {
+        if repeats_a_name(&req.headers)
+            && let Some(name) = builtin::SECURITY_HEADERS.iter().find(|h| req.header_values(h).nth(1).is_some())
+        {
             return Phase::Decided(Decision::refusal(400, builtin::DUPLICATE_HEADER, format!("header {name:?} appears more than once")));
         }
         facts.trace = req.header_values("traceparent").next().and_then(traceparent::trace_id);
@@ -913,6 +915,15 @@ fn is_json_content_type(ct: &str) -> bool {
         let p = p.trim();
         p.is_empty() || p.eq_ignore_ascii_case("charset=utf-8") || p.eq_ignore_ascii_case("charset=\"utf-8\"")
     })
+}
+
+/// Whether two headers may share a name: a short list is compared pair by pair, which for the
+/// few headers a request usually carries costs fewer comparisons than looking up each of the
+/// twelve [`builtin::SECURITY_HEADERS`] in it (profiled: 36 name comparisons for 3 headers, where
+/// this makes 3). A longer list is assumed to, and the lookup decides.
+fn repeats_a_name(headers: &[(String, String)]) -> bool {
+    const PAIRWISE_UP_TO: usize = 8;
+    headers.len() > PAIRWISE_UP_TO || headers.iter().enumerate().any(|(i, (k, _))| headers.iter().skip(i.saturating_add(1)).any(|(other, _)| other == k))
 }
 
 /// The methods of RFC 9110 §9 and PATCH (RFC 5789), the ones requests carry nearly always.

@@ -358,3 +358,24 @@ fn the_path_trie_and_template_matching_agree() {
         }
     }
 }
+
+#[test]
+fn repeated_header_names_are_found_at_any_length() {
+    let h = |names: &[&str]| names.iter().map(|n| ((*n).to_owned(), String::new())).collect::<Vec<_>>();
+    assert!(!repeats_a_name(&h(&[])));
+    assert!(!repeats_a_name(&h(&["accept", "user-agent", "traceparent"])));
+    assert!(repeats_a_name(&h(&["accept", "traceparent", "user-agent", "traceparent"])));
+    assert!(repeats_a_name(&h(&["a", "a"])));
+    // Beyond the pairwise bound the answer is "maybe", and the security-header lookup decides.
+    let many: Vec<String> = (0..20).map(|i| format!("x-{i}")).collect();
+    assert!(repeats_a_name(&h(&many.iter().map(String::as_str).collect::<Vec<_>>())));
+    // The decision is unchanged either way: a duplicated security header among many is refused.
+    let e = engine(serde_json::json!({ "version": "v", "default_action": "allow" }));
+    for extra in [0, 20] {
+        let mut req = get("a", "/x");
+        req.headers = (0..extra).map(|i| (format!("x-{i}"), String::new())).collect();
+        req.headers.push(("host".into(), "a".into()));
+        req.headers.push(("host".into(), "b".into()));
+        assert_eq!(decide(&e, &req, None), (Action::Deny, 400, builtin::DUPLICATE_HEADER.to_owned()), "{extra} other headers");
+    }
+}
