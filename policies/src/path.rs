@@ -144,6 +144,9 @@ enum ByteClass {
     Other,
 }
 
+// Indexing in a constant is evaluated by the compiler: an index out of bounds is a build error,
+// never a panic at run time (and `get_mut` is not available in a `const` block).
+#[allow(clippy::indexing_slicing)]
 const BYTE_CLASS: [ByteClass; 256] = {
     let mut table = [ByteClass::Other; 256];
     let mut b = 0x21;

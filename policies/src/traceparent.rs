@@ -50,7 +50,7 @@ fn is_lower_hex(field: &str, len: usize) -> bool {
         return false;
     }
     let mut words = field.as_bytes().chunks_exact(8);
-    let words_ok = (&mut words).all(|w| w.try_into().is_ok_and(|w| word_is_lower_hex(u64::from_le_bytes(w))));
+    let words_ok = words.all(|w| w.try_into().is_ok_and(|w| word_is_lower_hex(u64::from_le_bytes(w))));
     words_ok && words.remainder().iter().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
