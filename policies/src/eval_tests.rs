@@ -332,3 +332,50 @@ fn rules_without_paths_are_indexed_by_host_or_method() {
     req.method = "DELETE".into();
     assert_eq!(decide(&e, &req, None).2, "deletes");
 }
+
+/// `decide_line` trusts a path trie's candidates to match their template, so the trie (folded
+/// templates walked with the folded path, for deny tables) and `template_matches` must agree.
+#[test]
+fn the_path_trie_and_template_matching_agree() {
+    use crate::template::PathTrie;
+    let templates = ["/", "/api", "/api/customers/{id}", "/API/Admin/**", "/**", "/api/*/x", "/v1/chat/completions", "/a/{b}/{c}/**"];
+    let paths = [
+        "/", "/api", "/API", "/api/customers", "/api/customers/42", "/api/Customers/42", "/api/customers/42/x", "/api/admin",
+        "/api/ADMIN/users/7", "/Api/q/x", "/api/q/X", "/v1/chat/completions", "/V1/Chat/Completions", "/a/b/c", "/a/b", "/a/B/c/d/e",
+    ];
+    for fold in [false, true] {
+        for text in templates {
+            let t = PathTemplate::parse(text).unwrap();
+            let mut trie = PathTrie::default();
+            trie.insert(&if fold { t.folded() } else { t.clone() }, ());
+            for path in paths {
+                let line = Line::new("GET", "h", path);
+                let walked = if fold { &*line.folded } else { line.path };
+                let mut by_trie = false;
+                trie.lookup_path(walked, &mut |()| by_trie = true);
+                assert_eq!(by_trie, template_matches(&t, &line, fold), "{text} on {path}, fold {fold}");
+            }
+        }
+    }
+}
+
+#[test]
+fn repeated_header_names_are_found_at_any_length() {
+    let h = |names: &[&str]| names.iter().map(|n| ((*n).to_owned(), String::new())).collect::<Vec<_>>();
+    assert!(!repeats_a_name(&h(&[])));
+    assert!(!repeats_a_name(&h(&["accept", "user-agent", "traceparent"])));
+    assert!(repeats_a_name(&h(&["accept", "traceparent", "user-agent", "traceparent"])));
+    assert!(repeats_a_name(&h(&["a", "a"])));
+    // Beyond the pairwise bound the answer is "maybe", and the security-header lookup decides.
+    let many: Vec<String> = (0..20).map(|i| format!("x-{i}")).collect();
+    assert!(repeats_a_name(&h(&many.iter().map(String::as_str).collect::<Vec<_>>())));
+    // The decision is unchanged either way: a duplicated security header among many is refused.
+    let e = engine(serde_json::json!({ "version": "v", "default_action": "allow" }));
+    for extra in [0, 20] {
+        let mut req = get("a", "/x");
+        req.headers = (0..extra).map(|i| (format!("x-{i}"), String::new())).collect();
+        req.headers.push(("host".into(), "a".into()));
+        req.headers.push(("host".into(), "b".into()));
+        assert_eq!(decide(&e, &req, None), (Action::Deny, 400, builtin::DUPLICATE_HEADER.to_owned()), "{extra} other headers");
+    }
+}

@@ -195,3 +195,31 @@ fn accepted_paths_are_canonical() {
     }
     assert!(accepted > 1_000, "only {accepted} accepted");
 }
+
+#[test]
+fn the_fast_path_agrees_with_the_full_checks() {
+    // `canonical_path` answers from `already_canonical` when it can; wherever that answers, the
+    // full decoding and checking must give the same path. Random paths over the bytes that steer
+    // either, and the table cases above.
+    let alphabet: &[&str] = &["/", "/", "a", "B", ".", "..", "%2e", "%41", ";", "?", "\\", "~", "#", " ", "é", "\x7f", "-"];
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    let mut fast = 0;
+    let mut check = |raw: &str| {
+        if let Some(path) = already_canonical(raw) {
+            fast += 1;
+            assert_eq!(decode_and_check(raw).as_deref(), Ok(path), "{raw:?}");
+        }
+        assert_eq!(canonical_path(raw), decode_and_check(raw), "{raw:?}");
+    };
+    for raw in ["/", "/a", "/a/", "/a//", "//", "/.", "/a.", "/a./", "/a./b", "/.a/b", "/a?b#", "/a?b c", "/?", "/a/?q", "?", ""] {
+        check(raw);
+    }
+    for _ in 0..50_000 {
+        let mut raw = String::from(if rng.below(8) == 0 { "" } else { "/" });
+        for _ in 0..rng.below(10) {
+            raw.push_str(alphabet[rng.below(alphabet.len())]);
+        }
+        check(&raw);
+    }
+    assert!(fast > 1_000, "only {fast} took the fast path");
+}

@@ -37,17 +37,37 @@ pub fn trace_id(value: &str) -> Option<String> {
         && is_lower_hex(trace, 32)
         && is_lower_hex(parent, 16)
         && is_lower_hex(flags, 2)
-        && !all_zero(trace)
-        && !all_zero(parent);
+        && trace.as_bytes() != [b'0'; 32]
+        && parent.as_bytes() != [b'0'; 16];
     valid.then(|| trace.to_owned())
 }
 
+/// `field` is `len` lower-case hex digits. Eight bytes at a time (the trace and parent ids are
+/// whole words): a per-byte range test profiled at most of `trace_id`'s time, a tenth of a REST
+/// decision.
 fn is_lower_hex(field: &str, len: usize) -> bool {
-    field.len() == len && field.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    if field.len() != len {
+        return false;
+    }
+    let mut words = field.as_bytes().chunks_exact(8);
+    let words_ok = words.all(|w| w.try_into().is_ok_and(|w| word_is_lower_hex(u64::from_le_bytes(w))));
+    words_ok && words.remainder().iter().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
-fn all_zero(field: &str) -> bool {
-    field.bytes().all(|b| b == b'0')
+/// Every byte of `w` is `0-9` or `a-f`. For a byte `x` below 0x80, `x + (0x80 - lo)` has its high
+/// bit set exactly when `x >= lo`, and `x + (0x7F - hi)` exactly when `x > hi`; neither sum
+/// exceeds 0xFF, so no carry crosses into the next byte and the eight bytes are tested at once.
+fn word_is_lower_hex(w: u64) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = ONES * 0x80;
+    if w & HIGH != 0 {
+        return false;
+    }
+    let at_least = |lo: u64| w.wrapping_add(ONES * (0x80 - lo));
+    let above = |hi: u64| w.wrapping_add(ONES * (0x7F - hi));
+    let digit = at_least(0x30) & !above(0x39);
+    let lower = at_least(0x61) & !above(0x66);
+    (digit | lower) & HIGH == HIGH
 }
 
 #[cfg(test)]
@@ -89,6 +109,21 @@ mod tests {
         for (name, value, ok) in cases {
             assert_eq!(trace_id(value), ok.then(|| TRACE.to_owned()), "case {name}");
         }
+    }
+
+    #[test]
+    fn word_test_agrees_with_the_byte_test_for_every_byte() {
+        let byte_ok = |b: u8| matches!(b, b'0'..=b'9' | b'a'..=b'f');
+        for b in 0..=u8::MAX {
+            for pos in 0..8 {
+                let mut w = *b"0123abcf";
+                w[pos] = b;
+                assert_eq!(word_is_lower_hex(u64::from_le_bytes(w)), byte_ok(b), "byte {b:#04x} at {pos}");
+            }
+        }
+        assert!(is_lower_hex("0123456789abcdef01", 18));
+        assert!(!is_lower_hex("0123456789abcdef0g", 18));
+        assert!(!is_lower_hex("0123456789abcdef0", 18));
     }
 
     #[test]
