@@ -9,7 +9,8 @@ core 0, wrk on core 1, the `rest` mix, Envoy CPU/request from /proc). Per call a
 quartiles. Names: `jwt` (jwt_authn alone) and `minimal` (minimal-wasm behind jwt_authn) may be
 given as calls too, as references (reported as CPU/request, not a slope). `call@K` repeats that
 call K times instead of N (e.g. `set_header@1`: a call whose first use has a one-time cost).
-The probe is built here (cargo, release, wasm32-wasip1) before the run."""
+`name=file.wasm` runs another filter (e.g. a bench/callback-probe build) in the probe's place,
+reported like `jwt` as CPU/request and its difference to `none`. The probe is built here (cargo, release, wasm32-wasip1) before the run."""
 import sys, statistics, os, re, subprocess
 from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
@@ -33,6 +34,7 @@ block = re.compile(r"( *)# BEGIN interlock plugin configuration.*?# END interloc
 assert block.search(template)
 specs = []
 for name in ["none"] + calls:
+    label = name.split("=", 1)[0]
     if name in ("jwt", "minimal"):
         src = "jwt" if name == "jwt" else "minimal-wasm"
         y = port((b.BENCH_CONFIGS / f"{src}.yaml").read_text())
@@ -42,12 +44,16 @@ for name in ["none"] + calls:
             start = jwt.index("          - name: envoy.filters.http.jwt_authn")
             end = jwt.index("          - name: envoy.filters.http.router")
             y = y.replace("          http_filters:\n", "          http_filters:\n" + jwt[start:end], 1)
+    elif "=" in name:
+        _, wasm = name.split("=", 1)
+        y = block.sub(lambda m: f'{m.group(1)}value: "none 0"\n', template.replace(f"filename: {PROBE}", f"filename: {wasm}"))
+        assert wasm in y
     else:
         call, k = count(name)
         conf = "none 0" if name == "none" else f"{call} {k}"
         y = block.sub(lambda m: f'{m.group(1)}value: "{conf}"\n', template)
     y = y.replace("filename: target/", f"filename: {ROOT}/target/").replace("filename: envoy-config/", f"filename: {ROOT}/envoy-config/")
-    p = OUT / f"{name}.yaml"; p.write_text(y)
+    p = OUT / f"{label}.yaml"; p.write_text(y)
     specs.append((name, p))
 logs, enf, scripts = harness.start(b, OUT, "probe-")
 res = {}
@@ -55,7 +61,7 @@ try:
     for r in range(rounds):
         order = specs[r % len(specs):] + specs[:r % len(specs)]
         for name, p in order:
-            e = b.Envoy(p, 1, b.ENVOY_CORE, logs / f"{name}-{r}.log")
+            e = b.Envoy(p, 1, b.ENVOY_CORE, logs / f"{name.split('=', 1)[0]}-{r}.log")
             try:
                 b.run_wrk(scripts["rest"], 1, 16)
                 c0, n0 = e.cpu_ticks(), e.counters()
@@ -71,7 +77,7 @@ try:
                     not_ok = body.decode().strip().split(".")[-1].replace(": ", "=")
                 except Exception:
                     pass
-                print(f"r{r} {name:<16} {served / (w['duration_us'] / 1e6):8.0f} rps ok={ok == served} {us:6.2f} us/req {not_ok}", flush=True)
+                print(f"r{r} {name.split('=', 1)[0]:<16} {served / (w['duration_us'] / 1e6):8.0f} rps ok={ok == served} {us:6.2f} us/req {not_ok}", flush=True)
             finally:
                 e.stop()
 finally:
@@ -82,9 +88,9 @@ def q(v):
 print(f"\n| call (× repeats) | CPU µs/req (median) | µs per call: median of per-round (call − none)/repeats | quartiles | per round |\n|---|--:|--:|--:|---|")
 for name, _ in specs:
     v = res[name]
-    if name in ("none", "jwt", "minimal"):
+    if name in ("none", "jwt", "minimal") or "=" in name:
         d = [x - y for x, y in zip(v, res["none"])]
-        print(f"| {name} | {statistics.median(v):.1f} | (vs none: {statistics.median(d):+.1f}) | | {' '.join(f'{x:.1f}' for x in v)} |")
+        print(f"| {name.split('=', 1)[0]} | {statistics.median(v):.1f} | (vs none: {statistics.median(d):+.1f}) | | {' '.join(f'{x:.1f}' for x in v)} |")
         continue
     k = count(name)[1]
     s = [(x - y) / k for x, y in zip(v, res["none"])]
