@@ -51,19 +51,12 @@ pub fn set_tick_period(period: Duration) -> Result<()> {
     hostcalls::set_tick_period(period).map_err(st("set_tick_period"))
 }
 
-/// Every request header, (lower-case name, raw value bytes) in order with duplicates kept, handed
-/// to `each` straight from the host's one buffer: the caller copies out only what it keeps (no
-/// per-header copy of names and values it drops, no intermediate list). `each` learns the count
-/// first, to size what it fills.
-pub fn for_each_request_header(mut each: impl FnMut(usize, &[u8], &[u8])) -> Result<()> {
+/// Every request header as (lower-case name, raw value bytes), duplicates kept.
+pub fn request_headers() -> Result<Vec<(String, Vec<u8>)>> {
     let bytes = abi::map_pairs(MapType::HttpRequestHeaders as u32).map_err(st("get_map(request_headers)"))?;
-    let Some(bytes) = bytes else { return Ok(()) };
+    let Some(bytes) = bytes else { return Ok(Vec::new()) };
     let pairs = decode_pairs(&bytes).ok_or(HostError::Status { call: "get_map(request_headers)", status: Status::ParseFailure })?;
-    let n = pairs.len();
-    for (k, v) in pairs {
-        each(n, k, v);
-    }
-    Ok(())
+    Ok(pairs.into_iter().map(|(k, v)| (String::from_utf8_lossy(k).into_owned(), v.to_vec())).collect())
 }
 
 pub fn remove_request_header(name: &str) -> Result<()> {

@@ -60,22 +60,18 @@ impl Stream {
 
     fn request_view(&self, engine: &Engine, end_of_stream: bool) -> Result<HttpRequest, host::HostError> {
         let mut req = HttpRequest { end_of_stream, ..HttpRequest::default() };
-        // Header names are validated by Envoy's codecs; values may hold any byte. Lossy decoding
-        // cannot widen a decision: a mangled security header fails its own parse. Only what the
-        // view keeps is copied out of the host's buffer (other pseudo-headers are not).
-        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-        host::for_each_request_header(|n, name, value| match name {
-            b":method" => req.method = text(value),
-            b":path" => req.path = text(value),
-            b":authority" => req.authority = text(value),
-            [b':', ..] => {}
-            _ => {
-                if req.headers.capacity() == 0 {
-                    req.headers.reserve_exact(n);
-                }
-                req.headers.push((text(name), text(value)));
+        for (name, value) in host::request_headers()? {
+            // Header names are validated by Envoy's codecs; values may hold any byte. Lossy
+            // decoding cannot widen a decision: a mangled security header fails its own parse.
+            let value = String::from_utf8(value).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
+            match name.as_str() {
+                ":method" => req.method = value,
+                ":path" => req.path = value,
+                ":authority" => req.authority = value,
+                n if n.starts_with(':') => {}
+                _ => req.headers.push((name, value)),
             }
-        })?;
+        }
         let jwt = engine.jwt_identity();
         let [jwt_agent, jwt_user, jwt_session] =
             host::jwt_claims(&["metadata", "filter_metadata", &jwt.metadata_namespace, &jwt.payload_key], [&jwt.agent_claim, &jwt.user_claim, &jwt.session_claim]);
