@@ -155,10 +155,8 @@ impl ManagedRoot {
     pub fn procs_of(&self, ids: &[u64]) -> Vec<u32> {
         let mut out = Vec::new();
         walk_cgroups(&self.path, |d| {
-            if std::fs::metadata(d).is_ok_and(|m| ids.contains(&m.ino()))
-                && let Ok(text) = std::fs::read_to_string(d.join("cgroup.procs"))
-            {
-                out.extend(text.lines().filter_map(|l| l.trim().parse::<u32>().ok()));
+            if std::fs::metadata(d).is_ok_and(|m| ids.contains(&m.ino())) {
+                read_procs(d, &mut out);
             }
             true
         });
@@ -259,12 +257,17 @@ pub fn socket_owner_among(inode: u32, pids: impl IntoIterator<Item = u32>) -> Op
 pub fn procs_under(dir: &Path) -> Vec<u32> {
     let mut out = Vec::new();
     walk_cgroups(dir, |d| {
-        if let Ok(text) = std::fs::read_to_string(d.join("cgroup.procs")) {
-            out.extend(text.lines().filter_map(|l| l.trim().parse::<u32>().ok()));
-        }
+        read_procs(d, &mut out);
         true
     });
     out
+}
+
+/// Appends the processes of the cgroup `dir` itself (its `cgroup.procs`).
+fn read_procs(dir: &Path, out: &mut Vec<u32>) {
+    if let Ok(text) = std::fs::read_to_string(dir.join("cgroup.procs")) {
+        out.extend(text.lines().filter_map(|l| l.trim().parse::<u32>().ok()));
+    }
 }
 
 /// Why `interlock exec` could not run its command.

@@ -198,15 +198,15 @@ fn is_zero(n: &usize) -> bool {
 }
 
 /// The caller's sockets as found from the connection's addresses.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Default)]
 pub struct Resolved {
     pub caller: Option<SockInfo>,
     pub proxy: Option<SockInfo>,
     /// The namespace the caller's socket was found in, when not the enforcer's own (a pod's,
     /// found by the caller's address).
-    pub caller_ns: Option<std::sync::Arc<netns::Netns>>,
+    pub caller_ns: Option<netns::Netns>,
     /// The same for the proxy's end.
-    pub proxy_ns: Option<std::sync::Arc<netns::Netns>>,
+    pub proxy_ns: Option<netns::Netns>,
 }
 
 impl Resolved {
@@ -359,13 +359,13 @@ impl Kernel {
                 && let Some(ns) = namespaces.holding(downstream.ip())
             {
                 resolved.caller = find_in(&ns, downstream, destination, "caller", &mut errors);
-                resolved.caller_ns = resolved.caller.is_some().then(|| std::sync::Arc::new(ns));
+                resolved.caller_ns = resolved.caller.is_some().then_some(ns);
             }
             if resolved.proxy.is_none()
                 && let Some(ns) = namespaces.holding(destination.ip())
             {
                 resolved.proxy = find_in(&ns, destination, downstream, "proxy", &mut errors);
-                resolved.proxy_ns = resolved.proxy.is_some().then(|| std::sync::Arc::new(ns));
+                resolved.proxy_ns = resolved.proxy.is_some().then_some(ns);
             }
         }
         (resolved, errors)
@@ -413,7 +413,7 @@ impl Kernel {
                 let ends = [("caller", &resolved.caller, &resolved.caller_ns), ("proxy", &resolved.proxy, &resolved.proxy_ns)];
                 for (side, sock, ns) in ends {
                     if let Some(sock) = sock {
-                        k.destroy(side, sock, ns.as_deref(), &mut applied);
+                        k.destroy(side, sock, ns.as_ref(), &mut applied);
                     }
                 }
                 if resolved.caller.is_none() && resolved.proxy.is_none() {
@@ -640,7 +640,7 @@ impl Enforcing {
         let mut opened = None;
         let diag = match ns {
             None => &mut self.diag,
-            Some(ns) => match open_diag_in(ns, applied) {
+            Some(ns) => match open_diag_in(ns, &mut applied.errors) {
                 Some(d) => opened.insert(d),
                 None => return,
             },
@@ -668,7 +668,7 @@ impl Enforcing {
             abort_connecting_with(&mut self.diag, q, applied);
         }
         for ns in &found.others {
-            if let Some(mut diag) = open_diag_in(ns, applied) {
+            if let Some(mut diag) = open_diag_in(ns, &mut applied.errors) {
                 abort_connecting_with(&mut diag, q, applied);
             }
         }
@@ -683,7 +683,7 @@ impl Enforcing {
                 if !applied.namespaces.contains(&described) {
                     applied.namespaces.push(described);
                 }
-                match open_diag_in(ns, applied) {
+                match open_diag_in(ns, &mut applied.errors) {
                     Some(mut diag) => diag.destroy(sock),
                     None => return,
                 }
@@ -717,31 +717,25 @@ fn destroy_all(diag: &mut SockDiag, side: &'static str, socks: &[SockInfo], appl
 
 /// The socket `local` -> `remote` in the namespace `ns`; a failure is added to `errors`.
 fn find_in(ns: &netns::Netns, local: SocketAddr, remote: SocketAddr, side: &str, errors: &mut Vec<String>) -> Option<SockInfo> {
-    let found = netns::run_in(ns, || SockDiag::open().and_then(|mut d| d.find(local, remote)));
-    match found {
-        Ok(Ok(sock)) => sock,
+    let mut diag = open_diag_in(ns, errors)?;
+    diag.find(local, remote).unwrap_or_else(|e| {
+        errors.push(format!("looking up the {side} socket {local} -> {remote} in {}: {e}", ns.path.display()));
+        None
+    })
+}
+
+/// A sock_diag socket opened inside `ns` (it stays bound to that namespace, whichever thread
+/// uses it), for one use: kept, it would keep a deleted pod's namespace alive. `None`: the error
+/// is added to `errors`.
+fn open_diag_in(ns: &netns::Netns, errors: &mut Vec<String>) -> Option<SockDiag> {
+    match netns::run_in(ns, SockDiag::open) {
+        Ok(Ok(d)) => Some(d),
         Ok(Err(e)) => {
-            errors.push(format!("looking up the {side} socket {local} -> {remote} in {}: {e}", ns.path.display()));
+            errors.push(format!("opening sock_diag in {}: {e}", ns.path.display()));
             None
         }
         Err(e) => {
             errors.push(e);
-            None
-        }
-    }
-}
-
-/// A sock_diag socket opened inside `ns`, for one use (kept, it would keep a deleted pod's
-/// namespace alive). `None`: the error is in the receipt.
-fn open_diag_in(ns: &netns::Netns, applied: &mut Applied) -> Option<SockDiag> {
-    match netns::run_in(ns, SockDiag::open) {
-        Ok(Ok(d)) => Some(d),
-        Ok(Err(e)) => {
-            applied.errors.push(format!("opening sock_diag in {}: {e}", ns.path.display()));
-            None
-        }
-        Err(e) => {
-            applied.errors.push(e);
             None
         }
     }

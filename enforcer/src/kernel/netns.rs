@@ -125,15 +125,9 @@ impl Namespaces {
                 found.others.push(Netns { file, cookie, path });
             }
         }
-        if !wanted.is_empty()
-            && let Some(dir) = &self.dir
-            && let Ok(entries) = std::fs::read_dir(dir)
-        {
-            for entry in entries.flatten().take(MAX_DIR_ENTRIES) {
-                let path = entry.path();
-                let Ok(file) = File::open(&path) else { continue };
-                let Ok(meta) = file.metadata() else { continue };
-                let Some(cookie) = self.cookie_of(&file, (meta.dev(), meta.ino())) else { continue };
+        if !wanted.is_empty() {
+            for (path, file, inode) in self.dir_files() {
+                let Some(cookie) = self.cookie_of(&file, inode) else { continue };
                 if wanted.contains(&cookie) {
                     wanted.retain(|&c| c != cookie);
                     found.others.push(Netns { file, cookie, path });
@@ -155,7 +149,7 @@ impl Namespaces {
         if ip.is_loopback() || ip.is_unspecified() {
             return None;
         }
-        let dir = self.dir.clone()?;
+        self.dir.as_ref()?;
         for rescan in [false, true] {
             if rescan {
                 if self.last_rescan.is_some_and(|t| t.elapsed() < RESCAN_EVERY) {
@@ -163,12 +157,7 @@ impl Namespaces {
                 }
                 self.last_rescan = Some(Instant::now());
             }
-            let Ok(entries) = std::fs::read_dir(&dir) else { return None };
-            for entry in entries.flatten().take(MAX_DIR_ENTRIES) {
-                let path = entry.path();
-                let Ok(file) = File::open(&path) else { continue };
-                let Ok(meta) = file.metadata() else { continue };
-                let inode = (meta.dev(), meta.ino());
+            for (path, file, inode) in self.dir_files() {
                 if Some(inode) == self.own_inode {
                     continue;
                 }
@@ -185,6 +174,18 @@ impl Namespaces {
             }
         }
         None
+    }
+
+    /// The files of the netns directory, open, with their (st_dev, st_ino); at most
+    /// [`MAX_DIR_ENTRIES`]. None without a directory.
+    fn dir_files(&self) -> impl Iterator<Item = (PathBuf, File, (u64, u64))> + use<> {
+        let entries = self.dir.as_ref().and_then(|d| std::fs::read_dir(d).ok());
+        entries.into_iter().flatten().flatten().take(MAX_DIR_ENTRIES).filter_map(|entry| {
+            let path = entry.path();
+            let file = File::open(&path).ok()?;
+            let meta = file.metadata().ok()?;
+            Some((path, file, (meta.dev(), meta.ino())))
+        })
     }
 
     /// The cookie of the namespace `file` (a file that is not a network namespace: `None`).
