@@ -64,6 +64,13 @@ pub enum Call {
     LogDropped,
     /// `proxy_increment_metric`.
     IncrementMetric,
+    /// No host call: one step of pure computation (a xorshift round) in registers, so that the
+    /// CPU per request of `n` steps can be set against the VM time perf samples in them: does
+    /// work inside the VM cost Envoy more than itself?
+    Spin,
+    /// No host call: writes 64 bytes of a 4 MiB buffer in the VM's memory, moving on each time,
+    /// so `n` of them sweep `n` × 64 bytes of fresh cache lines per request (the data footprint).
+    Touch,
 }
 
 impl Call {
@@ -88,6 +95,8 @@ impl Call {
             "shared_cas" => Self::SharedCas,
             "log_dropped" => Self::LogDropped,
             "metric" => Self::IncrementMetric,
+            "spin" => Self::Spin,
+            "touch" => Self::Touch,
             _ => return None,
         })
     }
@@ -128,6 +137,11 @@ const KEYS: [&str; 20] = [
 const SHARED_KEY: &str = "probe.bucket";
 static METRIC: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
 static NOT_OK: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+thread_local! {
+    static SPIN: Cell<u64> = const { Cell::new(0x9e37_79b9_7f4a_7c15) };
+    static SWEEP: std::cell::RefCell<(Vec<u8>, usize)> = const { std::cell::RefCell::new((Vec::new(), 0)) };
+}
+const SWEEP_BYTES: usize = 4 << 20;
 
 fn run(phase: Phase) {
     let call = CALL.with(Cell::get);
@@ -168,6 +182,26 @@ fn once(call: Call, i: u32) {
         },
         Call::LogDropped => std::hint::black_box(abi::log(LogLevel::Debug as u32, b"probe: a debug line the host drops")) == 0,
         Call::IncrementMetric => std::hint::black_box(abi::increment_metric(METRIC.load(std::sync::atomic::Ordering::Relaxed), 1)) == 0,
+        Call::Spin => SPIN.with(|c| {
+            let mut x = std::hint::black_box(c.get());
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            c.set(x);
+            true
+        }),
+        Call::Touch => SWEEP.with(|s| {
+            let (buf, at) = &mut *s.borrow_mut();
+            if buf.is_empty() {
+                buf.resize(SWEEP_BYTES, 0);
+            }
+            let start = *at;
+            if let Some(line) = buf.get_mut(start..start + 64) {
+                line.fill(std::hint::black_box(u8::try_from(i & 0xff).unwrap_or(0)));
+            }
+            *at = (start + 64) % SWEEP_BYTES;
+            true
+        }),
     };
     if !ok {
         let _ = abi::increment_metric(NOT_OK.load(std::sync::atomic::Ordering::Relaxed), 1);
