@@ -133,13 +133,19 @@ impl EventQueue {
     /// Serializes `event` at the back; returns how many events were dropped to stay within
     /// `limits` (the event itself when it alone is over `max_bytes` or cannot be serialized).
     pub fn push(&mut self, event: &impl Serialize, limits: Limits) -> u64 {
+        self.push_with(|buf| serde_json::to_writer(buf, event).is_ok(), limits)
+    }
+
+    /// [`push`](Self::push) for an event that writes its own JSON line into the batch (`write`
+    /// appends it and says whether it could; a line it half wrote is cut off again).
+    pub fn push_with(&mut self, write: impl FnOnce(&mut Vec<u8>) -> bool, limits: Limits) -> u64 {
         // Never into a batch of urgent events: they stay a batch of their own, dropped last.
         if self.pending.back().is_none_or(|b| b.urgent || b.is_full(limits.max_batch)) {
             let batch = self.new_batch(false);
             self.pending.push_back(batch);
         }
         let Some(back) = self.pending.back_mut() else { return 1 };
-        let added = back.append(|buf| serde_json::to_writer(buf, event).is_ok(), limits.max_bytes);
+        let added = back.append(write, limits.max_bytes);
         let Some(added) = added else {
             if back.is_empty() {
                 self.pop_back();

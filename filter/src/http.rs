@@ -201,15 +201,16 @@ impl Stream {
         let urgent = d.blocks() && (d.kernel.is_some() || d.revoke.is_some());
         if urgent {
             // Held until `on_log`, once the local reply is out (rare: kernel and revoke denies).
-            match serde_json::to_vec(&event) {
-                Ok(line) => self.urgent = Some(line),
+            let mut line = Vec::new();
+            match event.write_json(&mut line) {
+                Ok(()) => self.urgent = Some(line),
                 Err(_) => metrics.add(state::EVENTS_DROPPED, 1),
             }
         } else {
             // Serialized straight into the batch it will be posted in.
             let limits = self.shared.enforcer.borrow().limits();
             let mut events = self.shared.events.borrow_mut();
-            metrics.add(state::EVENTS_DROPPED, events.push(&event, limits));
+            metrics.add(state::EVENTS_DROPPED, events.push_with(|buf| event.write_json(buf).is_ok(), limits));
             // A full batch leaves now (the root's next tick in a millisecond) rather than up to
             // a flush interval later: the buffer stays about one batch deep under load.
             if events.wants_flush(limits) && !self.shared.fast_tick.get() && host::set_tick_period(std::time::Duration::from_millis(1)).is_ok() {
