@@ -381,13 +381,9 @@ impl HttpContext for Stream {
             // Nothing in the policy looks at this response: not even its headers are read.
             return Action::Continue;
         }
-        let status = host::response_header(":status").and_then(|s| s.parse().ok()).unwrap_or(0);
-        let plan = engine.response_plan(
-            &eval.facts,
-            status,
-            host::response_header("content-type").as_deref(),
-            host::response_header("content-encoding").as_deref(),
-        );
+        let [status, content_type, content_encoding] = host::response_headers([":status", "content-type", "content-encoding"]);
+        let status = status.and_then(|s| s.parse().ok()).unwrap_or(0);
+        let plan = engine.response_plan(&eval.facts, status, content_type.as_deref(), content_encoding.as_deref());
         let facts = eval.facts.clone();
         match plan {
             ResponsePlan::Skip => Action::Continue,
