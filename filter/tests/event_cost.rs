@@ -85,6 +85,23 @@ fn measure(run: impl FnOnce() -> usize) -> Cost {
     (allocs, ns, posted)
 }
 
+/// Queues `EVENTS` events with `push` and posts each batch as it fills, the way the root does;
+/// returns the bytes posted.
+fn batched(post: &mut impl FnMut(&[u8]), push: impl Fn(&mut EventQueue) -> u64) -> usize {
+    let mut q = EventQueue::default();
+    let mut posted = 0;
+    for _ in 0..EVENTS {
+        push(&mut q);
+        if q.ready(LIMITS) {
+            let batch = q.take_batch().unwrap();
+            post(batch.body());
+            posted += batch.body().len();
+            q.recycle(batch);
+        }
+    }
+    posted
+}
+
 #[test]
 fn queueing_an_event_allocates_nothing_and_copies_it_once() {
     // The bench's `rest` decision: triage-bot reads a customer, allowed.
@@ -131,35 +148,9 @@ fn queueing_an_event_allocates_nothing_and_copies_it_once() {
             }
             posted
         });
-        let new = measure(|| {
-            let mut q = EventQueue::default();
-            let mut posted = 0;
-            for _ in 0..EVENTS {
-                q.push(&event, LIMITS);
-                if q.ready(LIMITS) {
-                    let batch = q.take_batch().unwrap();
-                    post(batch.body());
-                    posted += batch.body().len();
-                    q.recycle(batch);
-                }
-            }
-            posted
-        });
+        let new = measure(|| batched(&mut post, |q| q.push(&event, LIMITS)));
         // The filter since session 7: the same batches, the line written by hand, not by serde.
-        let hand = measure(|| {
-            let mut q = EventQueue::default();
-            let mut posted = 0;
-            for _ in 0..EVENTS {
-                q.push_with(|buf| event.write_json(buf).is_ok(), LIMITS);
-                if q.ready(LIMITS) {
-                    let batch = q.take_batch().unwrap();
-                    post(batch.body());
-                    posted += batch.body().len();
-                    q.recycle(batch);
-                }
-            }
-            posted
-        });
+        let hand = measure(|| batched(&mut post, |q| q.push_with(|buf| event.write_json(buf).is_ok(), LIMITS)));
         assert_eq!(old.2, new.2, "the same bytes are posted");
         assert_eq!(new.2, hand.2, "the same bytes are posted");
         println!(
