@@ -384,7 +384,6 @@ impl HttpContext for Stream {
         let [status, content_type, content_encoding] = host::response_headers([":status", "content-type", "content-encoding"]);
         let status = status.and_then(|s| s.parse().ok()).unwrap_or(0);
         let plan = engine.response_plan(&eval.facts, status, content_type.as_deref(), content_encoding.as_deref());
-        let facts = eval.facts.clone();
         match plan {
             ResponsePlan::Skip => Action::Continue,
             ResponsePlan::Uninspectable(eval) => self.judge_response(*eval, Action::Continue),
@@ -397,7 +396,7 @@ impl HttpContext for Stream {
             }
             ResponsePlan::Stream => {
                 let _ = host::remove_response_header("content-length");
-                self.response = Inspecting::Stream(Box::new(engine.response_stream(&facts)));
+                self.response = Inspecting::Stream(Box::new(engine.response_stream(&eval.facts)));
                 Action::Continue
             }
         }
@@ -408,7 +407,9 @@ impl HttpContext for Stream {
             return Action::Continue;
         }
         let Some(engine) = self.snapshot.as_ref().map(|s| Rc::clone(&s.engine)) else { return Action::Continue };
-        let Some(facts) = self.passed.as_ref().map(|(_, e)| e.facts.clone()) else { return Action::Continue };
+        // Borrowed, not cloned, for every chunk: owned copies only where a refusal is built.
+        let Some((_, passed)) = &self.passed else { return Action::Continue };
+        let facts = &passed.facts;
         match &mut self.response {
             Inspecting::None => Action::Continue,
             Inspecting::Cut => {
@@ -416,7 +417,7 @@ impl HttpContext for Stream {
                 Action::Continue
             }
             Inspecting::Buffer { max_bytes, .. } if body_size > *max_bytes => {
-                let eval = engine.uninspectable(facts, interlock_policies::schema::Direction::Response, "body over the inspection limit");
+                let eval = engine.uninspectable(facts.clone(), interlock_policies::schema::Direction::Response, "body over the inspection limit");
                 self.judge_response(eval, Action::Continue)
             }
             Inspecting::Buffer { .. } if !end_of_stream => Action::Pause,
@@ -424,15 +425,15 @@ impl HttpContext for Stream {
                 let body = match host::response_body(body_size) {
                     Ok(b) => b.unwrap_or_default(),
                     Err(e) => {
-                        let eval = engine.uninspectable(facts, interlock_policies::schema::Direction::Response, &e.to_string());
+                        let eval = engine.uninspectable(facts.clone(), interlock_policies::schema::Direction::Response, &e.to_string());
                         return self.judge_response(eval, Action::Continue);
                     }
                 };
-                match engine.on_response_body(&facts, &body, &mut host::HostStore) {
+                match engine.on_response_body(facts, &body, &mut host::HostStore) {
                     None => Action::Continue,
                     Some(eval) => {
                         if eval.rewrite.as_ref().is_some_and(|r| host::set_response_body(body_size, r).is_err()) {
-                            let refused = engine.uninspectable(facts, interlock_policies::schema::Direction::Response, "cannot rewrite the body");
+                            let refused = engine.uninspectable(facts.clone(), interlock_policies::schema::Direction::Response, "cannot rewrite the body");
                             return self.judge_response(refused, Action::Continue);
                         }
                         self.judge_response(eval, Action::Continue)
@@ -441,7 +442,7 @@ impl HttpContext for Stream {
             }
             Inspecting::Stream(stream) => {
                 let chunk = host::response_body(body_size).ok().flatten().unwrap_or_default();
-                match engine.feed_response_stream(stream, &facts, &chunk, end_of_stream, &mut host::HostStore) {
+                match engine.feed_response_stream(stream, facts, &chunk, end_of_stream, &mut host::HostStore) {
                     StreamStep::Deliver(bytes) => {
                         if bytes != chunk && host::set_response_body(body_size, &bytes).is_err() {
                             let _ = host::reset_response();
