@@ -11,7 +11,7 @@ use crate::builtin;
 use crate::detect::{Category, DataClass, Detector};
 use crate::error::PolicyError;
 use crate::glob;
-use crate::index::{IdSet, KeyIndex};
+use crate::index::{IdSet, KeyIndex, List};
 use crate::jsonrpc;
 use crate::schema::{
     A2aMatch, ArgumentMatch, DefaultAction, Effect, GovernedRoute, HttpMatch, IdentityConfig, InspectionConfig,
@@ -135,21 +135,16 @@ pub(crate) struct Scope {
 
 /// [`Tables`] allocated only once a rule is indexed in them: many scopes hold rules of one effect
 /// only (an agent's grants), and empty tables inline cost a couple of hundred bytes per agent in
-/// every wasm VM. Reads as [`Tables`] (empty ones when none were allocated).
+/// every wasm VM. A lookup skips a scope's tables of an effect that has none.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct SparseTables(Option<Box<Tables>>);
 
-static NO_TABLES: Tables = Tables::EMPTY;
-
-impl std::ops::Deref for SparseTables {
-    type Target = Tables;
-
-    fn deref(&self) -> &Tables {
-        self.0.as_deref().unwrap_or(&NO_TABLES)
-    }
-}
-
 impl SparseTables {
+    /// The tables, if any rule was indexed in them.
+    pub(crate) fn get(&self) -> Option<&Tables> {
+        self.0.as_deref()
+    }
+
     fn get_mut(&mut self) -> &mut Tables {
         self.0.get_or_insert_with(Box::default)
     }
@@ -163,16 +158,16 @@ impl SparseTables {
 /// a table of a few keys is a scanned vector rather than a hash table (see [`KeyIndex`]).
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Tables {
-    pub http_paths: PathTrie<usize>,
+    pub http_paths: PathTrie<u32>,
     /// HTTP rules without paths, keyed by exact host (all their hosts exact), else by method.
     pub http_hosts: KeyIndex<Box<str>>,
     pub http_methods: KeyIndex<Box<str>>,
-    pub http_any: Vec<usize>,
+    pub http_any: List<u32>,
     pub mcp_tools: KeyIndex<Box<str>>,
     pub mcp_methods: KeyIndex<Box<str>>,
-    pub mcp_any: Vec<usize>,
+    pub mcp_any: List<u32>,
     pub a2a_methods: KeyIndex<&'static str>,
-    pub a2a_any: Vec<usize>,
+    pub a2a_any: List<u32>,
 }
 
 impl Scope {
@@ -186,18 +181,6 @@ impl Scope {
 }
 
 impl Tables {
-    const EMPTY: Self = Self {
-        http_paths: PathTrie::EMPTY,
-        http_hosts: KeyIndex::EMPTY,
-        http_methods: KeyIndex::EMPTY,
-        http_any: Vec::new(),
-        mcp_tools: KeyIndex::EMPTY,
-        mcp_methods: KeyIndex::EMPTY,
-        mcp_any: Vec::new(),
-        a2a_methods: KeyIndex::EMPTY,
-        a2a_any: Vec::new(),
-    };
-
     fn shrink_to_fit(&mut self) {
         self.http_paths.shrink_to_fit();
         for m in [&mut self.http_hosts, &mut self.http_methods, &mut self.mcp_tools, &mut self.mcp_methods] {
@@ -449,7 +432,7 @@ impl Compiler {
         })
     }
 
-    fn push(&mut self, path: &str, rule: CompiledRule) -> Result<usize, PolicyError> {
+    fn push(&mut self, path: &str, rule: CompiledRule) -> Result<u32, PolicyError> {
         if builtin::ALL.contains(&&*rule.id) {
             return Err(PolicyError::invalid(format!("{path}.id"), &rule.id, "reserved for a built-in rule"));
         }
@@ -461,7 +444,7 @@ impl Compiler {
         let pos = index_u32(self.rules.len())?;
         self.ids.insert(&rule.id, pos, id_of);
         self.rules.push(rule);
-        Ok(self.rules.len().saturating_sub(1))
+        Ok(pos)
     }
 
     fn id_used(&self, id: &str) -> bool {
@@ -489,8 +472,8 @@ fn index_u32(i: usize) -> Result<u32, PolicyError> {
     u32::try_from(i).map_err(|_| PolicyError::invalid("$", i, "too many rules"))
 }
 
-fn index_rule(scope: &mut Scope, rules: &[CompiledRule], idx: usize) {
-    let Some(rule) = rules.get(idx) else { return };
+fn index_rule(scope: &mut Scope, rules: &[CompiledRule], idx: u32) {
+    let Some(rule) = rules.get(idx as usize) else { return };
     let fold = rule.effect == Effect::Deny;
     let t = if fold { scope.deny.get_mut() } else { scope.allow.get_mut() };
     let key = |s: &str| -> Box<str> { if fold { s.to_ascii_lowercase().into() } else { s.into() } };

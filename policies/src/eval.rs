@@ -269,7 +269,8 @@ impl Engine {
         // and no candidate list is built.
         let mut outcome = Outcome::default();
         for scope in [Some(&self.global), agent_scope].into_iter().flatten() {
-            for (tables, path) in [(&scope.allow, line.path), (&scope.deny, &*line.folded)] {
+            for (tables, path) in [(scope.allow.get(), line.path), (scope.deny.get(), &*line.folded)] {
+                let Some(tables) = tables else { continue };
                 // A rule the path trie yields matched the path through one of its templates: the
                 // trie walks the same segments with the same case folding (`deny` tables hold
                 // folded templates and are walked with the folded path, as `template_matches`
@@ -277,13 +278,15 @@ impl Engine {
                 // (the second walk of the template, with the rest of `rule_matches`, was ~2% of a REST
                 // decision in perf).
                 tables.http_paths.lookup_path(path, &mut |&i| {
+                    let i = i as usize;
                     if let Some(r) = self.rules.get(i).filter(|r| rule_matches_but_paths(r, line)) {
                         debug_assert!(self.rule_matches(r, line, None), "the trie and the templates agree");
                         outcome.add(r, i);
                     }
                 });
                 // The other tables hold rules without a path clause.
-                let mut consider = |i: usize| {
+                let mut consider = |i: u32| {
+                    let i = i as usize;
                     if let Some(r) = self.rules.get(i).filter(|r| self.rule_matches(r, line, None)) {
                         outcome.add(r, i);
                     }
@@ -499,10 +502,11 @@ impl Engine {
             let mut outcome = http_outcome;
             candidates.clear();
             for scope in scopes.into_iter().flatten() {
-                call_candidates(&scope.allow, call, false, &mut candidates);
-                call_candidates(&scope.deny, call, true, &mut candidates);
+                call_candidates(scope.allow.get(), call, false, &mut candidates);
+                call_candidates(scope.deny.get(), call, true, &mut candidates);
             }
             for &i in &candidates {
+                let i = i as usize;
                 if let Some(rule) = self.rules.get(i)
                     && self.rule_matches(rule, &line, Some(call)) {
                         outcome.add(rule, i);
@@ -528,11 +532,12 @@ impl Engine {
         let call = Call { protocol: Protocol::Mcp, method: "tools/call", canonical: None, tool: Some(tool.to_owned()), arguments };
         let mut candidates = Vec::new();
         for scope in self.scopes(facts.agent.as_deref()).into_iter().flatten() {
-            call_candidates(&scope.allow, &call, false, &mut candidates);
-            call_candidates(&scope.deny, &call, true, &mut candidates);
+            call_candidates(scope.allow.get(), &call, false, &mut candidates);
+            call_candidates(scope.deny.get(), &call, true, &mut candidates);
         }
         let mut outcome = Outcome::default();
         for i in candidates {
+            let i = i as usize;
             if let Some(rule) = self.rules.get(i).filter(|r| self.rule_matches(r, &line, Some(&call))) {
                 outcome.add(rule, i);
             }
@@ -781,7 +786,8 @@ pub(crate) fn rule_reason(effect: Effect, id: &str) -> String {
     }
 }
 
-fn call_candidates(t: &Tables, call: &Call<'_>, fold: bool, out: &mut Vec<usize>) {
+fn call_candidates(t: Option<&Tables>, call: &Call<'_>, fold: bool, out: &mut Vec<u32>) {
+    let Some(t) = t else { return };
     // Folded only when there is upper case to fold: no allocation for the usual lower-case names.
     fn key(s: &str, fold: bool) -> Cow<'_, str> {
         if fold && s.bytes().any(|b| b.is_ascii_uppercase()) { Cow::Owned(s.to_ascii_lowercase()) } else { Cow::Borrowed(s) }

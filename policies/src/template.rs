@@ -14,6 +14,8 @@ use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
+use crate::index::List;
+
 /// The hash maps of the compiled policy. Their keys come from the policy, never from requests, so
 /// a request can only probe them and cannot degrade them (no flooding to defend against): a
 /// multiply-rotate hash (FxHash, as rustc uses) instead of SipHash, which profiled as a quarter
@@ -156,7 +158,7 @@ pub struct PathTrie<T> {
     root: Option<Box<Node<T>>>,
 }
 
-/// A node is 40 bytes natively (96 with its value lists and a hash table inline): a compiled
+/// A node is 32 bytes natively (96 with its value lists and a hash table inline): a compiled
 /// policy holds a few per path rule, in every wasm VM.
 #[derive(Debug, Clone)]
 struct Node<T> {
@@ -167,17 +169,18 @@ struct Node<T> {
     ends: Option<Box<Ends<T>>>,
 }
 
+/// Values of templates that end at a node: nearly always one template, held inline by [`List`].
 #[derive(Debug, Clone)]
 struct Ends<T> {
     /// Values of templates ending exactly here.
-    exact: Vec<T>,
+    exact: List<T>,
     /// Values of templates ending here with `**`.
-    tail: Vec<T>,
+    tail: List<T>,
 }
 
 impl<T> Default for Node<T> {
     fn default() -> Self {
-        Self { literal: Children::Few(Vec::new()), one: None, ends: None }
+        Self { literal: Children::Few(Box::default()), one: None, ends: None }
     }
 }
 
@@ -191,16 +194,16 @@ impl<T> Node<T> {
     }
 
     fn ends_mut(&mut self) -> &mut Ends<T> {
-        self.ends.get_or_insert_with(|| Box::new(Ends { exact: Vec::new(), tail: Vec::new() }))
+        self.ends.get_or_insert_with(|| Box::new(Ends { exact: List::EMPTY, tail: List::EMPTY }))
     }
 }
 
 /// Most trie nodes have one or two literal children (`/svc7/items/{id}`: one each), and a hash
 /// table of one entry costs four buckets of key and node: up to [`FEW_CHILDREN`] they sit in an
-/// exact-size vector that a lookup scans (a length check rejects most), beyond that in a table.
+/// exact-size slice that a lookup scans (a length check rejects most), beyond that in a table.
 #[derive(Debug, Clone)]
 enum Children<T> {
-    Few(Vec<(Box<str>, Node<T>)>),
+    Few(Box<[(Box<str>, Node<T>)]>),
     Many(Box<FastMap<Box<str>, Node<T>>>),
 }
 
@@ -224,19 +227,20 @@ impl<T> Children<T> {
     /// The child for `segment`, created if missing.
     fn child_mut(&mut self, segment: &str) -> Option<&mut Node<T>> {
         if let Self::Few(v) = self
-            && v.len() >= FEW_CHILDREN
             && !v.iter().any(|(k, _)| **k == *segment)
         {
-            *self = Self::Many(Box::new(std::mem::take(v).into_iter().collect()));
+            let mut grown = std::mem::take(v).into_vec();
+            if grown.len() >= FEW_CHILDREN {
+                grown.push((segment.into(), Node::default()));
+                *self = Self::Many(Box::new(grown.into_iter().collect()));
+            } else {
+                grown.reserve_exact(1);
+                grown.push((segment.into(), Node::default()));
+                *v = grown.into_boxed_slice();
+            }
         }
         match self {
-            Self::Few(v) => {
-                if !v.iter().any(|(k, _)| **k == *segment) {
-                    v.push((segment.into(), Node::default()));
-                    v.shrink_to_fit();
-                }
-                v.iter_mut().find(|(k, _)| **k == *segment).map(|(_, n)| n)
-            }
+            Self::Few(v) => v.iter_mut().find(|(k, _)| **k == *segment).map(|(_, n)| n),
             Self::Many(m) => Some(m.entry(segment.into()).or_default()),
         }
     }
@@ -253,10 +257,10 @@ impl<T> Default for PathTrie<T> {
     }
 }
 
-impl<T: Clone> PathTrie<T> {
+impl<T: Copy> PathTrie<T> {
     /// Gives back the growth slack of every node's lists, once all templates are in.
     pub fn shrink_to_fit(&mut self) {
-        fn shrink<T>(node: &mut Node<T>) {
+        fn shrink<T: Copy>(node: &mut Node<T>) {
             if let Some(ends) = node.ends.as_deref_mut() {
                 ends.exact.shrink_to_fit();
                 ends.tail.shrink_to_fit();
