@@ -53,12 +53,7 @@ impl<T: Copy> List<T> {
     pub(crate) fn push(&mut self, value: T) {
         match self {
             Self::Many(v) if v.is_empty() => *self = Self::One(value),
-            Self::One(first) => {
-                let mut v = Vec::with_capacity(2);
-                v.push(*first);
-                v.push(value);
-                *self = Self::Many(v);
-            }
+            Self::One(first) => *self = Self::Many(vec![*first, value]),
             Self::Many(v) => push_list(v, value),
         }
     }
