@@ -51,7 +51,7 @@ pub struct Engine {
 pub(crate) struct CompiledRoute {
     pub id: Arc<str>,
     pub template: PathTemplate,
-    pub hosts: Option<Vec<HostPattern>>,
+    pub hosts: Option<Box<[HostPattern]>>,
     pub protocol: Protocol,
     pub tools: Option<ToolsControl>,
 }
@@ -98,11 +98,43 @@ pub struct CompiledLimit {
     pub mode: Mode,
 }
 
+/// Lists are exact-size slices (no capacity word, no slack), as in [`RpcClause`].
 #[derive(Debug, Clone)]
 pub(crate) struct HttpClause {
-    pub methods: Option<Vec<String>>,
-    pub hosts: Option<Vec<HostPattern>>,
-    pub paths: Option<Vec<PathTemplate>>,
+    pub methods: Option<Methods>,
+    pub hosts: Option<Box<[HostPattern]>>,
+    pub paths: Option<Box<[PathTemplate]>>,
+}
+
+/// The methods of an HTTP clause: the standard ones as bits of [`crate::eval::method_bit`] (the
+/// usual `["GET"]` costs no allocation; it was a vector and a string), any other by name.
+#[derive(Debug, Clone)]
+pub(crate) struct Methods {
+    standard: u16,
+    other: Box<[Box<str>]>,
+}
+
+impl Methods {
+    fn new(names: &[String]) -> Self {
+        let standard = names.iter().fold(0, |bits, m| bits | crate::eval::method_bit(m));
+        let other = names.iter().filter(|m| crate::eval::method_bit(m) == 0).map(|m| m.as_str().into()).collect();
+        Self { standard, other }
+    }
+
+    /// Whether `method`, whose [`crate::eval::method_bit`] is `bit`, is one of these.
+    pub(crate) fn contains(&self, method: &str, bit: u16) -> bool {
+        if bit != 0 { self.standard & bit != 0 } else { self.other.iter().any(|m| **m == *method) }
+    }
+
+    /// The names, each once.
+    fn names(&self) -> impl Iterator<Item = &str> {
+        crate::eval::STANDARD_METHODS
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| self.standard & (1 << i) != 0)
+            .map(|(_, m)| *m)
+            .chain(self.other.iter().map(|m| &**m))
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -319,7 +351,7 @@ impl Compiler {
             if let Some(first) = route_ids.insert(route.id.to_string(), path.clone()) {
                 return Err(PolicyError::invalid(format!("{path}.id"), &route.id, format!("duplicate governed route id (first at {first})")));
             }
-            governed_trie.insert(&route.template, governed.len());
+            governed_trie.insert(&route.template, false, governed.len());
             governed.push(route);
         }
         governed_trie.shrink_to_fit();
@@ -496,9 +528,8 @@ fn index_rule(scope: &mut Scope, rules: &[CompiledRule], idx: u32) {
         }
         (Some(RpcClause::A2a { methods: None }), _) => t.a2a_any.push(idx),
         (None, Some(HttpClause { paths: Some(paths), .. })) => {
-            for p in paths {
-                let p = if fold { p.folded() } else { p.clone() };
-                t.http_paths.insert(&p, idx);
+            for p in paths.iter() {
+                t.http_paths.insert(p, fold, idx);
             }
         }
         (None, Some(HttpClause { hosts: Some(hosts), .. })) if hosts.iter().all(|h| matches!(h, HostPattern::Exact(_))) => {
@@ -509,8 +540,8 @@ fn index_rule(scope: &mut Scope, rules: &[CompiledRule], idx: u32) {
             }
         }
         (None, Some(HttpClause { methods: Some(methods), .. })) => {
-            for m in methods {
-                t.http_methods.push(m.as_str().into(), idx);
+            for m in methods.names() {
+                t.http_methods.push(m.into(), idx);
             }
         }
         (None, _) => t.http_any.push(idx),
@@ -579,14 +610,14 @@ fn compile_route(path: &str, r: &GovernedRoute) -> Result<CompiledRoute, PolicyE
     Ok(CompiledRoute { id: Arc::from(r.id.as_str()), template, hosts, protocol: r.protocol, tools: r.tools.clone() })
 }
 
-fn compile_hosts(path: &str, hosts: Option<&Vec<String>>) -> Result<Option<Vec<HostPattern>>, PolicyError> {
+fn compile_hosts(path: &str, hosts: Option<&Vec<String>>) -> Result<Option<Box<[HostPattern]>>, PolicyError> {
     let Some(hosts) = hosts else { return Ok(None) };
     non_empty(path, hosts)?;
     hosts
         .iter()
         .enumerate()
         .map(|(i, h)| HostPattern::parse(h).map_err(|e| PolicyError::invalid(format!("{path}[{i}]"), h, e.0)))
-        .collect::<Result<Vec<_>, _>>()
+        .collect::<Result<Box<[_]>, _>>()
         .map(Some)
 }
 
@@ -778,7 +809,7 @@ fn compile_http(path: &str, h: &HttpMatch) -> Result<HttpClause, PolicyError> {
                     return Err(PolicyError::invalid(format!("{path}.methods[{i}]"), m, "an HTTP method in upper case (GET, POST, ...)"));
                 }
             }
-            Some(list.clone())
+            Some(Methods::new(list))
         }
     };
     let hosts = compile_hosts(&format!("{path}.hosts"), h.hosts.as_ref())?;
@@ -790,7 +821,7 @@ fn compile_http(path: &str, h: &HttpMatch) -> Result<HttpClause, PolicyError> {
                 list.iter()
                     .enumerate()
                     .map(|(i, p)| PathTemplate::parse(p).map_err(|e| PolicyError::invalid(format!("{path}.paths[{i}]"), p, e.0)))
-                    .collect::<Result<Vec<_>, _>>()?,
+                    .collect::<Result<Box<[_]>, _>>()?,
             )
         }
     };

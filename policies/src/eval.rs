@@ -90,6 +90,8 @@ struct Call<'a> {
 /// tries and templates split the canonical path as they walk it.
 struct Line<'a> {
     method: &'a str,
+    /// [`method_bit`] of `method`, for the clauses' [`crate::engine::Methods`].
+    method_bit: u16,
     host: &'a str,
     /// The canonical path (`/` and the segments joined by `/`).
     path: &'a str,
@@ -101,7 +103,7 @@ struct Line<'a> {
 impl<'a> Line<'a> {
     fn new(method: &'a str, host: &'a str, path: &'a str) -> Self {
         let folded = if path.bytes().any(|b| b.is_ascii_uppercase()) { Cow::Owned(path.to_ascii_lowercase()) } else { Cow::Borrowed(path) };
-        Self { method, host, path, folded }
+        Self { method, method_bit: method_bit(method), host, path, folded }
     }
 }
 
@@ -751,7 +753,7 @@ impl Engine {
             return;
         }
         let fold = rule.effect == Effect::Deny;
-        let matched = rule.http.as_ref().and_then(|h| h.paths.as_ref()).and_then(|ps| match ps.as_slice() {
+        let matched = rule.http.as_ref().and_then(|h| h.paths.as_ref()).and_then(|ps| match &**ps {
             // The deciding rule matched this line, its path clause included, so a lone template
             // is the one that matched: not walked a second time.
             [only] => {
@@ -819,13 +821,13 @@ fn call_candidates(t: Option<&Tables>, call: &Call<'_>, fold: bool, out: &mut Ve
 fn rule_matches_but_paths(rule: &CompiledRule, line: &Line<'_>) -> bool {
     rule.rpc.is_none()
         && rule.http.as_ref().is_none_or(|h| {
-            h.methods.as_ref().is_none_or(|ms| ms.iter().any(|m| m == line.method))
+            h.methods.as_ref().is_none_or(|ms| ms.contains(line.method, line.method_bit))
                 && h.hosts.as_ref().is_none_or(|hs| hs.iter().any(|p| p.matches(line.host)))
         })
 }
 
 fn http_matches(h: &HttpClause, line: &Line<'_>, fold: bool) -> bool {
-    h.methods.as_ref().is_none_or(|ms| ms.iter().any(|m| m == line.method))
+    h.methods.as_ref().is_none_or(|ms| ms.contains(line.method, line.method_bit))
         && h.hosts.as_ref().is_none_or(|hs| hs.iter().any(|p| p.matches(line.host)))
         && h.paths.as_ref().is_none_or(|ps| ps.iter().any(|t| template_matches(t, line, fold)))
 }
@@ -834,7 +836,7 @@ fn template_matches(t: &PathTemplate, line: &Line<'_>, fold: bool) -> bool {
     // Folding compares the request's segment case-insensitively: the same as comparing its
     // folded form, without walking the folded path too.
     let mut segs = segments(line.path);
-    for seg in &t.segments {
+    for seg in t.segments() {
         match seg {
             Segment::Tail => return true,
             Segment::One => {
@@ -933,7 +935,12 @@ fn repeats_a_name(headers: &[(String, String)]) -> bool {
 }
 
 /// The methods of RFC 9110 §9 and PATCH (RFC 5789), the ones requests carry nearly always.
-const STANDARD_METHODS: [&str; 9] = ["GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"];
+pub(crate) const STANDARD_METHODS: [&str; 9] = ["GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"];
+
+/// A standard method's bit (its place in [`STANDARD_METHODS`]); 0 for any other method.
+pub(crate) fn method_bit(method: &str) -> u16 {
+    STANDARD_METHODS.iter().position(|m| *m == method).map_or(0, |i| 1 << i)
+}
 
 /// `:method` as the facts hold it: a standard method as static text, any other as a copy.
 fn method_text(method: &str) -> Text {

@@ -62,23 +62,37 @@ impl Hasher for FxHasher {
     }
 }
 
-/// One segment of a compiled template.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Segment {
+/// One segment of a compiled template, read from its text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Segment<'a> {
     /// Matches this text exactly (or case-folded, in a case-folding trie).
-    Literal(String),
+    Literal(&'a str),
     /// `{name}` or `*`: one segment.
     One,
     /// `**`: any number of segments, last only.
     Tail,
 }
 
-/// A parsed path template.
+impl<'a> Segment<'a> {
+    /// The segment a part of a template that [`PathTemplate::parse`] accepted stands for.
+    fn of(part: &'a str) -> Self {
+        match part {
+            "**" => Self::Tail,
+            "*" => Self::One,
+            p if p.starts_with('{') => Self::One,
+            p => Self::Literal(p),
+        }
+    }
+}
+
+/// A parsed path template. Only its text is kept: the segments are read from it as they are
+/// walked (a list of them was a vector and a string per literal, in every rule with a path and in
+/// every wasm VM, issue 7), and the path tries hold their own copy of the literals anyway.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PathTemplate {
-    /// As written in the policy; shared with the decisions that name it as their route.
+    /// As written in the policy, and checked; shared with the decisions that name it as their
+    /// route.
     pub text: Arc<str>,
-    pub segments: Vec<Segment>,
 }
 
 /// Why a template is refused.
@@ -98,18 +112,17 @@ impl PathTemplate {
         if text.len() > 1024 {
             return Err(TemplateError("longer than 1024 bytes".into()));
         }
-        let mut segments = Vec::new();
         if rest.is_empty() {
-            return Ok(Self { text: Arc::from(text), segments });
+            return Ok(Self { text: Arc::from(text) });
         }
         let parts: Vec<&str> = rest.split('/').collect();
         let last = parts.len().saturating_sub(1);
         for (i, part) in parts.iter().enumerate() {
-            let seg = match *part {
+            match *part {
                 "" => return Err(TemplateError("empty segment ('//' or a trailing '/')".into())),
-                "**" if i == last => Segment::Tail,
+                "**" if i == last => {}
                 "**" => return Err(TemplateError("'**' may only be the last segment".into())),
-                "*" => Segment::One,
+                "*" => {}
                 "." | ".." => return Err(TemplateError(format!("dot segment {part:?}"))),
                 p if p.starts_with('{') => {
                     let name = p
@@ -119,7 +132,6 @@ impl PathTemplate {
                     if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
                         return Err(TemplateError(format!("parameter name {name:?} must be [A-Za-z0-9_]+")));
                     }
-                    Segment::One
                 }
                 p => {
                     if let Some(bad) = p.chars().find(|c| !literal_char_ok(*c)) {
@@ -128,25 +140,15 @@ impl PathTemplate {
                     if p.ends_with('.') {
                         return Err(TemplateError(format!("segment {p:?} ends with '.'")));
                     }
-                    Segment::Literal(p.to_owned())
                 }
-            };
-            segments.push(seg);
+            }
         }
-        Ok(Self { text: Arc::from(text), segments })
+        Ok(Self { text: Arc::from(text) })
     }
 
-    /// The template with literal segments lower-cased (for case-folding deny tables).
-    pub fn folded(&self) -> Self {
-        let segments = self
-            .segments
-            .iter()
-            .map(|s| match s {
-                Segment::Literal(l) => Segment::Literal(l.to_ascii_lowercase()),
-                other => other.clone(),
-            })
-            .collect();
-        Self { text: self.text.clone(), segments }
+    /// The segments, in order (none for `/`).
+    pub fn segments(&self) -> impl Iterator<Item = Segment<'_>> {
+        self.text.strip_prefix('/').filter(|r| !r.is_empty()).into_iter().flat_map(|r| r.split('/')).map(Segment::of)
     }
 }
 
@@ -286,12 +288,13 @@ impl<T: Copy> PathTrie<T> {
         self.root.as_deref().is_none_or(|r| r.literal.is_empty() && r.one.is_none() && r.exact().is_empty() && r.tail().is_empty())
     }
 
-    /// Adds `value` under `template`.
-    pub fn insert(&mut self, template: &PathTemplate, value: T) {
+    /// Adds `value` under `template`, its literal segments lower-cased when `fold` (the
+    /// case-folding deny tables, walked with the folded path).
+    pub fn insert(&mut self, template: &PathTemplate, fold: bool, value: T) {
         let mut node: &mut Node<T> = self.root.get_or_insert_with(Box::default);
-        for seg in &template.segments {
+        for seg in template.segments() {
             match seg {
-                Segment::Literal(l) => match node.literal.child_mut(l) {
+                Segment::Literal(l) => match node.literal.child_mut(&if fold { l.to_ascii_lowercase().into() } else { std::borrow::Cow::Borrowed(l) }) {
                     Some(next) => node = next,
                     None => return,
                 },
@@ -438,7 +441,7 @@ mod tests {
             ("/**", "all"),
             ("/", "root"),
         ] {
-            t.insert(&PathTemplate::parse(tpl).unwrap(), v);
+            t.insert(&PathTemplate::parse(tpl).unwrap(), false, v);
         }
         assert_eq!(lookup(&t, "/api/customers"), ["all", "list"]);
         assert_eq!(lookup(&t, "/api/customers/7"), ["all", "one"]);
