@@ -84,8 +84,15 @@ pub(crate) struct CompiledRule {
     pub mode: Mode,
     pub http: Option<Box<HttpClause>>,
     pub rpc: Option<Box<RpcClause>>,
-    pub kernel: Option<Box<KernelAction>>,
-    pub revoke: Option<Box<RevokeAction>>,
+    /// Rare (deny rules that ask for kernel enforcement or a revocation): one box for both.
+    pub consequences: Option<Box<Consequences>>,
+}
+
+/// What an enforced deny asks of the enforcer besides the refusal.
+#[derive(Debug, Clone)]
+pub(crate) struct Consequences {
+    pub kernel: Option<KernelAction>,
+    pub revoke: Option<RevokeAction>,
 }
 
 /// A compiled rate limit.
@@ -139,21 +146,38 @@ impl Methods {
 
 #[derive(Debug, Clone)]
 pub(crate) enum RpcClause {
-    Mcp { methods: Option<Vec<String>>, tools: Option<Vec<String>>, arguments: Vec<ArgMatcher> },
-    A2a { methods: Option<Vec<&'static str>> },
+    Mcp { methods: Option<Names>, tools: Option<Names>, arguments: Box<[ArgMatcher]> },
+    A2a { methods: Option<Box<[&'static str]>> },
+}
+
+/// The names of an MCP clause (tools, or methods) in one allocation, joined by spaces, which no
+/// accepted name contains (tool names are `[A-Za-z0-9_.-]`, methods printable ASCII without
+/// space): a rule names one tool nearly always, and a vector of strings was two heap blocks and
+/// a 24-byte header for it.
+#[derive(Debug, Clone)]
+pub(crate) struct Names(Box<str>);
+
+impl Names {
+    fn new(list: &[String]) -> Self {
+        Self(list.join(" ").into())
+    }
+
+    pub(crate) fn iter(&self) -> std::str::Split<'_, char> {
+        self.0.split(' ')
+    }
 }
 
 #[derive(Debug, Clone)]
 pub(crate) struct ArgMatcher {
-    pub pointer: String,
+    pub pointer: Box<str>,
     pub kind: ArgKind,
 }
 
 #[derive(Debug, Clone)]
 pub(crate) enum ArgKind {
-    Exact(String),
-    Prefix(String),
-    Glob(String),
+    Exact(Box<str>),
+    Prefix(Box<str>),
+    Glob(Box<str>),
 }
 
 /// The rules of one scope, split by effect: allow tables match exactly, deny tables match
@@ -511,18 +535,18 @@ fn index_rule(scope: &mut Scope, rules: &[CompiledRule], idx: u32) {
     let key = |s: &str| -> Box<str> { if fold { s.to_ascii_lowercase().into() } else { s.into() } };
     match (rule.rpc.as_deref(), rule.http.as_deref()) {
         (Some(RpcClause::Mcp { tools: Some(tools), .. }), _) => {
-            for tool in tools {
+            for tool in tools.iter() {
                 t.mcp_tools.push(key(tool), idx);
             }
         }
         (Some(RpcClause::Mcp { methods: Some(methods), .. }), _) => {
-            for m in methods {
+            for m in methods.iter() {
                 t.mcp_methods.push(key(m), idx);
             }
         }
         (Some(RpcClause::Mcp { .. }), _) => t.mcp_any.push(idx),
         (Some(RpcClause::A2a { methods: Some(methods) }), _) => {
-            for m in methods {
+            for m in methods.iter() {
                 t.a2a_methods.push(*m, idx);
             }
         }
@@ -654,7 +678,7 @@ pub(crate) fn compile_rule(
         (None, None) => None,
     };
     let reason = Arc::from(crate::eval::rule_reason(effect, id));
-    Ok(CompiledRule { id: Arc::from(id), reason, effect, mode, http, rpc: rpc.map(Box::new), kernel: None, revoke: None })
+    Ok(CompiledRule { id: Arc::from(id), reason, effect, mode, http, rpc: rpc.map(Box::new), consequences: None })
 }
 
 fn compile_data_rule<A>(
@@ -838,7 +862,7 @@ fn compile_mcp(path: &str, m: &McpMatch) -> Result<RpcClause, PolicyError> {
                     return Err(PolicyError::invalid(format!("{path}.methods[{i}]"), name, "a JSON-RPC method name (printable ASCII)"));
                 }
             }
-            Some(list.clone())
+            Some(list)
         }
     };
     let tools = match &m.tools {
@@ -854,11 +878,11 @@ fn compile_mcp(path: &str, m: &McpMatch) -> Result<RpcClause, PolicyError> {
                 && !ms.iter().any(|x| x == "tools/call") {
                     return Err(PolicyError::invalid(format!("{path}.methods"), ms, "tools are named only by tools/call; include it or drop methods"));
                 }
-            Some(list.clone())
+            Some(Names::new(list))
         }
     };
     let arguments = match &m.arguments {
-        None => Vec::new(),
+        None => Box::default(),
         Some(list) => {
             non_empty(&format!("{path}.arguments"), list)?;
             if tools.is_none() {
@@ -867,10 +891,10 @@ fn compile_mcp(path: &str, m: &McpMatch) -> Result<RpcClause, PolicyError> {
             list.iter()
                 .enumerate()
                 .map(|(i, a)| compile_argument(&format!("{path}.arguments[{i}]"), a))
-                .collect::<Result<Vec<_>, _>>()?
+                .collect::<Result<Box<[_]>, _>>()?
         }
     };
-    Ok(RpcClause::Mcp { methods, tools, arguments })
+    Ok(RpcClause::Mcp { methods: methods.map(|m| Names::new(m)), tools, arguments })
 }
 
 fn compile_argument(path: &str, a: &ArgumentMatch) -> Result<ArgMatcher, PolicyError> {
@@ -878,15 +902,15 @@ fn compile_argument(path: &str, a: &ArgumentMatch) -> Result<ArgMatcher, PolicyE
         return Err(PolicyError::invalid(format!("{path}.pointer"), &a.pointer, "a JSON pointer (RFC 6901) starting with '/'"));
     }
     let kind = match (&a.exact, &a.prefix, &a.glob) {
-        (Some(v), None, None) => ArgKind::Exact(v.clone()),
-        (None, Some(v), None) => ArgKind::Prefix(v.clone()),
+        (Some(v), None, None) => ArgKind::Exact(v.as_str().into()),
+        (None, Some(v), None) => ArgKind::Prefix(v.as_str().into()),
         (None, None, Some(v)) => {
             glob::validate_glob(v).map_err(|e| PolicyError::invalid(format!("{path}.glob"), v, e))?;
-            ArgKind::Glob(v.clone())
+            ArgKind::Glob(v.as_str().into())
         }
         _ => return Err(PolicyError::invalid(path, &a.pointer, "exactly one of exact, prefix, glob")),
     };
-    Ok(ArgMatcher { pointer: a.pointer.clone(), kind })
+    Ok(ArgMatcher { pointer: a.pointer.as_str().into(), kind })
 }
 
 fn compile_a2a(path: &str, a: &A2aMatch) -> Result<RpcClause, PolicyError> {
@@ -905,5 +929,5 @@ fn compile_a2a(path: &str, a: &A2aMatch) -> Result<RpcClause, PolicyError> {
             )
         }
     };
-    Ok(RpcClause::A2a { methods })
+    Ok(RpcClause::A2a { methods: methods.map(Vec::into_boxed_slice) })
 }

@@ -718,8 +718,8 @@ impl Engine {
         if let Some(r) = o.enforce_deny.and_then(rule) {
             self.note_route(facts, r, line);
             Decision {
-                kernel: r.kernel.as_deref().cloned(),
-                revoke: r.revoke.as_deref().cloned(),
+                kernel: r.consequences.as_ref().and_then(|c| c.kernel.clone()),
+                revoke: r.consequences.as_ref().and_then(|c| c.revoke.clone()),
                 ..Decision::refusal(403, &r.id, &r.reason)
             }
         } else if let Some((allow, reason)) = o.enforce_allow.and_then(rule).map(|r| (Text::from(&r.id), Text::from(&r.reason))).or_else(|| {
@@ -865,8 +865,8 @@ fn argument_matches(a: &ArgMatcher, args: Option<&Value>, fold: bool) -> bool {
     let Some(v) = args.and_then(|args| args.pointer(&a.pointer)) else { return false };
     let Some(s) = v.as_str() else { return fold };
     match &a.kind {
-        ArgKind::Exact(x) => s == x,
-        ArgKind::Prefix(x) => s.starts_with(x.as_str()) || (fold && normalize_rel_path(s).starts_with(x.as_str())),
+        ArgKind::Exact(x) => s == &**x,
+        ArgKind::Prefix(x) => s.starts_with(&**x) || (fold && normalize_rel_path(s).starts_with(&**x)),
         ArgKind::Glob(g) => glob_match(g, s) || glob_match(g, &normalize_rel_path(s)),
     }
 }

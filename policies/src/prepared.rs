@@ -149,11 +149,12 @@ impl Compile for Rule {
         )?;
         if let Some(k) = &self.kernel {
             engine::validate_kernel(&format!("{path}.kernel"), self.effect, k)?;
-            rule.kernel = Some(Box::new(k.clone()));
         }
         if let Some(r) = &self.revoke {
             engine::validate_revoke(&format!("{path}.revoke"), self.effect, r)?;
-            rule.revoke = Some(Box::new(r.clone()));
+        }
+        if self.kernel.is_some() || self.revoke.is_some() {
+            rule.consequences = Some(Box::new(engine::Consequences { kernel: self.kernel.clone(), revoke: self.revoke.clone() }));
         }
         Ok(PreparedRule {
             rule,
@@ -351,8 +352,7 @@ fn slim(rule: CompiledRule) -> CompiledRule {
         mode: rule.mode,
         http: None,
         rpc: None,
-        kernel: None,
-        revoke: None,
+        consequences: None,
     }
 }
 
