@@ -183,27 +183,11 @@ pub(crate) enum ArgKind {
 /// The rules of one scope, split by effect: allow tables match exactly, deny tables match
 /// case-folded (a deny on `delete_repository` also catches `Delete_Repository`, and one on
 /// `/api/admin/**` catches `/API/Admin`, in case an upstream folds case; an allow never widens).
+/// 64 bytes natively with both tables inline and empty (one per agent, in every wasm VM).
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Scope {
-    pub allow: SparseTables,
-    pub deny: SparseTables,
-}
-
-/// [`Tables`] allocated only once a rule is indexed in them: many scopes hold rules of one effect
-/// only (an agent's grants), and empty tables inline cost a couple of hundred bytes per agent in
-/// every wasm VM. A lookup skips a scope's tables of an effect that has none.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct SparseTables(Option<Box<Tables>>);
-
-impl SparseTables {
-    /// The tables, if any rule was indexed in them.
-    pub(crate) fn get(&self) -> Option<&Tables> {
-        self.0.as_deref()
-    }
-
-    fn get_mut(&mut self) -> &mut Tables {
-        self.0.get_or_insert_with(Box::default)
-    }
+    pub allow: Tables,
+    pub deny: Tables,
 }
 
 /// Rule indices keyed for lookup. Each rule sits in exactly one place per scope, chosen by its
@@ -212,14 +196,25 @@ impl SparseTables {
 /// only; each candidate is then checked in full. Cost per request: one trie walk plus one hash
 /// probe per RPC call, independent of how many rules exist. Memory: one entry per (rule, key);
 /// a table of a few keys is a scanned vector rather than a hash table (see [`KeyIndex`]).
+///
+/// Paths and tools are what policies key their rules by; the other tables sit in a box of their
+/// own, allocated by the first rule they index ([`OtherTables`]), so that the tables of a scope
+/// cost 32 bytes natively when those are empty (they were 160 with every table inline, boxed per
+/// scope and effect).
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Tables {
     pub http_paths: PathTrie<u32>,
+    pub mcp_tools: KeyIndex<Box<str>>,
+    pub other: Option<Box<OtherTables>>,
+}
+
+/// The tables of rules keyed neither by a path nor by a tool.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct OtherTables {
     /// HTTP rules without paths, keyed by exact host (all their hosts exact), else by method.
     pub http_hosts: KeyIndex<Box<str>>,
     pub http_methods: KeyIndex<Box<str>>,
     pub http_any: List<u32>,
-    pub mcp_tools: KeyIndex<Box<str>>,
     pub mcp_methods: KeyIndex<Box<str>>,
     pub mcp_any: List<u32>,
     pub a2a_methods: KeyIndex<&'static str>,
@@ -228,24 +223,28 @@ pub(crate) struct Tables {
 
 impl Scope {
     fn shrink_to_fit(&mut self) {
-        for t in [&mut self.allow, &mut self.deny] {
-            if let Some(t) = t.0.as_deref_mut() {
-                t.shrink_to_fit();
-            }
-        }
+        self.allow.shrink_to_fit();
+        self.deny.shrink_to_fit();
     }
 }
 
 impl Tables {
+    fn other_mut(&mut self) -> &mut OtherTables {
+        self.other.get_or_insert_with(Box::default)
+    }
+
     fn shrink_to_fit(&mut self) {
         self.http_paths.shrink_to_fit();
-        for m in [&mut self.http_hosts, &mut self.http_methods, &mut self.mcp_tools, &mut self.mcp_methods] {
-            m.shrink_to_fit();
+        self.mcp_tools.shrink_to_fit();
+        if let Some(o) = self.other.as_deref_mut() {
+            for m in [&mut o.http_hosts, &mut o.http_methods, &mut o.mcp_methods] {
+                m.shrink_to_fit();
+            }
+            o.a2a_methods.shrink_to_fit();
+            o.http_any.shrink_to_fit();
+            o.mcp_any.shrink_to_fit();
+            o.a2a_any.shrink_to_fit();
         }
-        self.a2a_methods.shrink_to_fit();
-        self.http_any.shrink_to_fit();
-        self.mcp_any.shrink_to_fit();
-        self.a2a_any.shrink_to_fit();
     }
 }
 
@@ -531,7 +530,7 @@ fn index_u32(i: usize) -> Result<u32, PolicyError> {
 fn index_rule(scope: &mut Scope, rules: &[CompiledRule], idx: u32) {
     let Some(rule) = rules.get(idx as usize) else { return };
     let fold = rule.effect == Effect::Deny;
-    let t = if fold { scope.deny.get_mut() } else { scope.allow.get_mut() };
+    let t = if fold { &mut scope.deny } else { &mut scope.allow };
     let key = |s: &str| -> Box<str> { if fold { s.to_ascii_lowercase().into() } else { s.into() } };
     match (rule.rpc.as_deref(), rule.http.as_deref()) {
         (Some(RpcClause::Mcp { tools: Some(tools), .. }), _) => {
@@ -541,16 +540,16 @@ fn index_rule(scope: &mut Scope, rules: &[CompiledRule], idx: u32) {
         }
         (Some(RpcClause::Mcp { methods: Some(methods), .. }), _) => {
             for m in methods.iter() {
-                t.mcp_methods.push(key(m), idx);
+                t.other_mut().mcp_methods.push(key(m), idx);
             }
         }
-        (Some(RpcClause::Mcp { .. }), _) => t.mcp_any.push(idx),
+        (Some(RpcClause::Mcp { .. }), _) => t.other_mut().mcp_any.push(idx),
         (Some(RpcClause::A2a { methods: Some(methods) }), _) => {
             for m in methods.iter() {
-                t.a2a_methods.push(*m, idx);
+                t.other_mut().a2a_methods.push(*m, idx);
             }
         }
-        (Some(RpcClause::A2a { methods: None }), _) => t.a2a_any.push(idx),
+        (Some(RpcClause::A2a { methods: None }), _) => t.other_mut().a2a_any.push(idx),
         (None, Some(HttpClause { paths: Some(paths), .. })) => {
             for p in paths.iter() {
                 t.http_paths.insert(p, fold, idx);
@@ -559,16 +558,16 @@ fn index_rule(scope: &mut Scope, rules: &[CompiledRule], idx: u32) {
         (None, Some(HttpClause { hosts: Some(hosts), .. })) if hosts.iter().all(|h| matches!(h, HostPattern::Exact(_))) => {
             for h in hosts {
                 if let HostPattern::Exact(h) = h {
-                    t.http_hosts.push(h.as_str().into(), idx);
+                    t.other_mut().http_hosts.push(h.as_str().into(), idx);
                 }
             }
         }
         (None, Some(HttpClause { methods: Some(methods), .. })) => {
             for m in methods.names() {
-                t.http_methods.push(m.into(), idx);
+                t.other_mut().http_methods.push(m.into(), idx);
             }
         }
-        (None, _) => t.http_any.push(idx),
+        (None, _) => t.other_mut().http_any.push(idx),
     }
 }
 

@@ -271,8 +271,7 @@ impl Engine {
         // and no candidate list is built.
         let mut outcome = Outcome::default();
         for scope in [Some(&self.global), agent_scope].into_iter().flatten() {
-            for (tables, path) in [(scope.allow.get(), line.path), (scope.deny.get(), &*line.folded)] {
-                let Some(tables) = tables else { continue };
+            for (tables, path) in [(&scope.allow, line.path), (&scope.deny, &*line.folded)] {
                 // A rule the path trie yields matched the path through one of its templates: the
                 // trie walks the same segments with the same case folding (`deny` tables hold
                 // folded templates and are walked with the folded path, as `template_matches`
@@ -293,10 +292,12 @@ impl Engine {
                         outcome.add(r, i);
                     }
                 };
-                for v in [tables.http_hosts.get(line.host), tables.http_methods.get(line.method)].into_iter().flatten() {
-                    v.iter().for_each(|&i| consider(i));
+                if let Some(other) = tables.other.as_deref() {
+                    for v in [other.http_hosts.get(line.host), other.http_methods.get(line.method)].into_iter().flatten() {
+                        v.iter().for_each(|&i| consider(i));
+                    }
+                    other.http_any.iter().for_each(|&i| consider(i));
                 }
-                tables.http_any.iter().for_each(|&i| consider(i));
             }
         }
 
@@ -504,8 +505,8 @@ impl Engine {
             let mut outcome = http_outcome;
             candidates.clear();
             for scope in scopes.into_iter().flatten() {
-                call_candidates(scope.allow.get(), call, false, &mut candidates);
-                call_candidates(scope.deny.get(), call, true, &mut candidates);
+                call_candidates(&scope.allow, call, false, &mut candidates);
+                call_candidates(&scope.deny, call, true, &mut candidates);
             }
             for &i in &candidates {
                 let i = i as usize;
@@ -534,8 +535,8 @@ impl Engine {
         let call = Call { protocol: Protocol::Mcp, method: "tools/call", canonical: None, tool: Some(tool.to_owned()), arguments };
         let mut candidates = Vec::new();
         for scope in self.scopes(facts.agent.as_deref()).into_iter().flatten() {
-            call_candidates(scope.allow.get(), &call, false, &mut candidates);
-            call_candidates(scope.deny.get(), &call, true, &mut candidates);
+            call_candidates(&scope.allow, &call, false, &mut candidates);
+            call_candidates(&scope.deny, &call, true, &mut candidates);
         }
         let mut outcome = Outcome::default();
         for i in candidates {
@@ -788,8 +789,7 @@ pub(crate) fn rule_reason(effect: Effect, id: &str) -> String {
     }
 }
 
-fn call_candidates(t: Option<&Tables>, call: &Call<'_>, fold: bool, out: &mut Vec<u32>) {
-    let Some(t) = t else { return };
+fn call_candidates(t: &Tables, call: &Call<'_>, fold: bool, out: &mut Vec<u32>) {
     // Folded only when there is upper case to fold: no allocation for the usual lower-case names.
     fn key(s: &str, fold: bool) -> Cow<'_, str> {
         if fold && s.bytes().any(|b| b.is_ascii_uppercase()) { Cow::Owned(s.to_ascii_lowercase()) } else { Cow::Borrowed(s) }
@@ -800,16 +800,20 @@ fn call_candidates(t: Option<&Tables>, call: &Call<'_>, fold: bool, out: &mut Ve
                 && let Some(v) = t.mcp_tools.get(&*key(tool, fold)) {
                     out.extend_from_slice(v);
                 }
-            if let Some(v) = t.mcp_methods.get(&*key(call.method, fold)) {
-                out.extend_from_slice(v);
+            if let Some(o) = t.other.as_deref() {
+                if let Some(v) = o.mcp_methods.get(&*key(call.method, fold)) {
+                    out.extend_from_slice(v);
+                }
+                out.extend_from_slice(&o.mcp_any);
             }
-            out.extend_from_slice(&t.mcp_any);
         }
         Protocol::A2a => {
-            if let Some(v) = call.canonical.and_then(|m| t.a2a_methods.get(m)) {
-                out.extend_from_slice(v);
+            if let Some(o) = t.other.as_deref() {
+                if let Some(v) = call.canonical.and_then(|m| o.a2a_methods.get(m)) {
+                    out.extend_from_slice(v);
+                }
+                out.extend_from_slice(&o.a2a_any);
             }
-            out.extend_from_slice(&t.a2a_any);
         }
         _ => {}
     }

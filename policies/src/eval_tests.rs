@@ -234,7 +234,7 @@ fn lookup_is_indexed_not_scanned() {
     let e = engine(serde_json::json!({"version": "v", "agents": {"a": {"grants": grants}}}));
     let scope = e.scope_of("a").unwrap();
     let mut candidates = Vec::new();
-    scope.allow.get().unwrap().http_paths.lookup(&["svc12345", "items", "9"], &mut |i| candidates.push(*i));
+    scope.allow.http_paths.lookup(&["svc12345", "items", "9"], &mut |i| candidates.push(*i));
     assert_eq!(candidates.len(), 1);
     assert_eq!(decide(&e, &get("a", "/svc12345/items/9"), None), (Action::Allow, 0, "g12345".into()));
 }
@@ -323,7 +323,7 @@ fn rules_without_paths_are_indexed_by_host_or_method() {
         .collect();
     let e = engine(serde_json::json!({"version": "v", "agents": {"a": {"grants": grants}}}));
     let scope = e.scope_of("a").unwrap();
-    let allow = scope.allow.get().unwrap();
+    let allow = scope.allow.other.as_deref().unwrap();
     assert!(allow.http_any.is_empty(), "nothing left in the scanned list");
     assert_eq!(allow.http_hosts.get("svc4321.example.com").map(<[u32]>::len), Some(1));
     let mut req = get("a", "/anything");
