@@ -393,21 +393,24 @@ impl Compiler {
             self.scopes.push(Scope::default());
         }
 
-        // Sized once: a vector that doubles holds its old and new buffers at once.
+        // The document rules' vector becomes the rule list (see [`Prepared`]), grown once to
+        // take the grants: a vector that doubles holds its old and new buffers at once.
         let total = doc.agents.values().fold(doc.rules.len(), |n, a| n.saturating_add(a.grants.len()));
-        self.rules.reserve_exact(total);
+        let Prepared { compiled, scoped, failed } = std::mem::take(&mut doc.rules);
+        let reached = compiled.len();
+        self.rules = compiled;
+        self.rules.reserve_exact(total.saturating_sub(reached));
         self.ids = IdSet::with_capacity(total);
 
-        let rules = std::mem::take(&mut doc.rules);
-        let reached = rules.compiled.len();
-        for (i, prepared) in rules.compiled.into_iter().enumerate() {
+        let mut scoped = scoped.into_iter().peekable();
+        for i in 0..reached {
             let path = format!("$.rules[{i}]");
-            let idx = self.push(&path, prepared.rule)?;
-            match &prepared.agents {
+            let idx = self.admit(&path, i)?;
+            match scoped.next_if(|(pos, _)| *pos == idx) {
                 None => index_rule(&mut self.global, &self.rules, idx),
-                Some(list) => {
+                Some((_, list)) => {
                     if list.is_empty() {
-                        return Err(PolicyError::invalid(format!("{path}.agents"), list, "an empty list applies to nobody; omit it to apply to every agent"));
+                        return Err(PolicyError::invalid(format!("{path}.agents"), &list, "an empty list applies to nobody; omit it to apply to every agent"));
                     }
                     for (j, a) in list.iter().enumerate() {
                         let scope = self.agents.get(a.as_str()).and_then(|s| self.scopes.get_mut(*s as usize)).ok_or_else(|| {
@@ -418,7 +421,7 @@ impl Compiler {
                 }
             }
         }
-        if let Some(failed) = rules.failed.as_deref() {
+        if let Some(failed) = failed.as_deref() {
             return Err(Prepared::error_at(failed, &format!("$.rules[{reached}]")));
         }
 
@@ -487,18 +490,26 @@ impl Compiler {
         })
     }
 
+    /// Appends a grant to the rule list and admits it ([`Compiler::admit`]).
     fn push(&mut self, path: &str, rule: CompiledRule) -> Result<u32, PolicyError> {
+        self.rules.push(rule);
+        self.admit(path, self.rules.len().saturating_sub(1))
+    }
+
+    /// Checks the id of the rule at `pos` (not reserved, not used by a rule before it) and notes
+    /// it; returns `pos`.
+    fn admit(&mut self, path: &str, pos: usize) -> Result<u32, PolicyError> {
+        let pos = index_u32(pos)?;
+        let rules = &self.rules;
+        let Some(rule) = rules.get(pos as usize) else { return Err(PolicyError::invalid(path, pos, "no such rule")) };
         if builtin::ALL.contains(&&*rule.id) {
             return Err(PolicyError::invalid(format!("{path}.id"), &rule.id, "reserved for a built-in rule"));
         }
-        let rules = &self.rules;
         let id_of = |p: u32| rules.get(p as usize).map(|r| &*r.id);
         if let Some(first) = self.ids.find(&rule.id, id_of) {
             return Err(PolicyError::DuplicateRuleId { path: format!("{path}.id"), id: rule.id.to_string(), first: self.id_path(first) });
         }
-        let pos = index_u32(self.rules.len())?;
         self.ids.insert(&rule.id, pos, id_of);
-        self.rules.push(rule);
         Ok(pos)
     }
 
