@@ -216,7 +216,7 @@ fn retained(units: usize, parts: &Parts) -> usize {
 /// 10,000-rule policy is 2,000 units). Measured at 500 units: an agent with no rules at all 161 B
 /// (its name, and a scope whose allow and deny tables are 32 bytes each when they hold no key
 /// table), a REST grant 263 B (rule, clause, template text, and the template's entry in the
-/// agent's path table: a trie only beyond 4 templates), an MCP grant 231 B, an agent-scoped tool
+/// agent's path table: a trie only beyond 2 templates), an MCP grant 231 B, an agent-scoped tool
 /// deny 251 B, a global path deny 455 B (its share of the global trie), a shadow argument rule
 /// 362 B. Before the compact tables (bench/MEMORY.md, last section): 97, 1000, 495, 515, 762
 /// and 610 B; 660 B/rule at 10,000 rules, 348 now.
