@@ -11,7 +11,7 @@ use crate::builtin;
 use crate::detect::{Category, DataClass, Detector};
 use crate::error::PolicyError;
 use crate::glob;
-use crate::index::{IdSet, KeyIndex};
+use crate::index::{IdSet, KeyIndex, List};
 use crate::jsonrpc;
 use crate::schema::{
     A2aMatch, ArgumentMatch, DefaultAction, Effect, GovernedRoute, HttpMatch, IdentityConfig, InspectionConfig,
@@ -51,7 +51,7 @@ pub struct Engine {
 pub(crate) struct CompiledRoute {
     pub id: Arc<str>,
     pub template: PathTemplate,
-    pub hosts: Option<Vec<HostPattern>>,
+    pub hosts: Option<Box<[HostPattern]>>,
     pub protocol: Protocol,
     pub tools: Option<ToolsControl>,
 }
@@ -84,8 +84,15 @@ pub(crate) struct CompiledRule {
     pub mode: Mode,
     pub http: Option<Box<HttpClause>>,
     pub rpc: Option<Box<RpcClause>>,
-    pub kernel: Option<Box<KernelAction>>,
-    pub revoke: Option<Box<RevokeAction>>,
+    /// Rare (deny rules that ask for kernel enforcement or a revocation): one box for both.
+    pub consequences: Option<Box<Consequences>>,
+}
+
+/// What an enforced deny asks of the enforcer besides the refusal.
+#[derive(Debug, Clone)]
+pub(crate) struct Consequences {
+    pub kernel: Option<KernelAction>,
+    pub revoke: Option<RevokeAction>,
 }
 
 /// A compiled rate limit.
@@ -98,61 +105,89 @@ pub struct CompiledLimit {
     pub mode: Mode,
 }
 
+/// Lists are exact-size slices (no capacity word, no slack), as in [`RpcClause`].
 #[derive(Debug, Clone)]
 pub(crate) struct HttpClause {
-    pub methods: Option<Vec<String>>,
-    pub hosts: Option<Vec<HostPattern>>,
-    pub paths: Option<Vec<PathTemplate>>,
+    pub methods: Option<Methods>,
+    pub hosts: Option<Box<[HostPattern]>>,
+    pub paths: Option<Box<[PathTemplate]>>,
+}
+
+/// The methods of an HTTP clause: the standard ones as bits of [`crate::eval::method_bit`] (the
+/// usual `["GET"]` costs no allocation; it was a vector and a string), any other by name.
+#[derive(Debug, Clone)]
+pub(crate) struct Methods {
+    standard: u16,
+    other: Box<[Box<str>]>,
+}
+
+impl Methods {
+    fn new(names: &[String]) -> Self {
+        let standard = names.iter().fold(0, |bits, m| bits | crate::eval::method_bit(m));
+        let other = names.iter().filter(|m| crate::eval::method_bit(m) == 0).map(|m| m.as_str().into()).collect();
+        Self { standard, other }
+    }
+
+    /// Whether `method`, whose [`crate::eval::method_bit`] is `bit`, is one of these.
+    pub(crate) fn contains(&self, method: &str, bit: u16) -> bool {
+        if bit != 0 { self.standard & bit != 0 } else { self.other.iter().any(|m| **m == *method) }
+    }
+
+    /// The names, each once.
+    fn names(&self) -> impl Iterator<Item = &str> {
+        crate::eval::STANDARD_METHODS
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| self.standard & (1 << i) != 0)
+            .map(|(_, m)| *m)
+            .chain(self.other.iter().map(|m| &**m))
+    }
 }
 
 #[derive(Debug, Clone)]
 pub(crate) enum RpcClause {
-    Mcp { methods: Option<Vec<String>>, tools: Option<Vec<String>>, arguments: Vec<ArgMatcher> },
-    A2a { methods: Option<Vec<&'static str>> },
+    Mcp { methods: Option<Names>, tools: Option<Names>, arguments: Box<[ArgMatcher]> },
+    A2a { methods: Option<Box<[&'static str]>> },
+}
+
+/// The names of an MCP clause (tools, or methods) in one allocation, joined by spaces, which no
+/// accepted name contains (tool names are `[A-Za-z0-9_.-]`, methods printable ASCII without
+/// space): a rule names one tool nearly always, and a vector of strings was two heap blocks and
+/// a 24-byte header for it.
+#[derive(Debug, Clone)]
+pub(crate) struct Names(Box<str>);
+
+impl Names {
+    fn new(list: &[String]) -> Self {
+        Self(list.join(" ").into())
+    }
+
+    pub(crate) fn iter(&self) -> std::str::Split<'_, char> {
+        self.0.split(' ')
+    }
 }
 
 #[derive(Debug, Clone)]
 pub(crate) struct ArgMatcher {
-    pub pointer: String,
+    pub pointer: Box<str>,
     pub kind: ArgKind,
 }
 
 #[derive(Debug, Clone)]
 pub(crate) enum ArgKind {
-    Exact(String),
-    Prefix(String),
-    Glob(String),
+    Exact(Box<str>),
+    Prefix(Box<str>),
+    Glob(Box<str>),
 }
 
 /// The rules of one scope, split by effect: allow tables match exactly, deny tables match
 /// case-folded (a deny on `delete_repository` also catches `Delete_Repository`, and one on
 /// `/api/admin/**` catches `/API/Admin`, in case an upstream folds case; an allow never widens).
+/// 64 bytes natively with both tables inline and empty (one per agent, in every wasm VM).
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Scope {
-    pub allow: SparseTables,
-    pub deny: SparseTables,
-}
-
-/// [`Tables`] allocated only once a rule is indexed in them: many scopes hold rules of one effect
-/// only (an agent's grants), and empty tables inline cost a couple of hundred bytes per agent in
-/// every wasm VM. Reads as [`Tables`] (empty ones when none were allocated).
-#[derive(Debug, Clone, Default)]
-pub(crate) struct SparseTables(Option<Box<Tables>>);
-
-static NO_TABLES: Tables = Tables::EMPTY;
-
-impl std::ops::Deref for SparseTables {
-    type Target = Tables;
-
-    fn deref(&self) -> &Tables {
-        self.0.as_deref().unwrap_or(&NO_TABLES)
-    }
-}
-
-impl SparseTables {
-    fn get_mut(&mut self) -> &mut Tables {
-        self.0.get_or_insert_with(Box::default)
-    }
+    pub allow: Tables,
+    pub deny: Tables,
 }
 
 /// Rule indices keyed for lookup. Each rule sits in exactly one place per scope, chosen by its
@@ -161,52 +196,55 @@ impl SparseTables {
 /// only; each candidate is then checked in full. Cost per request: one trie walk plus one hash
 /// probe per RPC call, independent of how many rules exist. Memory: one entry per (rule, key);
 /// a table of a few keys is a scanned vector rather than a hash table (see [`KeyIndex`]).
+///
+/// Paths and tools are what policies key their rules by; the other tables sit in a box of their
+/// own, allocated by the first rule they index ([`OtherTables`]), so that the tables of a scope
+/// cost 32 bytes natively when those are empty (they were 160 with every table inline, boxed per
+/// scope and effect).
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Tables {
-    pub http_paths: PathTrie<usize>,
+    pub http_paths: PathTrie<u32>,
+    pub mcp_tools: KeyIndex<Box<str>>,
+    pub other: Option<Box<OtherTables>>,
+}
+
+/// The tables of rules keyed neither by a path nor by a tool.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct OtherTables {
     /// HTTP rules without paths, keyed by exact host (all their hosts exact), else by method.
     pub http_hosts: KeyIndex<Box<str>>,
     pub http_methods: KeyIndex<Box<str>>,
-    pub http_any: Vec<usize>,
-    pub mcp_tools: KeyIndex<Box<str>>,
+    pub http_any: List<u32>,
     pub mcp_methods: KeyIndex<Box<str>>,
-    pub mcp_any: Vec<usize>,
+    pub mcp_any: List<u32>,
     pub a2a_methods: KeyIndex<&'static str>,
-    pub a2a_any: Vec<usize>,
+    pub a2a_any: List<u32>,
 }
 
 impl Scope {
     fn shrink_to_fit(&mut self) {
-        for t in [&mut self.allow, &mut self.deny] {
-            if let Some(t) = t.0.as_deref_mut() {
-                t.shrink_to_fit();
-            }
-        }
+        self.allow.shrink_to_fit();
+        self.deny.shrink_to_fit();
     }
 }
 
 impl Tables {
-    const EMPTY: Self = Self {
-        http_paths: PathTrie::EMPTY,
-        http_hosts: KeyIndex::EMPTY,
-        http_methods: KeyIndex::EMPTY,
-        http_any: Vec::new(),
-        mcp_tools: KeyIndex::EMPTY,
-        mcp_methods: KeyIndex::EMPTY,
-        mcp_any: Vec::new(),
-        a2a_methods: KeyIndex::EMPTY,
-        a2a_any: Vec::new(),
-    };
+    fn other_mut(&mut self) -> &mut OtherTables {
+        self.other.get_or_insert_with(Box::default)
+    }
 
     fn shrink_to_fit(&mut self) {
         self.http_paths.shrink_to_fit();
-        for m in [&mut self.http_hosts, &mut self.http_methods, &mut self.mcp_tools, &mut self.mcp_methods] {
-            m.shrink_to_fit();
+        self.mcp_tools.shrink_to_fit();
+        if let Some(o) = self.other.as_deref_mut() {
+            for m in [&mut o.http_hosts, &mut o.http_methods, &mut o.mcp_methods] {
+                m.shrink_to_fit();
+            }
+            o.a2a_methods.shrink_to_fit();
+            o.http_any.shrink_to_fit();
+            o.mcp_any.shrink_to_fit();
+            o.a2a_any.shrink_to_fit();
         }
-        self.a2a_methods.shrink_to_fit();
-        self.http_any.shrink_to_fit();
-        self.mcp_any.shrink_to_fit();
-        self.a2a_any.shrink_to_fit();
     }
 }
 
@@ -336,7 +374,7 @@ impl Compiler {
             if let Some(first) = route_ids.insert(route.id.to_string(), path.clone()) {
                 return Err(PolicyError::invalid(format!("{path}.id"), &route.id, format!("duplicate governed route id (first at {first})")));
             }
-            governed_trie.insert(&route.template, governed.len());
+            governed_trie.insert(&route.template, false, governed.len());
             governed.push(route);
         }
         governed_trie.shrink_to_fit();
@@ -355,21 +393,24 @@ impl Compiler {
             self.scopes.push(Scope::default());
         }
 
-        // Sized once: a vector that doubles holds its old and new buffers at once.
+        // The document rules' vector becomes the rule list (see [`Prepared`]), grown once to
+        // take the grants: a vector that doubles holds its old and new buffers at once.
         let total = doc.agents.values().fold(doc.rules.len(), |n, a| n.saturating_add(a.grants.len()));
-        self.rules.reserve_exact(total);
+        let Prepared { compiled, scoped, failed } = std::mem::take(&mut doc.rules);
+        let reached = compiled.len();
+        self.rules = compiled;
+        self.rules.reserve_exact(total.saturating_sub(reached));
         self.ids = IdSet::with_capacity(total);
 
-        let rules = std::mem::take(&mut doc.rules);
-        let reached = rules.compiled.len();
-        for (i, prepared) in rules.compiled.into_iter().enumerate() {
+        let mut scoped = scoped.into_iter().peekable();
+        for i in 0..reached {
             let path = format!("$.rules[{i}]");
-            let idx = self.push(&path, prepared.rule)?;
-            match &prepared.agents {
+            let idx = self.admit(&path, i)?;
+            match scoped.next_if(|(pos, _)| *pos == idx) {
                 None => index_rule(&mut self.global, &self.rules, idx),
-                Some(list) => {
+                Some((_, list)) => {
                     if list.is_empty() {
-                        return Err(PolicyError::invalid(format!("{path}.agents"), list, "an empty list applies to nobody; omit it to apply to every agent"));
+                        return Err(PolicyError::invalid(format!("{path}.agents"), &list, "an empty list applies to nobody; omit it to apply to every agent"));
                     }
                     for (j, a) in list.iter().enumerate() {
                         let scope = self.agents.get(a.as_str()).and_then(|s| self.scopes.get_mut(*s as usize)).ok_or_else(|| {
@@ -380,7 +421,7 @@ impl Compiler {
                 }
             }
         }
-        if let Some(failed) = rules.failed.as_deref() {
+        if let Some(failed) = failed.as_deref() {
             return Err(Prepared::error_at(failed, &format!("$.rules[{reached}]")));
         }
 
@@ -449,19 +490,27 @@ impl Compiler {
         })
     }
 
-    fn push(&mut self, path: &str, rule: CompiledRule) -> Result<usize, PolicyError> {
+    /// Appends a grant to the rule list and admits it ([`Compiler::admit`]).
+    fn push(&mut self, path: &str, rule: CompiledRule) -> Result<u32, PolicyError> {
+        self.rules.push(rule);
+        self.admit(path, self.rules.len().saturating_sub(1))
+    }
+
+    /// Checks the id of the rule at `pos` (not reserved, not used by a rule before it) and notes
+    /// it; returns `pos`.
+    fn admit(&mut self, path: &str, pos: usize) -> Result<u32, PolicyError> {
+        let pos = index_u32(pos)?;
+        let rules = &self.rules;
+        let Some(rule) = rules.get(pos as usize) else { return Err(PolicyError::invalid(path, pos, "no such rule")) };
         if builtin::ALL.contains(&&*rule.id) {
             return Err(PolicyError::invalid(format!("{path}.id"), &rule.id, "reserved for a built-in rule"));
         }
-        let rules = &self.rules;
         let id_of = |p: u32| rules.get(p as usize).map(|r| &*r.id);
         if let Some(first) = self.ids.find(&rule.id, id_of) {
             return Err(PolicyError::DuplicateRuleId { path: format!("{path}.id"), id: rule.id.to_string(), first: self.id_path(first) });
         }
-        let pos = index_u32(self.rules.len())?;
         self.ids.insert(&rule.id, pos, id_of);
-        self.rules.push(rule);
-        Ok(self.rules.len().saturating_sub(1))
+        Ok(pos)
     }
 
     fn id_used(&self, id: &str) -> bool {
@@ -489,48 +538,47 @@ fn index_u32(i: usize) -> Result<u32, PolicyError> {
     u32::try_from(i).map_err(|_| PolicyError::invalid("$", i, "too many rules"))
 }
 
-fn index_rule(scope: &mut Scope, rules: &[CompiledRule], idx: usize) {
-    let Some(rule) = rules.get(idx) else { return };
+fn index_rule(scope: &mut Scope, rules: &[CompiledRule], idx: u32) {
+    let Some(rule) = rules.get(idx as usize) else { return };
     let fold = rule.effect == Effect::Deny;
-    let t = if fold { scope.deny.get_mut() } else { scope.allow.get_mut() };
+    let t = if fold { &mut scope.deny } else { &mut scope.allow };
     let key = |s: &str| -> Box<str> { if fold { s.to_ascii_lowercase().into() } else { s.into() } };
     match (rule.rpc.as_deref(), rule.http.as_deref()) {
         (Some(RpcClause::Mcp { tools: Some(tools), .. }), _) => {
-            for tool in tools {
+            for tool in tools.iter() {
                 t.mcp_tools.push(key(tool), idx);
             }
         }
         (Some(RpcClause::Mcp { methods: Some(methods), .. }), _) => {
-            for m in methods {
-                t.mcp_methods.push(key(m), idx);
+            for m in methods.iter() {
+                t.other_mut().mcp_methods.push(key(m), idx);
             }
         }
-        (Some(RpcClause::Mcp { .. }), _) => t.mcp_any.push(idx),
+        (Some(RpcClause::Mcp { .. }), _) => t.other_mut().mcp_any.push(idx),
         (Some(RpcClause::A2a { methods: Some(methods) }), _) => {
-            for m in methods {
-                t.a2a_methods.push(*m, idx);
+            for m in methods.iter() {
+                t.other_mut().a2a_methods.push(*m, idx);
             }
         }
-        (Some(RpcClause::A2a { methods: None }), _) => t.a2a_any.push(idx),
+        (Some(RpcClause::A2a { methods: None }), _) => t.other_mut().a2a_any.push(idx),
         (None, Some(HttpClause { paths: Some(paths), .. })) => {
-            for p in paths {
-                let p = if fold { p.folded() } else { p.clone() };
-                t.http_paths.insert(&p, idx);
+            for p in paths.iter() {
+                t.http_paths.insert(p, fold, idx);
             }
         }
         (None, Some(HttpClause { hosts: Some(hosts), .. })) if hosts.iter().all(|h| matches!(h, HostPattern::Exact(_))) => {
             for h in hosts {
                 if let HostPattern::Exact(h) = h {
-                    t.http_hosts.push(h.as_str().into(), idx);
+                    t.other_mut().http_hosts.push(h.as_str().into(), idx);
                 }
             }
         }
         (None, Some(HttpClause { methods: Some(methods), .. })) => {
-            for m in methods {
-                t.http_methods.push(m.as_str().into(), idx);
+            for m in methods.names() {
+                t.other_mut().http_methods.push(m.into(), idx);
             }
         }
-        (None, _) => t.http_any.push(idx),
+        (None, _) => t.other_mut().http_any.push(idx),
     }
 }
 
@@ -596,14 +644,14 @@ fn compile_route(path: &str, r: &GovernedRoute) -> Result<CompiledRoute, PolicyE
     Ok(CompiledRoute { id: Arc::from(r.id.as_str()), template, hosts, protocol: r.protocol, tools: r.tools.clone() })
 }
 
-fn compile_hosts(path: &str, hosts: Option<&Vec<String>>) -> Result<Option<Vec<HostPattern>>, PolicyError> {
+fn compile_hosts(path: &str, hosts: Option<&Vec<String>>) -> Result<Option<Box<[HostPattern]>>, PolicyError> {
     let Some(hosts) = hosts else { return Ok(None) };
     non_empty(path, hosts)?;
     hosts
         .iter()
         .enumerate()
         .map(|(i, h)| HostPattern::parse(h).map_err(|e| PolicyError::invalid(format!("{path}[{i}]"), h, e.0)))
-        .collect::<Result<Vec<_>, _>>()
+        .collect::<Result<Box<[_]>, _>>()
         .map(Some)
 }
 
@@ -640,7 +688,7 @@ pub(crate) fn compile_rule(
         (None, None) => None,
     };
     let reason = Arc::from(crate::eval::rule_reason(effect, id));
-    Ok(CompiledRule { id: Arc::from(id), reason, effect, mode, http, rpc: rpc.map(Box::new), kernel: None, revoke: None })
+    Ok(CompiledRule { id: Arc::from(id), reason, effect, mode, http, rpc: rpc.map(Box::new), consequences: None })
 }
 
 fn compile_data_rule<A>(
@@ -795,7 +843,7 @@ fn compile_http(path: &str, h: &HttpMatch) -> Result<HttpClause, PolicyError> {
                     return Err(PolicyError::invalid(format!("{path}.methods[{i}]"), m, "an HTTP method in upper case (GET, POST, ...)"));
                 }
             }
-            Some(list.clone())
+            Some(Methods::new(list))
         }
     };
     let hosts = compile_hosts(&format!("{path}.hosts"), h.hosts.as_ref())?;
@@ -807,7 +855,7 @@ fn compile_http(path: &str, h: &HttpMatch) -> Result<HttpClause, PolicyError> {
                 list.iter()
                     .enumerate()
                     .map(|(i, p)| PathTemplate::parse(p).map_err(|e| PolicyError::invalid(format!("{path}.paths[{i}]"), p, e.0)))
-                    .collect::<Result<Vec<_>, _>>()?,
+                    .collect::<Result<Box<[_]>, _>>()?,
             )
         }
     };
@@ -824,7 +872,7 @@ fn compile_mcp(path: &str, m: &McpMatch) -> Result<RpcClause, PolicyError> {
                     return Err(PolicyError::invalid(format!("{path}.methods[{i}]"), name, "a JSON-RPC method name (printable ASCII)"));
                 }
             }
-            Some(list.clone())
+            Some(list)
         }
     };
     let tools = match &m.tools {
@@ -840,11 +888,11 @@ fn compile_mcp(path: &str, m: &McpMatch) -> Result<RpcClause, PolicyError> {
                 && !ms.iter().any(|x| x == "tools/call") {
                     return Err(PolicyError::invalid(format!("{path}.methods"), ms, "tools are named only by tools/call; include it or drop methods"));
                 }
-            Some(list.clone())
+            Some(Names::new(list))
         }
     };
     let arguments = match &m.arguments {
-        None => Vec::new(),
+        None => Box::default(),
         Some(list) => {
             non_empty(&format!("{path}.arguments"), list)?;
             if tools.is_none() {
@@ -853,10 +901,10 @@ fn compile_mcp(path: &str, m: &McpMatch) -> Result<RpcClause, PolicyError> {
             list.iter()
                 .enumerate()
                 .map(|(i, a)| compile_argument(&format!("{path}.arguments[{i}]"), a))
-                .collect::<Result<Vec<_>, _>>()?
+                .collect::<Result<Box<[_]>, _>>()?
         }
     };
-    Ok(RpcClause::Mcp { methods, tools, arguments })
+    Ok(RpcClause::Mcp { methods: methods.map(|m| Names::new(m)), tools, arguments })
 }
 
 fn compile_argument(path: &str, a: &ArgumentMatch) -> Result<ArgMatcher, PolicyError> {
@@ -864,15 +912,15 @@ fn compile_argument(path: &str, a: &ArgumentMatch) -> Result<ArgMatcher, PolicyE
         return Err(PolicyError::invalid(format!("{path}.pointer"), &a.pointer, "a JSON pointer (RFC 6901) starting with '/'"));
     }
     let kind = match (&a.exact, &a.prefix, &a.glob) {
-        (Some(v), None, None) => ArgKind::Exact(v.clone()),
-        (None, Some(v), None) => ArgKind::Prefix(v.clone()),
+        (Some(v), None, None) => ArgKind::Exact(v.as_str().into()),
+        (None, Some(v), None) => ArgKind::Prefix(v.as_str().into()),
         (None, None, Some(v)) => {
             glob::validate_glob(v).map_err(|e| PolicyError::invalid(format!("{path}.glob"), v, e))?;
-            ArgKind::Glob(v.clone())
+            ArgKind::Glob(v.as_str().into())
         }
         _ => return Err(PolicyError::invalid(path, &a.pointer, "exactly one of exact, prefix, glob")),
     };
-    Ok(ArgMatcher { pointer: a.pointer.clone(), kind })
+    Ok(ArgMatcher { pointer: a.pointer.as_str().into(), kind })
 }
 
 fn compile_a2a(path: &str, a: &A2aMatch) -> Result<RpcClause, PolicyError> {
@@ -891,5 +939,5 @@ fn compile_a2a(path: &str, a: &A2aMatch) -> Result<RpcClause, PolicyError> {
             )
         }
     };
-    Ok(RpcClause::A2a { methods })
+    Ok(RpcClause::A2a { methods: methods.map(Vec::into_boxed_slice) })
 }

@@ -90,6 +90,8 @@ struct Call<'a> {
 /// tries and templates split the canonical path as they walk it.
 struct Line<'a> {
     method: &'a str,
+    /// [`method_bit`] of `method`, for the clauses' [`crate::engine::Methods`].
+    method_bit: u16,
     host: &'a str,
     /// The canonical path (`/` and the segments joined by `/`).
     path: &'a str,
@@ -101,7 +103,7 @@ struct Line<'a> {
 impl<'a> Line<'a> {
     fn new(method: &'a str, host: &'a str, path: &'a str) -> Self {
         let folded = if path.bytes().any(|b| b.is_ascii_uppercase()) { Cow::Owned(path.to_ascii_lowercase()) } else { Cow::Borrowed(path) };
-        Self { method, host, path, folded }
+        Self { method, method_bit: method_bit(method), host, path, folded }
     }
 }
 
@@ -277,21 +279,25 @@ impl Engine {
                 // (the second walk of the template, with the rest of `rule_matches`, was ~2% of a REST
                 // decision in perf).
                 tables.http_paths.lookup_path(path, &mut |&i| {
+                    let i = i as usize;
                     if let Some(r) = self.rules.get(i).filter(|r| rule_matches_but_paths(r, line)) {
                         debug_assert!(self.rule_matches(r, line, None), "the trie and the templates agree");
                         outcome.add(r, i);
                     }
                 });
                 // The other tables hold rules without a path clause.
-                let mut consider = |i: usize| {
+                let mut consider = |i: u32| {
+                    let i = i as usize;
                     if let Some(r) = self.rules.get(i).filter(|r| self.rule_matches(r, line, None)) {
                         outcome.add(r, i);
                     }
                 };
-                for v in [tables.http_hosts.get(line.host), tables.http_methods.get(line.method)].into_iter().flatten() {
-                    v.iter().for_each(|&i| consider(i));
+                if let Some(other) = tables.other.as_deref() {
+                    for v in [other.http_hosts.get(line.host), other.http_methods.get(line.method)].into_iter().flatten() {
+                        v.iter().for_each(|&i| consider(i));
+                    }
+                    other.http_any.iter().for_each(|&i| consider(i));
                 }
-                tables.http_any.iter().for_each(|&i| consider(i));
             }
         }
 
@@ -503,6 +509,7 @@ impl Engine {
                 call_candidates(&scope.deny, call, true, &mut candidates);
             }
             for &i in &candidates {
+                let i = i as usize;
                 if let Some(rule) = self.rules.get(i)
                     && self.rule_matches(rule, &line, Some(call)) {
                         outcome.add(rule, i);
@@ -533,6 +540,7 @@ impl Engine {
         }
         let mut outcome = Outcome::default();
         for i in candidates {
+            let i = i as usize;
             if let Some(rule) = self.rules.get(i).filter(|r| self.rule_matches(r, &line, Some(&call))) {
                 outcome.add(rule, i);
             }
@@ -711,8 +719,8 @@ impl Engine {
         if let Some(r) = o.enforce_deny.and_then(rule) {
             self.note_route(facts, r, line);
             Decision {
-                kernel: r.kernel.as_deref().cloned(),
-                revoke: r.revoke.as_deref().cloned(),
+                kernel: r.consequences.as_ref().and_then(|c| c.kernel.clone()),
+                revoke: r.consequences.as_ref().and_then(|c| c.revoke.clone()),
                 ..Decision::refusal(403, &r.id, &r.reason)
             }
         } else if let Some((allow, reason)) = o.enforce_allow.and_then(rule).map(|r| (Text::from(&r.id), Text::from(&r.reason))).or_else(|| {
@@ -746,7 +754,7 @@ impl Engine {
             return;
         }
         let fold = rule.effect == Effect::Deny;
-        let matched = rule.http.as_ref().and_then(|h| h.paths.as_ref()).and_then(|ps| match ps.as_slice() {
+        let matched = rule.http.as_ref().and_then(|h| h.paths.as_ref()).and_then(|ps| match &**ps {
             // The deciding rule matched this line, its path clause included, so a lone template
             // is the one that matched: not walked a second time.
             [only] => {
@@ -781,7 +789,7 @@ pub(crate) fn rule_reason(effect: Effect, id: &str) -> String {
     }
 }
 
-fn call_candidates(t: &Tables, call: &Call<'_>, fold: bool, out: &mut Vec<usize>) {
+fn call_candidates(t: &Tables, call: &Call<'_>, fold: bool, out: &mut Vec<u32>) {
     // Folded only when there is upper case to fold: no allocation for the usual lower-case names.
     fn key(s: &str, fold: bool) -> Cow<'_, str> {
         if fold && s.bytes().any(|b| b.is_ascii_uppercase()) { Cow::Owned(s.to_ascii_lowercase()) } else { Cow::Borrowed(s) }
@@ -792,16 +800,20 @@ fn call_candidates(t: &Tables, call: &Call<'_>, fold: bool, out: &mut Vec<usize>
                 && let Some(v) = t.mcp_tools.get(&*key(tool, fold)) {
                     out.extend_from_slice(v);
                 }
-            if let Some(v) = t.mcp_methods.get(&*key(call.method, fold)) {
-                out.extend_from_slice(v);
+            if let Some(o) = t.other.as_deref() {
+                if let Some(v) = o.mcp_methods.get(&*key(call.method, fold)) {
+                    out.extend_from_slice(v);
+                }
+                out.extend_from_slice(&o.mcp_any);
             }
-            out.extend_from_slice(&t.mcp_any);
         }
         Protocol::A2a => {
-            if let Some(v) = call.canonical.and_then(|m| t.a2a_methods.get(m)) {
-                out.extend_from_slice(v);
+            if let Some(o) = t.other.as_deref() {
+                if let Some(v) = call.canonical.and_then(|m| o.a2a_methods.get(m)) {
+                    out.extend_from_slice(v);
+                }
+                out.extend_from_slice(&o.a2a_any);
             }
-            out.extend_from_slice(&t.a2a_any);
         }
         _ => {}
     }
@@ -813,13 +825,13 @@ fn call_candidates(t: &Tables, call: &Call<'_>, fold: bool, out: &mut Vec<usize>
 fn rule_matches_but_paths(rule: &CompiledRule, line: &Line<'_>) -> bool {
     rule.rpc.is_none()
         && rule.http.as_ref().is_none_or(|h| {
-            h.methods.as_ref().is_none_or(|ms| ms.iter().any(|m| m == line.method))
+            h.methods.as_ref().is_none_or(|ms| ms.contains(line.method, line.method_bit))
                 && h.hosts.as_ref().is_none_or(|hs| hs.iter().any(|p| p.matches(line.host)))
         })
 }
 
 fn http_matches(h: &HttpClause, line: &Line<'_>, fold: bool) -> bool {
-    h.methods.as_ref().is_none_or(|ms| ms.iter().any(|m| m == line.method))
+    h.methods.as_ref().is_none_or(|ms| ms.contains(line.method, line.method_bit))
         && h.hosts.as_ref().is_none_or(|hs| hs.iter().any(|p| p.matches(line.host)))
         && h.paths.as_ref().is_none_or(|ps| ps.iter().any(|t| template_matches(t, line, fold)))
 }
@@ -828,7 +840,7 @@ fn template_matches(t: &PathTemplate, line: &Line<'_>, fold: bool) -> bool {
     // Folding compares the request's segment case-insensitively: the same as comparing its
     // folded form, without walking the folded path too.
     let mut segs = segments(line.path);
-    for seg in &t.segments {
+    for seg in t.segments() {
         match seg {
             Segment::Tail => return true,
             Segment::One => {
@@ -857,8 +869,8 @@ fn argument_matches(a: &ArgMatcher, args: Option<&Value>, fold: bool) -> bool {
     let Some(v) = args.and_then(|args| args.pointer(&a.pointer)) else { return false };
     let Some(s) = v.as_str() else { return fold };
     match &a.kind {
-        ArgKind::Exact(x) => s == x,
-        ArgKind::Prefix(x) => s.starts_with(x.as_str()) || (fold && normalize_rel_path(s).starts_with(x.as_str())),
+        ArgKind::Exact(x) => s == &**x,
+        ArgKind::Prefix(x) => s.starts_with(&**x) || (fold && normalize_rel_path(s).starts_with(&**x)),
         ArgKind::Glob(g) => glob_match(g, s) || glob_match(g, &normalize_rel_path(s)),
     }
 }
@@ -927,7 +939,12 @@ fn repeats_a_name(headers: &[(String, String)]) -> bool {
 }
 
 /// The methods of RFC 9110 §9 and PATCH (RFC 5789), the ones requests carry nearly always.
-const STANDARD_METHODS: [&str; 9] = ["GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"];
+pub(crate) const STANDARD_METHODS: [&str; 9] = ["GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"];
+
+/// A standard method's bit (its place in [`STANDARD_METHODS`]); 0 for any other method.
+pub(crate) fn method_bit(method: &str) -> u16 {
+    STANDARD_METHODS.iter().position(|m| *m == method).map_or(0, |i| 1 << i)
+}
 
 /// `:method` as the facts hold it: a standard method as static text, any other as a copy.
 fn method_text(method: &str) -> Text {

@@ -17,68 +17,111 @@ const FEW: usize = 8;
 /// Lists this short grow one element at a time (no slack); longer ones grow by doubling.
 const SHORT_LIST: usize = 8;
 
-/// Rule indices by key (a tool, a method, a host).
+/// The rules under one key (or at one trie node), by position in the rule list. Nearly every
+/// key of a large policy names one rule (a tool, an agent's path), and a vector of one cost a
+/// 24-byte header and a heap block for 4 or 8 bytes: one value sits inline instead. Reads as a
+/// slice.
 #[derive(Debug, Clone)]
-pub(crate) enum KeyIndex<K> {
-    Few(Vec<(K, Vec<usize>)>),
-    Many(Box<FastMap<K, Vec<usize>>>),
+pub(crate) enum List<T> {
+    One(T),
+    Many(Vec<T>),
 }
 
-impl<K> KeyIndex<K> {
-    /// No entries; no allocation.
-    pub(crate) const EMPTY: Self = Self::Few(Vec::new());
+impl<T> List<T> {
+    /// No values; no allocation.
+    pub(crate) const EMPTY: Self = Self::Many(Vec::new());
 }
 
-impl<K> Default for KeyIndex<K> {
+impl<T> Default for List<T> {
     fn default() -> Self {
         Self::EMPTY
     }
 }
 
+impl<T> std::ops::Deref for List<T> {
+    type Target = [T];
+
+    fn deref(&self) -> &[T] {
+        match self {
+            Self::One(v) => std::slice::from_ref(v),
+            Self::Many(v) => v,
+        }
+    }
+}
+
+impl<T: Copy> List<T> {
+    pub(crate) fn push(&mut self, value: T) {
+        match self {
+            Self::Many(v) if v.is_empty() => *self = Self::One(value),
+            Self::One(first) => *self = Self::Many(vec![*first, value]),
+            Self::Many(v) => push_list(v, value),
+        }
+    }
+
+    /// Gives back growth slack once every value is in.
+    pub(crate) fn shrink_to_fit(&mut self) {
+        if let Self::Many(v) = self {
+            v.shrink_to_fit();
+        }
+    }
+}
+
+/// Rule positions by key (a tool, a method, a host).
+#[derive(Debug, Clone)]
+pub(crate) enum KeyIndex<K> {
+    /// Exact size (a table of a few keys is built once and never grows much).
+    Few(Box<[(K, List<u32>)]>),
+    Many(Box<FastMap<K, List<u32>>>),
+}
+
+/// No entries; no allocation.
+impl<K> Default for KeyIndex<K> {
+    fn default() -> Self {
+        Self::Few(Box::default())
+    }
+}
+
 impl<K: Borrow<str> + Hash + Eq> KeyIndex<K> {
     /// The rules under `key` (typed as `HashMap::get`, which the tables were and eval.rs calls).
-    pub(crate) fn get<Q>(&self, key: &Q) -> Option<&Vec<usize>>
+    pub(crate) fn get<Q>(&self, key: &Q) -> Option<&[u32]>
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
         match self {
-            Self::Few(v) => v.iter().find(|(k, _)| Borrow::<Q>::borrow(k) == key).map(|(_, l)| l),
-            Self::Many(m) => m.get(key),
+            Self::Few(v) => v.iter().find(|(k, _)| Borrow::<Q>::borrow(k) == key).map(|(_, l)| &**l),
+            Self::Many(m) => m.get(key).map(|l| &**l),
         }
     }
 
     /// Adds rule `idx` under `key`.
-    pub(crate) fn push(&mut self, key: K, idx: usize) {
+    pub(crate) fn push(&mut self, key: K, idx: u32) {
         if let Self::Few(v) = self {
-            if let Some(pos) = v.iter().position(|(k, _)| k.borrow() == key.borrow()) {
-                if let Some((_, list)) = v.get_mut(pos) {
-                    push_list(list, idx);
-                }
+            if let Some((_, list)) = v.iter_mut().find(|(k, _)| k.borrow() == key.borrow()) {
+                list.push(idx);
                 return;
             }
             if v.len() < FEW {
-                v.reserve_exact(1);
-                v.push((key, vec![idx]));
+                let mut grown = std::mem::take(v).into_vec();
+                grown.reserve_exact(1);
+                grown.push((key, List::One(idx)));
+                *v = grown.into_boxed_slice();
                 return;
             }
-            *self = Self::Many(Box::new(std::mem::take(v).into_iter().collect()));
+            *self = Self::Many(Box::new(std::mem::take(v).into_vec().into_iter().collect()));
         }
         if let Self::Many(m) = self {
-            push_list(m.entry(key).or_default(), idx);
+            m.entry(key).or_default().push(idx);
         }
     }
 
     /// Gives back growth slack once every rule is in.
     pub(crate) fn shrink_to_fit(&mut self) {
         match self {
-            Self::Few(v) => {
-                v.shrink_to_fit();
-                v.iter_mut().for_each(|(_, l)| l.shrink_to_fit());
-            }
+            Self::Few(v) => v.iter_mut().for_each(|(_, l)| l.shrink_to_fit()),
             Self::Many(m) => {
                 m.shrink_to_fit();
-                m.values_mut().for_each(Vec::shrink_to_fit);
+                m.values_mut().for_each(List::shrink_to_fit);
             }
         }
     }
@@ -152,7 +195,7 @@ fn hash(id: &str) -> usize {
     BuildHasherDefault::<crate::template::FxHasher>::default().hash_one(id) as usize
 }
 
-fn push_list(list: &mut Vec<usize>, idx: usize) {
+fn push_list<T>(list: &mut Vec<T>, idx: T) {
     if list.len() < SHORT_LIST {
         list.reserve_exact(1);
     }
@@ -185,16 +228,28 @@ mod tests {
             let mut index: KeyIndex<Box<str>> = KeyIndex::default();
             for round in 0..3 {
                 for k in 0..keys {
-                    index.push(format!("k{k}").into(), round * 1000 + k);
+                    index.push(format!("k{k}").into(), (round * 1000 + k) as u32);
                 }
             }
             index.shrink_to_fit();
             assert_eq!(matches!(index, KeyIndex::Many(_)), keys > FEW, "{keys} keys");
             for k in 0..keys {
-                assert_eq!(index.get(format!("k{k}").as_str()), Some(&vec![k, 1000 + k, 2000 + k]), "{keys} keys");
+                let want = [k, 1000 + k, 2000 + k].map(|i| i as u32);
+                assert_eq!(index.get(format!("k{k}").as_str()), Some(&want[..]), "{keys} keys");
             }
             assert_eq!(index.get("k"), None);
             assert_eq!(index.get(""), None);
+        }
+    }
+
+    #[test]
+    fn a_list_reads_back_what_was_pushed() {
+        for n in [0, 1, 2, 3, SHORT_LIST, SHORT_LIST + 1, 100] {
+            let mut list = List::default();
+            (0..n).for_each(|i| list.push(i));
+            list.shrink_to_fit();
+            assert_eq!(&*list, (0..n).collect::<Vec<_>>().as_slice());
+            assert_eq!(matches!(list, List::One(_)), n == 1);
         }
     }
 }

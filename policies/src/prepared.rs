@@ -122,22 +122,18 @@ impl<'de> Deserialize<'de> for Dropped {
 
 /// An element of a list that compiles on its own, without the rest of the document.
 pub(crate) trait Compile: DeserializeOwned {
-    type Compiled;
     /// Compiles the element found at `path` (errors name it).
-    fn compile(&self, path: &str) -> Result<Self::Compiled, PolicyError>;
-}
+    fn compile(&self, path: &str) -> Result<CompiledRule, PolicyError>;
 
-/// A compiled rule of `$.rules`, with the agents it names (checked against `$.agents` and indexed
-/// by the compiler).
-pub(crate) struct PreparedRule {
-    pub(crate) rule: CompiledRule,
-    pub(crate) agents: Option<Vec<String>>,
+    /// The agents a rule of `$.rules` names (checked against `$.agents` and indexed by the
+    /// compiler); grants name none.
+    fn agents(&self) -> Option<&Vec<String>> {
+        None
+    }
 }
 
 impl Compile for Rule {
-    type Compiled = PreparedRule;
-
-    fn compile(&self, path: &str) -> Result<PreparedRule, PolicyError> {
+    fn compile(&self, path: &str) -> Result<CompiledRule, PolicyError> {
         let mut rule = engine::compile_rule(
             path,
             &self.id,
@@ -149,22 +145,22 @@ impl Compile for Rule {
         )?;
         if let Some(k) = &self.kernel {
             engine::validate_kernel(&format!("{path}.kernel"), self.effect, k)?;
-            rule.kernel = Some(Box::new(k.clone()));
         }
         if let Some(r) = &self.revoke {
             engine::validate_revoke(&format!("{path}.revoke"), self.effect, r)?;
-            rule.revoke = Some(Box::new(r.clone()));
         }
-        Ok(PreparedRule {
-            rule,
-            agents: self.agents.clone(),
-        })
+        if self.kernel.is_some() || self.revoke.is_some() {
+            rule.consequences = Some(Box::new(engine::Consequences { kernel: self.kernel.clone(), revoke: self.revoke.clone() }));
+        }
+        Ok(rule)
+    }
+
+    fn agents(&self) -> Option<&Vec<String>> {
+        self.agents.as_ref()
     }
 }
 
 impl Compile for Grant {
-    type Compiled = CompiledRule;
-
     fn compile(&self, path: &str) -> Result<CompiledRule, PolicyError> {
         engine::compile_rule(
             path,
@@ -180,8 +176,15 @@ impl Compile for Grant {
 
 /// A list compiled element by element: the elements compiled up to the first that failed, and
 /// that one, kept to be compiled again with its path when the compiler reaches it.
+///
+/// The compiled rules sit in a vector of their own, the very one the engine keeps (the compiler
+/// appends the grants to the document rules' vector, issue 7: a second vector of them doubled the
+/// rules' share of the load's peak); the agents a rule names, rarely given, sit beside them.
 pub(crate) struct Prepared<T: Compile> {
-    pub(crate) compiled: Vec<T::Compiled>,
+    pub(crate) compiled: Vec<CompiledRule>,
+    /// The agents named by the compiled rules that name any, with the rule's position in
+    /// `compiled`, in order.
+    pub(crate) scoped: Vec<(u32, Vec<String>)>,
     pub(crate) failed: Option<Box<T>>,
 }
 
@@ -189,6 +192,7 @@ impl<T: Compile> Default for Prepared<T> {
     fn default() -> Self {
         Self {
             compiled: Vec::new(),
+            scoped: Vec::new(),
             failed: None,
         }
     }
@@ -202,9 +206,14 @@ impl<T: Compile> Prepared<T> {
         }
         // The path is written out only if this element's error is ever reported, by
         // [`Prepared::error_at`].
-        match item.compile("") {
-            Ok(c) => self.compiled.push(c),
-            Err(_) => self.failed = Some(Box::new(item)),
+        match (item.compile(""), u32::try_from(self.compiled.len())) {
+            (Ok(c), Ok(pos)) => {
+                if let Some(agents) = item.agents() {
+                    self.scoped.push((pos, agents.clone()));
+                }
+                self.compiled.push(c);
+            }
+            _ => self.failed = Some(Box::new(item)),
         }
     }
 
@@ -251,6 +260,7 @@ impl<'de, T: Compile> Deserialize<'de> for Prepared<T> {
                 }
                 // Exact size: the list is kept until the compiler has indexed it.
                 out.compiled.shrink_to_fit();
+                out.scoped.shrink_to_fit();
                 Ok(out)
             }
         }
@@ -351,39 +361,26 @@ fn slim(rule: CompiledRule) -> CompiledRule {
         mode: rule.mode,
         http: None,
         rpc: None,
-        kernel: None,
-        revoke: None,
+        consequences: None,
     }
 }
 
-impl Compile for Slim<Rule> {
-    type Compiled = PreparedRule;
-
-    fn compile(&self, path: &str) -> Result<PreparedRule, PolicyError> {
-        let PreparedRule { rule, agents } = self.0.compile(path)?;
-        Ok(PreparedRule {
-            rule: slim(rule),
-            agents,
-        })
-    }
-}
-
-impl Compile for Slim<Grant> {
-    type Compiled = CompiledRule;
-
+impl<T: Compile> Compile for Slim<T> {
     fn compile(&self, path: &str) -> Result<CompiledRule, PolicyError> {
         self.0.compile(path).map(slim)
     }
+
+    fn agents(&self) -> Option<&Vec<String>> {
+        self.0.agents()
+    }
 }
 
-impl<T: Compile> Prepared<Slim<T>>
-where
-    Slim<T>: Compile<Compiled = T::Compiled>,
-{
+impl<T: Compile> Prepared<Slim<T>> {
     /// The same list as the compiler takes it: slim elements, and the failed one as read.
     fn unwrap_slim(self) -> Prepared<T> {
         Prepared {
             compiled: self.compiled,
+            scoped: self.scoped,
             failed: self.failed.map(|f| Box::new(f.0)),
         }
     }

@@ -14,6 +14,8 @@ use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
+use crate::index::List;
+
 /// The hash maps of the compiled policy. Their keys come from the policy, never from requests, so
 /// a request can only probe them and cannot degrade them (no flooding to defend against): a
 /// multiply-rotate hash (FxHash, as rustc uses) instead of SipHash, which profiled as a quarter
@@ -60,23 +62,42 @@ impl Hasher for FxHasher {
     }
 }
 
-/// One segment of a compiled template.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Segment {
+/// One segment of a compiled template, read from its text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Segment<'a> {
     /// Matches this text exactly (or case-folded, in a case-folding trie).
-    Literal(String),
+    Literal(&'a str),
     /// `{name}` or `*`: one segment.
     One,
     /// `**`: any number of segments, last only.
     Tail,
 }
 
-/// A parsed path template.
+impl<'a> Segment<'a> {
+    /// The segment a part of a template that [`PathTemplate::parse`] accepted stands for.
+    fn of(part: &'a str) -> Self {
+        match part {
+            "**" => Self::Tail,
+            "*" => Self::One,
+            p if p.starts_with('{') => Self::One,
+            p => Self::Literal(p),
+        }
+    }
+}
+
+/// A parsed path template. Only its text is kept: the segments are read from it as they are
+/// walked (a list of them was a vector and a string per literal, in every rule with a path and in
+/// every wasm VM, issue 7), and the path tries hold their own copy of the literals anyway.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PathTemplate {
-    /// As written in the policy; shared with the decisions that name it as their route.
+    /// As written in the policy, and checked; shared with the decisions that name it as their
+    /// route.
     pub text: Arc<str>,
-    pub segments: Vec<Segment>,
+}
+
+/// The segments of a checked template text.
+fn segments_of(text: &str) -> impl Iterator<Item = Segment<'_>> {
+    text.strip_prefix('/').filter(|r| !r.is_empty()).into_iter().flat_map(|r| r.split('/')).map(Segment::of)
 }
 
 /// Why a template is refused.
@@ -96,18 +117,17 @@ impl PathTemplate {
         if text.len() > 1024 {
             return Err(TemplateError("longer than 1024 bytes".into()));
         }
-        let mut segments = Vec::new();
         if rest.is_empty() {
-            return Ok(Self { text: Arc::from(text), segments });
+            return Ok(Self { text: Arc::from(text) });
         }
         let parts: Vec<&str> = rest.split('/').collect();
         let last = parts.len().saturating_sub(1);
         for (i, part) in parts.iter().enumerate() {
-            let seg = match *part {
+            match *part {
                 "" => return Err(TemplateError("empty segment ('//' or a trailing '/')".into())),
-                "**" if i == last => Segment::Tail,
+                "**" if i == last => {}
                 "**" => return Err(TemplateError("'**' may only be the last segment".into())),
-                "*" => Segment::One,
+                "*" => {}
                 "." | ".." => return Err(TemplateError(format!("dot segment {part:?}"))),
                 p if p.starts_with('{') => {
                     let name = p
@@ -117,7 +137,6 @@ impl PathTemplate {
                     if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
                         return Err(TemplateError(format!("parameter name {name:?} must be [A-Za-z0-9_]+")));
                     }
-                    Segment::One
                 }
                 p => {
                     if let Some(bad) = p.chars().find(|c| !literal_char_ok(*c)) {
@@ -126,37 +145,85 @@ impl PathTemplate {
                     if p.ends_with('.') {
                         return Err(TemplateError(format!("segment {p:?} ends with '.'")));
                     }
-                    Segment::Literal(p.to_owned())
                 }
-            };
-            segments.push(seg);
+            }
         }
-        Ok(Self { text: Arc::from(text), segments })
+        Ok(Self { text: Arc::from(text) })
     }
 
-    /// The template with literal segments lower-cased (for case-folding deny tables).
-    pub fn folded(&self) -> Self {
-        let segments = self
-            .segments
-            .iter()
-            .map(|s| match s {
-                Segment::Literal(l) => Segment::Literal(l.to_ascii_lowercase()),
-                other => other.clone(),
-            })
-            .collect();
-        Self { text: self.text.clone(), segments }
+    /// The segments, in order (none for `/`).
+    pub fn segments(&self) -> impl Iterator<Item = Segment<'_>> {
+        segments_of(&self.text)
     }
 }
 
-/// A segment trie from templates to values. The root is allocated with the first template: most
-/// tables of a compiled policy hold no path rule, and an empty node inline is a hundred bytes in
-/// every one of them.
+/// A segment trie from templates to values. Most tables of a compiled policy hold no path rule
+/// or a few (an agent's grants): up to [`FEW_TEMPLATES`] templates are kept as they are, their
+/// text shared with the rule (one 24-byte entry natively, where a trie of `/svc7/items/{id}` was
+/// seven heap blocks and ~220 bytes, in every wasm VM), and a lookup matches them one by one;
+/// beyond that they move into a trie, whose walk costs the same however many templates it holds.
 #[derive(Debug, Clone)]
 pub struct PathTrie<T> {
-    root: Option<Box<Node<T>>>,
+    root: Root<T>,
 }
 
-/// A node is 40 bytes natively (96 with its value lists and a hash table inline): a compiled
+#[derive(Debug, Clone)]
+enum Root<T> {
+    /// Templates (their text, folded when the trie is) and values, in insertion order.
+    Few(Box<[(Arc<str>, T)]>),
+    Trie(Box<Node<T>>),
+}
+
+/// [`text_matches`] over a canonical path (`/a/b`, `/` for the root), both split as they are
+/// compared, byte by byte: this runs for every template of a small table on every request.
+fn text_matches_path(text: &str, path: &str) -> bool {
+    fn rest(s: &str) -> Option<&str> {
+        s.strip_prefix('/').filter(|r| !r.is_empty())
+    }
+    let (mut t, mut p) = (rest(text), rest(path));
+    while let Some(tr) = t {
+        let (tseg, tnext) = crate::path::split_first_segment(tr);
+        if tseg == "**" {
+            return true;
+        }
+        let Some(pr) = p else { return false };
+        let (pseg, pnext) = crate::path::split_first_segment(pr);
+        if !(tseg == pseg || tseg == "*" || tseg.starts_with('{')) {
+            return false;
+        }
+        (t, p) = (tnext, pnext);
+    }
+    p.is_none()
+}
+
+/// Templates a table holds before it becomes a trie: each is matched on every lookup. Two: an
+/// agent's path table holds one or two templates in large generated policies, and at four the
+/// demo policy's REST decision (its agent's four templates matched one by one) measured ~10%
+/// slower than walking their trie, at two the same (`cargo bench --bench engine`, alternated).
+const FEW_TEMPLATES: usize = 2;
+
+/// Whether a template's text (checked by [`PathTemplate::parse`]) matches these segments, as the
+/// trie walk does: literals exactly, `{name}` and `*` one segment, `**` whatever is left.
+fn text_matches<'p>(text: &str, mut segments: impl Iterator<Item = &'p str>) -> bool {
+    for seg in segments_of(text) {
+        match seg {
+            Segment::Tail => return true,
+            Segment::One => {
+                if segments.next().is_none() {
+                    return false;
+                }
+            }
+            Segment::Literal(l) => {
+                if segments.next() != Some(l) {
+                    return false;
+                }
+            }
+        }
+    }
+    segments.next().is_none()
+}
+
+/// A node is 32 bytes natively (96 with its value lists and a hash table inline): a compiled
 /// policy holds a few per path rule, in every wasm VM.
 #[derive(Debug, Clone)]
 struct Node<T> {
@@ -167,17 +234,18 @@ struct Node<T> {
     ends: Option<Box<Ends<T>>>,
 }
 
+/// Values of templates that end at a node: nearly always one template, held inline by [`List`].
 #[derive(Debug, Clone)]
 struct Ends<T> {
     /// Values of templates ending exactly here.
-    exact: Vec<T>,
+    exact: List<T>,
     /// Values of templates ending here with `**`.
-    tail: Vec<T>,
+    tail: List<T>,
 }
 
 impl<T> Default for Node<T> {
     fn default() -> Self {
-        Self { literal: Children::Few(Vec::new()), one: None, ends: None }
+        Self { literal: Children::Few(Box::default()), one: None, ends: None }
     }
 }
 
@@ -191,16 +259,16 @@ impl<T> Node<T> {
     }
 
     fn ends_mut(&mut self) -> &mut Ends<T> {
-        self.ends.get_or_insert_with(|| Box::new(Ends { exact: Vec::new(), tail: Vec::new() }))
+        self.ends.get_or_insert_with(|| Box::new(Ends { exact: List::EMPTY, tail: List::EMPTY }))
     }
 }
 
 /// Most trie nodes have one or two literal children (`/svc7/items/{id}`: one each), and a hash
 /// table of one entry costs four buckets of key and node: up to [`FEW_CHILDREN`] they sit in an
-/// exact-size vector that a lookup scans (a length check rejects most), beyond that in a table.
+/// exact-size slice that a lookup scans (a length check rejects most), beyond that in a table.
 #[derive(Debug, Clone)]
 enum Children<T> {
-    Few(Vec<(Box<str>, Node<T>)>),
+    Few(Box<[(Box<str>, Node<T>)]>),
     Many(Box<FastMap<Box<str>, Node<T>>>),
 }
 
@@ -224,39 +292,36 @@ impl<T> Children<T> {
     /// The child for `segment`, created if missing.
     fn child_mut(&mut self, segment: &str) -> Option<&mut Node<T>> {
         if let Self::Few(v) = self
-            && v.len() >= FEW_CHILDREN
             && !v.iter().any(|(k, _)| **k == *segment)
         {
-            *self = Self::Many(Box::new(std::mem::take(v).into_iter().collect()));
+            let mut grown = std::mem::take(v).into_vec();
+            if grown.len() >= FEW_CHILDREN {
+                grown.push((segment.into(), Node::default()));
+                *self = Self::Many(Box::new(grown.into_iter().collect()));
+            } else {
+                grown.reserve_exact(1);
+                grown.push((segment.into(), Node::default()));
+                *v = grown.into_boxed_slice();
+            }
         }
         match self {
-            Self::Few(v) => {
-                if !v.iter().any(|(k, _)| **k == *segment) {
-                    v.push((segment.into(), Node::default()));
-                    v.shrink_to_fit();
-                }
-                v.iter_mut().find(|(k, _)| **k == *segment).map(|(_, n)| n)
-            }
+            Self::Few(v) => v.iter_mut().find(|(k, _)| **k == *segment).map(|(_, n)| n),
             Self::Many(m) => Some(m.entry(segment.into()).or_default()),
         }
     }
 }
 
-impl<T> PathTrie<T> {
-    /// No templates; no allocation.
-    pub const EMPTY: Self = Self { root: None };
-}
-
+/// No templates; no allocation.
 impl<T> Default for PathTrie<T> {
     fn default() -> Self {
-        Self::EMPTY
+        Self { root: Root::Few(Box::default()) }
     }
 }
 
-impl<T: Clone> PathTrie<T> {
+impl<T: Copy> PathTrie<T> {
     /// Gives back the growth slack of every node's lists, once all templates are in.
     pub fn shrink_to_fit(&mut self) {
-        fn shrink<T>(node: &mut Node<T>) {
+        fn shrink<T: Copy>(node: &mut Node<T>) {
             if let Some(ends) = node.ends.as_deref_mut() {
                 ends.exact.shrink_to_fit();
                 ends.tail.shrink_to_fit();
@@ -272,20 +337,51 @@ impl<T: Clone> PathTrie<T> {
                 }
             }
         }
-        if let Some(root) = self.root.as_deref_mut() {
+        if let Root::Trie(root) = &mut self.root {
             shrink(root);
         }
     }
 
     /// True when no template was inserted (most scopes have no path rules of one effect).
     pub fn is_empty(&self) -> bool {
-        self.root.as_deref().is_none_or(|r| r.literal.is_empty() && r.one.is_none() && r.exact().is_empty() && r.tail().is_empty())
+        match &self.root {
+            Root::Few(v) => v.is_empty(),
+            Root::Trie(r) => r.literal.is_empty() && r.one.is_none() && r.exact().is_empty() && r.tail().is_empty(),
+        }
     }
 
-    /// Adds `value` under `template`.
-    pub fn insert(&mut self, template: &PathTemplate, value: T) {
-        let mut node: &mut Node<T> = self.root.get_or_insert_with(Box::default);
-        for seg in &template.segments {
+    /// Adds `value` under `template`, its literal segments lower-cased when `fold` (the
+    /// case-folding deny tables, walked with the folded path).
+    pub fn insert(&mut self, template: &PathTemplate, fold: bool, value: T) {
+        let text = if fold && template.text.bytes().any(|b| b.is_ascii_uppercase()) {
+            Arc::from(template.text.to_ascii_lowercase())
+        } else {
+            Arc::clone(&template.text)
+        };
+        if let Root::Few(v) = &mut self.root {
+            let mut grown = std::mem::take(v).into_vec();
+            if grown.len() < FEW_TEMPLATES {
+                grown.reserve_exact(1);
+                grown.push((text, value));
+                *v = grown.into_boxed_slice();
+                return;
+            }
+            // Folded already: moved as they are.
+            let mut root = Box::<Node<T>>::default();
+            for (text, value) in grown {
+                Self::insert_node(&mut root, &text, value);
+            }
+            self.root = Root::Trie(root);
+        }
+        if let Root::Trie(root) = &mut self.root {
+            Self::insert_node(root, &text, value);
+        }
+    }
+
+    /// Adds `value` under the template whose (folded if need be) text is `text`.
+    fn insert_node(root: &mut Node<T>, text: &str, value: T) {
+        let mut node = root;
+        for seg in segments_of(text) {
             match seg {
                 Segment::Literal(l) => match node.literal.child_mut(l) {
                     Some(next) => node = next,
@@ -304,16 +400,19 @@ impl<T: Clone> PathTrie<T> {
     /// Calls `found` with every value whose template matches `segments`, and the template depth
     /// walked (for tie-breaking). Segments must already be folded when the trie is.
     pub fn lookup<'a>(&'a self, segments: &[&str], found: &mut impl FnMut(&'a T)) {
-        if let Some(root) = self.root.as_deref() {
-            Self::walk(root, segments, found);
+        match &self.root {
+            Root::Few(v) => v.iter().filter(|(t, _)| text_matches(t, segments.iter().copied())).for_each(|(_, x)| found(x)),
+            Root::Trie(root) => Self::walk(root, segments, found),
         }
     }
 
     /// [`PathTrie::lookup`] over a canonical path (`/a/b`, `/` for the root), split as the walk
     /// goes: no segment list is built per request.
     pub fn lookup_path<'a>(&'a self, path: &str, found: &mut impl FnMut(&'a T)) {
-        let Some(root) = self.root.as_deref() else { return };
-        Self::walk_path(root, path.strip_prefix('/').filter(|p| !p.is_empty()), found);
+        match &self.root {
+            Root::Few(v) => v.iter().filter(|(t, _)| text_matches_path(t, path)).for_each(|(_, x)| found(x)),
+            Root::Trie(root) => Self::walk_path(root, path.strip_prefix('/').filter(|p| !p.is_empty()), found),
+        }
     }
 
     /// `rest` is what is left of the path after a `/`, or `None` when no segment is left.
@@ -434,7 +533,7 @@ mod tests {
             ("/**", "all"),
             ("/", "root"),
         ] {
-            t.insert(&PathTemplate::parse(tpl).unwrap(), v);
+            t.insert(&PathTemplate::parse(tpl).unwrap(), false, v);
         }
         assert_eq!(lookup(&t, "/api/customers"), ["all", "list"]);
         assert_eq!(lookup(&t, "/api/customers/7"), ["all", "one"]);
@@ -443,6 +542,77 @@ mod tests {
         assert_eq!(lookup(&t, "/api/admin/users/1"), ["admin", "all"]);
         assert_eq!(lookup(&t, "/"), ["all", "root"]);
         assert_eq!(lookup(&t, "/API/admin"), ["all"]);
+    }
+
+    /// The few-templates form and the trie (a table of more than [`FEW_TEMPLATES`]) find the
+    /// values of exactly the templates that match, folded or not, against an independent
+    /// segment-by-segment reference.
+    #[test]
+    fn few_templates_and_the_trie_find_what_matches() {
+        fn reference(t: &str, path: &str, fold: bool) -> bool {
+            fn go(ts: &[&str], ps: &[&str], fold: bool) -> bool {
+                match (ts.first(), ps.first()) {
+                    (Some(&"**"), _) | (None, None) => true,
+                    (None, Some(_)) | (Some(_), None) => false,
+                    (Some(t), Some(p)) => {
+                        (*t == "*" || t.starts_with('{') || if fold { t.eq_ignore_ascii_case(p) } else { t == p }) && go(&ts[1..], &ps[1..], fold)
+                    }
+                }
+            }
+            let ts: Vec<&str> = t.split('/').filter(|s| !s.is_empty()).collect();
+            let ps: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+            go(&ts, &ps, fold)
+        }
+        let mut rng = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = |n: usize| {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            (rng % n as u64) as usize
+        };
+        let template_segments = ["a", "B", "b", "{id}", "*", "c"];
+        let path_segments = ["a", "b", "B", "c", "x"];
+        let (mut tries, mut found) = (0, 0);
+        for _ in 0..3000 {
+            let n = 1 + next(3 * FEW_TEMPLATES);
+            let fold = next(2) == 0;
+            let templates: Vec<String> = (0..n)
+                .map(|_| {
+                    let k = next(4);
+                    let mut t: String = (0..k).map(|_| format!("/{}", template_segments[next(template_segments.len())])).collect();
+                    if next(3) == 0 {
+                        t.push_str("/**");
+                    }
+                    if t.is_empty() { "/".into() } else { t }
+                })
+                .collect();
+            let mut trie = PathTrie::default();
+            for (i, t) in templates.iter().enumerate() {
+                trie.insert(&PathTemplate::parse(t).unwrap(), fold, i);
+            }
+            tries += usize::from(matches!(trie.root, Root::Trie(_)));
+            for _ in 0..10 {
+                let k = next(5);
+                let mut path: String = (0..k).map(|_| format!("/{}", path_segments[next(path_segments.len())])).collect();
+                if path.is_empty() {
+                    path = "/".into();
+                }
+                let walked = if fold { path.to_ascii_lowercase() } else { path.clone() };
+                let mut got = Vec::new();
+                trie.lookup_path(&walked, &mut |v| got.push(*v));
+                got.sort_unstable();
+                let segs: Vec<&str> = walked.split('/').filter(|s| !s.is_empty()).collect();
+                let mut by_segments = Vec::new();
+                trie.lookup(&segs, &mut |v| by_segments.push(*v));
+                by_segments.sort_unstable();
+                let want: Vec<usize> = templates.iter().enumerate().filter(|(_, t)| reference(t, &path, fold)).map(|(i, _)| i).collect();
+                assert_eq!(got, want, "{templates:?} on {path}, fold {fold}");
+                assert_eq!(by_segments, want, "{templates:?} on {path}, fold {fold}");
+                found += want.len();
+            }
+        }
+        // Both forms, and matches, must be exercised for the comparison to mean anything.
+        assert!(tries > 1000 && tries < 2800 && found > 5000, "{tries} tries, {found} found");
     }
 
     #[test]
