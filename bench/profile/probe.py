@@ -10,7 +10,11 @@ quartiles. Names: `jwt` (jwt_authn alone) and `minimal` (minimal-wasm behind jwt
 given as calls too, as references (reported as CPU/request, not a slope). `call@K` repeats that
 call K times instead of N (e.g. `set_header@1`: a call whose first use has a one-time cost).
 `name=file.wasm` runs another filter (e.g. a bench/callback-probe build) in the probe's place,
-reported like `jwt` as CPU/request and its difference to `none`. The probe is built here (cargo, release, wasm32-wasip1) before the run."""
+reported like `jwt` as CPU/request and its difference to `none`. `flow:WORDS` runs the probe with
+`none 0` and the flow words (comma-separated: `req`, `resp`, `nocl`; bench/hostcall-probe), i.e.
+holding bodies as Interlock does and nothing else; `interlock` runs the committed filter. `MIX=mcp`
+(or `llm16k`) sends that mix instead of `rest`, and `jwt-buffer` is then the reference. The probe
+is built here (cargo, release, wasm32-wasip1) before the run."""
 import sys, statistics, os, re, subprocess
 from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
@@ -24,6 +28,7 @@ def port(text):
     return text.replace("18000", "28000").replace("18001", "28001").replace("18090", "28090")
 rounds, seconds, n = int(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3])
 calls = sys.argv[4:]
+MIX = os.environ.get("MIX", "rest")
 subprocess.run(["nice", "cargo", "build", "-q", "--release", "--target", "wasm32-wasip1", "-p", "interlock-bench-hostcall-probe"], cwd=ROOT, check=True)
 def count(name):
     call, _, k = name.partition("@")
@@ -34,8 +39,15 @@ block = re.compile(r"( *)# BEGIN interlock plugin configuration.*?# END interloc
 assert block.search(template)
 specs = []
 for name in ["none"] + calls:
-    label = name.split("=", 1)[0]
-    if name in ("jwt", "minimal"):
+    label = name.split("=", 1)[0].replace(":", "-").replace(",", "-")
+    if name == "interlock":
+        y = port((b.BENCH_CONFIGS / "interlock.yaml").read_text())
+    elif name == "jwt-buffer":
+        y = port((b.BENCH_CONFIGS / "jwt-buffer.yaml").read_text())
+    elif name.startswith("flow:"):
+        conf = "none 0 " + " ".join(name[len("flow:"):].split(","))
+        y = block.sub(lambda m: f'{m.group(1)}value: "{conf}"\n', template)
+    elif name in ("jwt", "minimal"):
         src = "jwt" if name == "jwt" else "minimal-wasm"
         y = port((b.BENCH_CONFIGS / f"{src}.yaml").read_text())
         if name == "minimal":
@@ -63,9 +75,9 @@ try:
         for name, p in order:
             e = b.Envoy(p, 1, b.ENVOY_CORE, logs / f"{name.split('=', 1)[0]}-{r}.log")
             try:
-                b.run_wrk(scripts["rest"], 1, 16)
+                b.run_wrk(scripts[MIX], 1, 16)
                 c0, n0 = e.cpu_ticks(), e.counters()
-                w = b.run_wrk(scripts["rest"], seconds, 16)
+                w = b.run_wrk(scripts[MIX], seconds, 16)
                 c1, n1 = e.cpu_ticks(), e.counters()
                 served = n1.get("downstream_rq_completed", 0) - n0.get("downstream_rq_completed", 0)
                 ok = n1.get("downstream_rq_2xx", 0) - n0.get("downstream_rq_2xx", 0)
@@ -88,7 +100,7 @@ def q(v):
 print(f"\n| call (× repeats) | CPU µs/req (median) | µs per call: median of per-round (call − none)/repeats | quartiles | per round |\n|---|--:|--:|--:|---|")
 for name, _ in specs:
     v = res[name]
-    if name in ("none", "jwt", "minimal") or "=" in name:
+    if name in ("none", "jwt", "minimal", "interlock", "jwt-buffer") or "=" in name or name.startswith("flow:"):
         d = [x - y for x, y in zip(v, res["none"])]
         print(f"| {name.split('=', 1)[0]} | {statistics.median(v):.1f} | (vs none: {statistics.median(d):+.1f}) | | {' '.join(f'{x:.1f}' for x in v)} |")
         continue

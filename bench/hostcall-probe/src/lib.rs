@@ -1,9 +1,13 @@
 //! A probe for what each proxy-wasm host call kind costs inside Envoy (bench/PROFILE.md,
 //! Session 6; driven by bench/profile/probe.py). The plugin configuration is
-//! `<call> <n>`: per request the probe makes that host call `n` times, in the callback where
-//! Interlock makes it, through the same raw ABI calls as `filter/src/host.rs`. `none 0` is the
-//! floor (the stream's callbacks, nothing else); the CPU-per-request slope between `n = 0` and
-//! `n = N` of a call is its cost. Not shipped.
+//! `<call> <n> [flow ...]`: per request the probe makes that host call `n` times, in the callback
+//! where Interlock makes it, through the same raw ABI calls as `filter/src/host.rs`. `none 0` is
+//! the floor (the stream's callbacks, nothing else); the CPU-per-request slope between `n = 0` and
+//! `n = N` of a call is its cost. The optional flow words make the probe hold a body the way
+//! Interlock holds a governed one, doing nothing else with it (the floor of inspecting bodies):
+//! `req` pauses the request headers, buffers the request body to its end and reads it once; `resp`
+//! does the same with the response; `nocl` removes the response's `content-length` before holding
+//! it (as Interlock does, since it may rewrite the body). Not shipped.
 
 use std::cell::Cell;
 
@@ -18,6 +22,15 @@ proxy_wasm::main! {{
 thread_local! {
     static CALL: Cell<Call> = const { Cell::new(Call::None) };
     static REPEAT: Cell<u32> = const { Cell::new(0) };
+    static FLOW: Cell<Flow> = const { Cell::new(Flow { request: false, response: false, strip_length: false }) };
+}
+
+/// Which bodies the probe holds and reads (the configuration's flow words).
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub struct Flow {
+    pub request: bool,
+    pub response: bool,
+    pub strip_length: bool,
 }
 
 /// The host call kinds the probe can repeat.
@@ -102,12 +115,21 @@ impl Call {
     }
 }
 
-/// `<call> <n>` -> (call, n).
-pub fn parse_config(text: &str) -> Option<(Call, u32)> {
+/// `<call> <n> [req] [resp] [nocl]` -> (call, n, flow).
+pub fn parse_config(text: &str) -> Option<(Call, u32, Flow)> {
     let mut it = text.split_whitespace();
     let call = Call::parse(it.next()?)?;
     let n = it.next().map_or(Some(0), |n| n.parse().ok())?;
-    Some((call, n))
+    let mut flow = Flow::default();
+    for word in it {
+        match word {
+            "req" => flow.request = true,
+            "resp" => flow.response = true,
+            "nocl" => flow.strip_length = true,
+            _ => return None,
+        }
+    }
+    Some((call, n, flow))
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -219,12 +241,13 @@ impl RootContext for Root {
             .flatten()
             .and_then(|b| String::from_utf8(b).ok())
             .unwrap_or_default();
-        let Some((call, n)) = parse_config(&text) else {
+        let Some((call, n, flow)) = parse_config(&text) else {
             proxy_wasm::hostcalls::log(LogLevel::Critical, &format!("probe: bad configuration {text:?}")).ok();
             return false;
         };
         CALL.with(|c| c.set(call));
         REPEAT.with(|r| r.set(n));
+        FLOW.with(|f| f.set(flow));
         if let Ok(id) = proxy_wasm::hostcalls::define_metric(proxy_wasm::types::MetricType::Counter, "probe.count") {
             METRIC.store(id, std::sync::atomic::Ordering::Relaxed);
         }
@@ -248,15 +271,43 @@ struct Stream;
 
 impl Context for Stream {}
 
+/// Holds a body to its end and reads it once, as Interlock holds a governed body: Pause
+/// (StopIterationAndBuffer) until the last chunk, then one `get_buffer` of all of it.
+fn hold_body(held: bool, buffer: proxy_wasm::types::BufferType, size: usize, end_of_stream: bool) -> Action {
+    if !held {
+        return Action::Continue;
+    }
+    if !end_of_stream {
+        return Action::Pause;
+    }
+    let body = proxy_wasm::hostcalls::get_buffer(buffer, 0, size).ok().flatten();
+    if std::hint::black_box(body).is_none_or(|b| b.len() != size) {
+        let _ = abi::increment_metric(NOT_OK.load(std::sync::atomic::Ordering::Relaxed), 1);
+    }
+    Action::Continue
+}
+
 impl HttpContext for Stream {
-    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+    fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         run(Phase::RequestHeaders);
-        Action::Continue
+        if FLOW.with(Cell::get).request && !end_of_stream { Action::Pause } else { Action::Continue }
     }
 
-    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        hold_body(FLOW.with(Cell::get).request, proxy_wasm::types::BufferType::HttpRequestBody, body_size, end_of_stream)
+    }
+
+    fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         run(Phase::ResponseHeaders);
-        Action::Continue
+        let flow = FLOW.with(Cell::get);
+        if flow.strip_length {
+            let _ = abi::remove_map_value(abi::RESPONSE_HEADERS, "content-length");
+        }
+        if flow.response && !end_of_stream { Action::Pause } else { Action::Continue }
+    }
+
+    fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        hold_body(FLOW.with(Cell::get).response, proxy_wasm::types::BufferType::HttpResponseBody, body_size, end_of_stream)
     }
 
     fn on_log(&mut self) {
@@ -370,9 +421,18 @@ mod tests {
 
     #[test]
     fn configuration_names_a_call_and_a_count() {
-        assert_eq!(parse_config("jwt_payload 10"), Some((Call::JwtPayload, 10)));
-        assert_eq!(parse_config("none"), Some((Call::None, 0)));
+        assert_eq!(parse_config("jwt_payload 10"), Some((Call::JwtPayload, 10, Flow::default())));
+        assert_eq!(parse_config("none"), Some((Call::None, 0, Flow::default())));
         assert_eq!(parse_config("nonsense 3"), None);
         assert_eq!(parse_config("clock x"), None);
+    }
+
+    #[test]
+    fn flow_words_say_which_bodies_are_held() {
+        let both = Flow { request: true, response: true, strip_length: true };
+        assert_eq!(parse_config("none 0 req resp nocl"), Some((Call::None, 0, both)));
+        let request = Flow { request: true, ..Flow::default() };
+        assert_eq!(parse_config("none 0 req"), Some((Call::None, 0, request)));
+        assert_eq!(parse_config("none 0 body"), None);
     }
 }
