@@ -403,10 +403,9 @@ impl Engine {
         if let Some(decision) = deferred {
             let max_batch = usize::try_from(self.inspection.max_batch).unwrap_or(32);
             let depth = usize::try_from(self.inspection.max_json_depth).unwrap_or(32);
-            facts.rpc_id = parse_strict(body, depth)
-                .ok()
-                .and_then(|v| jsonrpc::parse_messages(&v, max_batch).ok())
-                .and_then(|(m, batch)| if batch { None } else { m.into_iter().next().and_then(|m| m.id) });
+            facts.rpc_id = parse_strict(body, depth).ok().and_then(|v| {
+                jsonrpc::parse_messages(&v, max_batch).ok().and_then(|(m, batch)| if batch { None } else { m.into_iter().next().and_then(|m| m.id) })
+            });
             return Evaluation { decision, facts, rewrite: None };
         }
         if body.len() > max_body_bytes {
@@ -459,15 +458,15 @@ impl Engine {
         let mut calls = Vec::with_capacity(messages.len());
         for (i, m) in messages.iter().enumerate() {
             let at = if is_batch { format!("batch element {i}: ") } else { String::new() };
-            let mut call = Call { protocol, method: &m.method, canonical: None, tool: None, arguments: None };
+            let mut call = Call { protocol, method: m.method, canonical: None, tool: None, arguments: None };
             match protocol {
-                Protocol::A2a => match jsonrpc::canonical_a2a_method(&m.method) {
+                Protocol::A2a => match jsonrpc::canonical_a2a_method(m.method) {
                     Some(c) => call.canonical = Some(c),
                     None => return self.refusal(facts, 400, builtin::INVALID_JSONRPC, format!("{at}unknown A2A method {:?}", m.method)),
                 },
                 _ => {
                     if m.method == "initialize" {
-                        let info = m.params.as_ref().and_then(|p| p.get("clientInfo"));
+                        let info = m.params.and_then(|p| p.get("clientInfo"));
                         let field = |k: &str| info.and_then(|i| i.get(k)).and_then(Value::as_str).map(|v| v.chars().filter(|c| !c.is_control()).take(64).collect::<String>());
                         facts.client = field("name").map(|n| match field("version") {
                             Some(v) => format!("{n}/{v}"),
@@ -475,16 +474,16 @@ impl Engine {
                         });
                     }
                     if m.method == "tools/call" {
-                        match jsonrpc::mcp_tool_name(m.params.as_ref()) {
+                        match jsonrpc::mcp_tool_name(m.params) {
                             Ok(t) => call.tool = Some(t),
                             Err(e) => return self.refusal(facts, 400, builtin::INVALID_JSONRPC, format!("{at}{e}")),
                         }
-                        call.arguments = jsonrpc::tool_arguments(m.params.as_ref());
+                        call.arguments = jsonrpc::tool_arguments(m.params);
                     }
                 }
             }
             facts.calls.push(RpcCall {
-                method: call.canonical.map_or_else(|| m.method.clone(), str::to_owned),
+                method: call.canonical.unwrap_or(m.method).to_owned(),
                 tool: call.tool.clone(),
                 has_id: m.id.is_some(),
             });
@@ -895,7 +894,7 @@ fn normalize_rel_path(s: &str) -> String {
     if absolute { format!("/{joined}") } else { joined }
 }
 
-fn check_mcp_headers(messages: &[jsonrpc::RpcMessage], method: Option<&str>, name: Option<&str>, is_batch: bool) -> Result<(), String> {
+fn check_mcp_headers(messages: &[jsonrpc::RpcMessage<'_>], method: Option<&str>, name: Option<&str>, is_batch: bool) -> Result<(), String> {
     let single = match (is_batch, messages) {
         (false, [m]) => m,
         _ => return Err("Mcp-Method/Mcp-Name headers cannot describe a batch".into()),
@@ -905,9 +904,9 @@ fn check_mcp_headers(messages: &[jsonrpc::RpcMessage], method: Option<&str>, nam
             return Err(format!("Mcp-Method header {h:?} disagrees with the body's method {:?}", single.method));
         }
     if let Some(h) = name {
-        let body_name = match single.method.as_str() {
-            "tools/call" | "prompts/get" => single.params.as_ref().and_then(|p| p.get("name")).and_then(Value::as_str),
-            "resources/read" => single.params.as_ref().and_then(|p| p.get("uri")).and_then(Value::as_str),
+        let body_name = match single.method {
+            "tools/call" | "prompts/get" => single.params.and_then(|p| p.get("name")).and_then(Value::as_str),
+            "resources/read" => single.params.and_then(|p| p.get("uri")).and_then(Value::as_str),
             _ => None,
         };
         if body_name != Some(h) {

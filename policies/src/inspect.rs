@@ -217,28 +217,32 @@ impl Engine {
     /// (the response passes as it is); otherwise a decision of its own: 403 replacing the
     /// response, a redaction (`rewrite`), or a record (audit, shadow).
     pub fn on_response_body(&self, facts: &Facts, body: &[u8], store: &mut dyn crate::ratelimit::SharedStore) -> Option<Evaluation> {
+        if body.is_empty() {
+            return None;
+        }
         let depth = usize::try_from(self.inspection.max_json_depth).unwrap_or(32);
-        let start = Evaluation {
+        // The response's own evaluation (an allow, no data classes yet), built only where one is
+        // returned: most responses pass without one, and the facts are a dozen strings to copy.
+        let start = || Evaluation {
             decision: Decision { action: Action::Allow, ..Decision::refusal(0, "response", "response inspected") },
             facts: Facts { data_classes: Vec::new(), ..facts.clone() },
             rewrite: None,
         };
-        if body.is_empty() {
-            return None;
-        }
         let value = match crate::json::parse_strict(body, depth) {
             Ok(v) => v,
-            Err(e) => return Some(self.uninspectable(start.facts, Direction::Response, &format!("not strict JSON: {e}"))),
+            Err(e) => return Some(self.uninspectable(start().facts, Direction::Response, &format!("not strict JSON: {e}"))),
         };
         // A model's proposed tool calls are judged like calls through MCP.
         if let Some(provider) = llm_provider(facts) {
             match crate::llm::parse_response(provider, &value) {
+                Ok(resp) if resp.tool_calls.is_empty() => {}
                 Ok(resp) => {
-                    if let Some(refused) = resp.tool_calls.into_iter().find_map(|call| self.refused_tool_note(&start.facts, crate::llm::AssemblerNote::ToolCallComplete(call))) {
+                    let judged = start().facts;
+                    if let Some(refused) = resp.tool_calls.into_iter().find_map(|call| self.refused_tool_note(&judged, crate::llm::AssemblerNote::ToolCallComplete(call))) {
                         return Some(refused);
                     }
                 }
-                Err(e) => return Some(self.uninspectable(start.facts, Direction::Response, &format!("{e}"))),
+                Err(e) => return Some(self.uninspectable(start().facts, Direction::Response, &format!("{e}"))),
             }
         }
         // The answer to a tools/list (alone or in a batch) on a route with tool controls: pins,
@@ -247,7 +251,11 @@ impl Engine {
             && let Some(eval) = self.judge_tools_list(facts, &value, control, store) {
                 return Some(eval);
             }
-        let eval = if self.watches_data(facts, Direction::Response) { self.inspect_json(start, &value, Direction::Response) } else { start };
+        // Nothing watches the data: the response stands as it is, an allow that is not recorded.
+        if !self.watches_data(facts, Direction::Response) {
+            return None;
+        }
+        let eval = self.inspect_json(start(), &value, Direction::Response);
         let recorded = eval.decision.action != Action::Allow || eval.decision.mode == Mode::Shadow || eval.rewrite.is_some();
         recorded.then_some(eval)
     }

@@ -29,14 +29,15 @@ pub const MAX_TOOL_NAME_LEN: usize = 128;
 /// Longest client-supplied text quoted back in an error (it ends up in logs).
 const MAX_QUOTED: usize = 64;
 
-/// One request (or notification, when `id` is absent) of a JSON-RPC body.
+/// One request (or notification, when `id` is absent) of a JSON-RPC body, borrowed from the
+/// parsed body: `params` can be most of a body (a tool call's arguments), so it is not copied.
 #[derive(Debug, Clone, PartialEq)]
-pub struct RpcMessage {
-    pub method: String,
+pub struct RpcMessage<'a> {
+    pub method: &'a str,
     /// A string or an integer; `None` for a notification.
     pub id: Option<Value>,
     /// An object or an array when present.
-    pub params: Option<Value>,
+    pub params: Option<&'a Value>,
 }
 
 /// Why a body is not an acceptable JSON-RPC request. `at` is the index of the batch element (0 for
@@ -79,7 +80,7 @@ pub enum RpcError {
 
 /// Validates a JSON-RPC body: one request object, or a batch of `1..=max_batch` request objects.
 /// Returns the messages in order and whether the body was a batch (an array, even of one).
-pub fn parse_messages(body: &Value, max_batch: usize) -> Result<(Vec<RpcMessage>, bool), RpcError> {
+pub fn parse_messages(body: &Value, max_batch: usize) -> Result<(Vec<RpcMessage<'_>>, bool), RpcError> {
     match body {
         Value::Object(members) => Ok((vec![parse_message(members, 0)?], false)),
         Value::Array(items) => {
@@ -103,7 +104,7 @@ pub fn parse_messages(body: &Value, max_batch: usize) -> Result<(Vec<RpcMessage>
     }
 }
 
-fn parse_message(members: &Map<String, Value>, at: usize) -> Result<RpcMessage, RpcError> {
+fn parse_message(members: &Map<String, Value>, at: usize) -> Result<RpcMessage<'_>, RpcError> {
     if let Some(name) = members.keys().find(|k| !matches!(k.as_str(), "jsonrpc" | "method" | "id" | "params")) {
         return Err(RpcError::UnknownMember { at, name: quote(name) });
     }
@@ -116,7 +117,7 @@ fn parse_message(members: &Map<String, Value>, at: usize) -> Result<RpcMessage, 
         None => return Err(RpcError::MissingMember { at, name: "method" }),
         Some(Value::String(m)) => {
             check_method(m).map_err(|reason| RpcError::InvalidMethod { at, reason })?;
-            m.clone()
+            m.as_str()
         }
         Some(_) => {
             return Err(RpcError::InvalidMethod { at, reason: "is not a string" });
@@ -130,7 +131,7 @@ fn parse_message(members: &Map<String, Value>, at: usize) -> Result<RpcMessage, 
     };
     let params = match members.get("params") {
         None => None,
-        Some(p @ (Value::Object(_) | Value::Array(_))) => Some(p.clone()),
+        Some(p @ (Value::Object(_) | Value::Array(_))) => Some(p),
         Some(_) => return Err(RpcError::InvalidParams { at }),
     };
     Ok(RpcMessage { method, id, params })
