@@ -1,7 +1,9 @@
 //! What one decision costs, and whether that cost grows with the policy.
 //!
 //! Groups:
-//! - `demo`: the demo policy (`examples/demo.json`) on four representative requests.
+//! - `demo`: the demo policy (`examples/demo.json`) on four representative requests, and
+//!   `mcp_response_1k_clean`: the answer to the allowed `tools/call` (about 1 KB of text, nothing
+//!   sensitive in it) judged with `on_response_body`, as the filter judges a governed response.
 //! - `rest_by_rules`, `mcp_by_rules`: generated policies of 10, 1,000 and 100,000 rules, the same
 //!   request each time, the rule count as the parameter. The engine claims lookups are indexed
 //!   (`engine.rs`, `Tables`), so these lines should be flat.
@@ -145,7 +147,27 @@ mod native {
             b.check(&engine, "demo");
             group.bench_function(b.name, |bench| bench.iter(|| b.run(&engine)));
         }
+        if let Some(call) = benches.get(1) {
+            let facts = call.run(&engine).facts;
+            let answer = json!({ "jsonrpc": "2.0", "id": 42, "result": { "content": [{ "type": "text", "text": comment_text() }] } }).to_string();
+            assert!(engine.on_response_body(&facts, answer.as_bytes(), &mut NoStore).is_none(), "a clean answer passes unrecorded");
+            group.bench_function("mcp_response_1k_clean", |bench| {
+                bench.iter(|| black_box(&engine).on_response_body(black_box(&facts), black_box(answer.as_bytes()), &mut NoStore));
+            });
+        }
         group.finish();
+    }
+
+    /// Shared data for benches that never reach a rate limit.
+    struct NoStore;
+
+    impl interlock_policies::ratelimit::SharedStore for NoStore {
+        fn get(&mut self, _key: &str) -> Result<Option<(Vec<u8>, u32)>, interlock_policies::ratelimit::StoreError> {
+            Ok(None)
+        }
+        fn set(&mut self, _key: &str, _value: &[u8], _cas: Option<u32>) -> Result<(), interlock_policies::ratelimit::StoreError> {
+            Ok(())
+        }
     }
 
     /// A policy of `rules` rules (a multiple of [`RULES_PER_UNIT`]). Unit `i` is:

@@ -152,16 +152,20 @@ impl Engine {
         self.inspect_json(eval, value, Direction::Request)
     }
 
-    fn inspect_json(&self, mut eval: Evaluation, value: &Value, direction: Direction) -> Evaluation {
+    fn inspect_json(&self, eval: Evaluation, value: &Value, direction: Direction) -> Evaluation {
         let Some(detector) = &self.detector else { return eval };
-        let findings = match detector.scan_json(value) {
-            Ok(f) => f,
-            Err(e) => return self.uninspectable(eval.facts, direction, &format!("{e}")),
-        };
+        match detector.scan_json(value) {
+            Ok(findings) => self.judge_json_findings(eval, value, &findings, direction),
+            Err(e) => self.uninspectable(eval.facts, direction, &format!("{e}")),
+        }
+    }
+
+    /// Counts what the detectors found into the evaluation and applies the data rules to it.
+    fn judge_json_findings(&self, mut eval: Evaluation, value: &Value, findings: &crate::detect::JsonFindings, direction: Direction) -> Evaluation {
         eval.facts.data_classes = merge_counts(&eval.facts.data_classes, &findings.summary());
         let j = self.judge_data(&eval.facts, direction, &eval.facts.data_classes);
         if !j.redact.is_empty() && j.enforced.and_then(|i| self.data_rules.get(i)).is_some_and(|r| r.action == DataAction::Redact) {
-            match redact(value, &findings, &j.redact) {
+            match redact(value, findings, &j.redact) {
                 Some(v) => eval.rewrite = serde_json::to_vec(&v).ok(),
                 // A value the engine cannot replace (inside an object key) is refused instead.
                 None => {
@@ -251,11 +255,15 @@ impl Engine {
             && let Some(eval) = self.judge_tools_list(facts, &value, control, store) {
                 return Some(eval);
             }
-        // Nothing watches the data: the response stands as it is, an allow that is not recorded.
-        if !self.watches_data(facts, Direction::Response) {
-            return None;
-        }
-        let eval = self.inspect_json(start(), &value, Direction::Response);
+        // Nothing watches the data, or nothing was found: the response stands as it is, an allow
+        // that is not recorded (every data rule needs at least one value, `min_count` >= 1).
+        let detector = self.detector.as_ref().filter(|_| self.watches_data(facts, Direction::Response))?;
+        let findings = match detector.scan_json(&value) {
+            Ok(f) if f.is_empty() => return None,
+            Ok(f) => f,
+            Err(e) => return Some(self.uninspectable(start().facts, Direction::Response, &format!("{e}"))),
+        };
+        let eval = self.judge_json_findings(start(), &value, &findings, Direction::Response);
         let recorded = eval.decision.action != Action::Allow || eval.decision.mode == Mode::Shadow || eval.rewrite.is_some();
         recorded.then_some(eval)
     }

@@ -103,6 +103,11 @@ fn a_card_dump_in_a_response_is_refused_and_revokes_the_session() {
     // Four cards: under the threshold, nothing to record.
     let four = serde_json::json!({"jsonrpc": "2.0", "id": 1, "result": {"content": [{"type": "text", "text": serde_json::to_string(&records[..4]).unwrap()}]}});
     assert!(e.on_response_body(&facts, four.to_string().as_bytes(), &mut NoStore).is_none());
+    // Nothing found at all: nothing to record either, and a malformed answer is still refused.
+    let clean = serde_json::json!({"jsonrpc": "2.0", "id": 1, "result": {"content": [{"type": "text", "text": "no records matched"}]}});
+    assert!(e.on_response_body(&facts, clean.to_string().as_bytes(), &mut NoStore).is_none());
+    let eval = e.on_response_body(&facts, br#"{"jsonrpc":"2.0","id":1,"id":2}"#, &mut NoStore).expect("refused");
+    assert_eq!(eval.decision.rule, "uninspectable");
 }
 
 #[test]
