@@ -38,7 +38,7 @@ template = template.replace("filename: target/wasm32-wasip1/release/interlock_fi
 block = re.compile(r"( *)# BEGIN interlock plugin configuration.*?# END interlock plugin configuration\n", re.S)
 assert block.search(template)
 specs = []
-for name in ["none"] + calls:
+for name in ["none"] + [c for c in calls if c != "none"]:
     label = name.split("=", 1)[0].replace(":", "-").replace(",", "-")
     if name == "interlock":
         y = port((b.BENCH_CONFIGS / "interlock.yaml").read_text())
