@@ -65,13 +65,13 @@ fn allocations_per_decision() {
             "mcp_tools_call_1k_allowed",
             json!({ "method": "POST", "path": "/mcp", "identity": triage, "headers": headers, "body": mcp("create_comment", json!({ "repo": "acme/api", "issue": 7, "body": comment })) }),
             (Action::Allow, 0),
-            43,
+            32,
         ),
         (
             "mcp_delete_repository_denied",
             json!({ "method": "POST", "path": "/mcp", "identity": triage, "headers": headers, "body": mcp("delete_repository", json!({ "repo": "acme/api" })) }),
             (Action::Deny, 403),
-            37,
+            29,
         ),
     ];
     for (name, case, expect, ceiling) in cases {
@@ -86,5 +86,31 @@ fn allocations_per_decision() {
         let n = allocations().wrapping_sub(before);
         println!("{name}: {n} allocations per decision");
         assert!(n <= ceiling, "{name}: {n} allocations, at most {ceiling} expected");
+    }
+    // The answer to the allowed tools/call, 1 KB of text with nothing sensitive in it, judged as
+    // the filter judges a governed response: only the parse and the scan allocate.
+    let case: CaseRequest = serde_json::from_value(
+        json!({ "method": "POST", "path": "/mcp", "identity": triage, "headers": headers, "body": mcp("create_comment", json!({ "repo": "acme/api", "issue": 7, "body": comment })) }),
+    )
+    .expect("a corpus request");
+    let facts = engine.evaluate(&case.to_http_request(), case.body_bytes().as_deref()).facts;
+    let answer = json!({ "jsonrpc": "2.0", "id": 42, "result": { "content": [{ "type": "text", "text": comment }] } }).to_string();
+    assert!(engine.on_response_body(&facts, answer.as_bytes(), &mut NoStore).is_none(), "a clean answer passes unrecorded");
+    let before = allocations();
+    drop(std::hint::black_box(engine.on_response_body(&facts, answer.as_bytes(), &mut NoStore)));
+    let n = allocations().wrapping_sub(before);
+    println!("mcp_response_1k_clean: {n} allocations per judgement");
+    assert!(n <= 19, "mcp_response_1k_clean: {n} allocations, at most 19 expected");
+}
+
+/// Shared data for a judgement that never reaches a rate limit.
+struct NoStore;
+
+impl interlock_policies::ratelimit::SharedStore for NoStore {
+    fn get(&mut self, _key: &str) -> Result<Option<(Vec<u8>, u32)>, interlock_policies::ratelimit::StoreError> {
+        Ok(None)
+    }
+    fn set(&mut self, _key: &str, _value: &[u8], _cas: Option<u32>) -> Result<(), interlock_policies::ratelimit::StoreError> {
+        Ok(())
     }
 }

@@ -75,8 +75,11 @@ fn walk<'a>(value: &'a Value, visit: &mut dyn FnMut(&'a str, bool, &[Step<'a>]))
         Key(&'a str),
         Leave,
     }
-    let mut path: Vec<Step<'a>> = Vec::new();
-    let mut stack = vec![Frame::Enter(value, None)];
+    // Sized for common documents once, rather than grown step by step: this runs two or three
+    // times for every inspected body.
+    let mut path: Vec<Step<'a>> = Vec::with_capacity(16);
+    let mut stack = Vec::with_capacity(32);
+    stack.push(Frame::Enter(value, None));
     while let Some(frame) = stack.pop() {
         match frame {
             Frame::Leave => {
@@ -100,8 +103,7 @@ fn walk<'a>(value: &'a Value, visit: &mut dyn FnMut(&'a str, bool, &[Step<'a>]))
                         }
                     }
                     Value::Object(map) => {
-                        let members: Vec<_> = map.iter().collect();
-                        for (k, item) in members.into_iter().rev() {
+                        for (k, item) in map.iter().rev() {
                             stack.push(Frame::Enter(item, Some(Step::Key(k))));
                             stack.push(Frame::Key(k));
                         }
@@ -128,12 +130,15 @@ fn pointer(path: &[Step<'_>]) -> String {
 pub(super) fn scan_value(detector: &Detector, value: &Value) -> Result<JsonFindings, ScanError> {
     // The cap applies to the strings themselves (the separators are ours), checked before
     // anything is copied.
-    let mut total = 0usize;
-    walk(value, &mut |s, _, _| total = total.saturating_add(s.len()));
+    let (mut total, mut strings) = (0usize, 0usize);
+    walk(value, &mut |s, _, _| {
+        total = total.saturating_add(s.len());
+        strings += 1;
+    });
     detector.check_len(total)?;
     // Pass 1: the haystack and where each string starts in it.
-    let mut haystack: Vec<u8> = Vec::with_capacity(total);
-    let mut starts: Vec<usize> = Vec::new();
+    let mut haystack: Vec<u8> = Vec::with_capacity(total.saturating_add(strings));
+    let mut starts: Vec<usize> = Vec::with_capacity(strings);
     walk(value, &mut |s, _, _| {
         starts.push(haystack.len());
         haystack.extend_from_slice(s.as_bytes());
