@@ -82,7 +82,7 @@ struct Call<'a> {
     method: &'a str,
     /// A2A methods in canonical form.
     canonical: Option<&'static str>,
-    tool: Option<String>,
+    tool: Option<&'a str>,
     arguments: Option<&'a Value>,
 }
 
@@ -484,7 +484,7 @@ impl Engine {
             }
             facts.calls.push(RpcCall {
                 method: call.canonical.unwrap_or(m.method).to_owned(),
-                tool: call.tool.clone(),
+                tool: call.tool.map(str::to_owned),
                 has_id: m.id.is_some(),
             });
             calls.push(call);
@@ -531,7 +531,7 @@ impl Engine {
     /// A tool call judged with the MCP tool rules of the caller's scopes alone.
     pub(crate) fn tool_call_decision(&self, facts: &Facts, tool: &str, arguments: Option<&Value>) -> Decision {
         let line = Line::new(&facts.method, &facts.authority, facts.path.as_deref().unwrap_or("/"));
-        let call = Call { protocol: Protocol::Mcp, method: "tools/call", canonical: None, tool: Some(tool.to_owned()), arguments };
+        let call = Call { protocol: Protocol::Mcp, method: "tools/call", canonical: None, tool: Some(tool), arguments };
         let mut candidates = Vec::new();
         for scope in self.scopes(facts.agent.as_deref()).into_iter().flatten() {
             call_candidates(&scope.allow, &call, false, &mut candidates);
@@ -692,7 +692,7 @@ impl Engine {
                     Some(ms) => ms.iter().any(|m| eq(m, c.method)),
                     None => tools.is_none() || c.method == "tools/call",
                 };
-                let tool_ok = match (tools, &c.tool) {
+                let tool_ok = match (tools, c.tool) {
                     (None, _) => true,
                     (Some(ts), Some(t)) => ts.iter().any(|x| eq(x, t)),
                     (Some(_), None) => false,
@@ -795,7 +795,7 @@ fn call_candidates(t: &Tables, call: &Call<'_>, fold: bool, out: &mut Vec<u32>) 
     }
     match call.protocol {
         Protocol::Mcp => {
-            if let Some(tool) = &call.tool
+            if let Some(tool) = call.tool
                 && let Some(v) = t.mcp_tools.get(&*key(tool, fold)) {
                     out.extend_from_slice(v);
                 }

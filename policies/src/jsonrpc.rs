@@ -161,7 +161,7 @@ pub fn is_valid_tool_name(name: &str) -> bool {
 /// The tool name of a `tools/call`, validated; also checks that `arguments`, if present, is an
 /// object. Other members (`_meta`, future additions) are left alone unless they are case variants
 /// of `name` or `arguments`, which a case-insensitive server could read instead of ours.
-pub fn mcp_tool_name(params: Option<&Value>) -> Result<String, RpcError> {
+pub fn mcp_tool_name(params: Option<&Value>) -> Result<&str, RpcError> {
     let members = match params {
         None => return Err(RpcError::MissingToolParams),
         Some(Value::Object(members)) => members,
@@ -174,7 +174,7 @@ pub fn mcp_tool_name(params: Option<&Value>) -> Result<String, RpcError> {
     }
     let name = match members.get("name") {
         None => return Err(RpcError::MissingToolName),
-        Some(Value::String(name)) if is_valid_tool_name(name) => name.clone(),
+        Some(Value::String(name)) if is_valid_tool_name(name) => name.as_str(),
         Some(Value::String(name)) => return Err(RpcError::InvalidToolName { name: quote(name) }),
         Some(other) => {
             return Err(RpcError::InvalidToolName { name: quote(&other.to_string()) });

@@ -185,7 +185,7 @@ fn tool_names() {
         let params = json!({"name": tool, "arguments": {}});
         let got = mcp_tool_name(Some(&params));
         if *ok {
-            assert_eq!(got, Ok((*tool).to_owned()), "case {name}");
+            assert_eq!(got, Ok(*tool), "case {name}");
         } else {
             assert!(matches!(got, Err(RpcError::InvalidToolName { .. })), "case {name}: {got:?}");
         }
@@ -216,8 +216,7 @@ fn tool_call_params() {
         ),
     ];
     for (name, params, want) in cases {
-        let want = want.clone().map(str::to_owned);
-        assert_eq!(mcp_tool_name(params.as_ref()), want, "case {name}");
+        assert_eq!(&mcp_tool_name(params.as_ref()), want, "case {name}");
     }
 }
 

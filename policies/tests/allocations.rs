@@ -65,13 +65,13 @@ fn allocations_per_decision() {
             "mcp_tools_call_1k_allowed",
             json!({ "method": "POST", "path": "/mcp", "identity": triage, "headers": headers, "body": mcp("create_comment", json!({ "repo": "acme/api", "issue": 7, "body": comment })) }),
             (Action::Allow, 0),
-            32,
+            31,
         ),
         (
             "mcp_delete_repository_denied",
             json!({ "method": "POST", "path": "/mcp", "identity": triage, "headers": headers, "body": mcp("delete_repository", json!({ "repo": "acme/api" })) }),
             (Action::Deny, 403),
-            29,
+            28,
         ),
     ];
     for (name, case, expect, ceiling) in cases {
