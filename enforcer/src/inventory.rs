@@ -607,16 +607,6 @@ pub fn iso8601(unix_ms: u64) -> String {
     format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z", rem / 3600, rem % 3600 / 60, rem % 60, unix_ms % 1000)
 }
 
-fn protocol_name(p: Protocol) -> &'static str {
-    match p {
-        Protocol::Mcp => "mcp",
-        Protocol::A2a => "a2a",
-        Protocol::Openai => "openai",
-        Protocol::Anthropic => "anthropic",
-        Protocol::Json => "json",
-    }
-}
-
 impl Inventory {
     /// Folds one stored event in. Events at or before `through_seq` are ignored, so folding the
     /// same log twice counts each event once.
@@ -733,7 +723,7 @@ impl Inventory {
                 let make = || LlmProviderEntry {
                     authority: authority.clone(),
                     route: route.clone(),
-                    protocol: protocol_name(p).to_owned(),
+                    protocol: p.as_str().to_owned(),
                     governed: governed.clone(),
                     ..LlmProviderEntry::default()
                 };

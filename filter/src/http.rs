@@ -232,7 +232,7 @@ impl Stream {
     /// `.rule`, `.mode`, `.agent` too. A later decision about the response overwrites the request's.
     fn set_filter_state(&self, id: &str, eval: &Evaluation) {
         let d = &eval.decision;
-        let mode = if d.mode == Mode::Shadow { "shadow" } else { "enforce" };
+        let mode = d.mode.as_str();
         let agent = eval.facts.agent.as_deref().unwrap_or("-");
         let combined = format!("decision={id} action={} rule={} mode={mode} agent={agent}", d.action.as_str(), d.rule);
         let mut failed = u64::from(host::set_filter_state("interlock.decision", &combined).is_err());

@@ -35,6 +35,7 @@ mod native {
 
     use criterion::{BenchmarkId, Criterion, SamplingMode};
     use interlock_policies::corpus::CaseRequest;
+    use interlock_policies::ratelimit::NoSharedData;
     use interlock_policies::schema::{
         AgentPolicy, ArgumentMatch, Effect, GovernedRoute, Grant, HttpMatch, McpMatch, Mode, PolicyDocument, Protocol,
         Rule,
@@ -150,25 +151,14 @@ mod native {
         if let Some(call) = benches.get(1) {
             let facts = call.run(&engine).facts;
             let answer = json!({ "jsonrpc": "2.0", "id": 42, "result": { "content": [{ "type": "text", "text": comment_text() }] } }).to_string();
-            assert!(engine.on_response_body(&facts, answer.as_bytes(), &mut NoStore).is_none(), "a clean answer passes unrecorded");
+            assert!(engine.on_response_body(&facts, answer.as_bytes(), &mut NoSharedData).is_none(), "a clean answer passes unrecorded");
             group.bench_function("mcp_response_1k_clean", |bench| {
-                bench.iter(|| black_box(&engine).on_response_body(black_box(&facts), black_box(answer.as_bytes()), &mut NoStore));
+                bench.iter(|| black_box(&engine).on_response_body(black_box(&facts), black_box(answer.as_bytes()), &mut NoSharedData));
             });
         }
         group.finish();
     }
 
-    /// Shared data for benches that never reach a rate limit.
-    struct NoStore;
-
-    impl interlock_policies::ratelimit::SharedStore for NoStore {
-        fn get(&mut self, _key: &str) -> Result<Option<(Vec<u8>, u32)>, interlock_policies::ratelimit::StoreError> {
-            Ok(None)
-        }
-        fn set(&mut self, _key: &str, _value: &[u8], _cas: Option<u32>) -> Result<(), interlock_policies::ratelimit::StoreError> {
-            Ok(())
-        }
-    }
 
     /// A policy of `rules` rules (a multiple of [`RULES_PER_UNIT`]). Unit `i` is:
     /// - agent `agent-{i}` with two grants: `rest-{i}` (GET `/svc{i}/items/{id}`) and `mcp-{i}`

@@ -111,6 +111,16 @@ pub enum Phase {
     Response,
 }
 
+impl Phase {
+    /// The lower-case name used in events (serde's spelling).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Request => "request",
+            Self::Response => "response",
+        }
+    }
+}
+
 /// A data class and how often it was seen.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DataClassCount {
@@ -267,7 +277,7 @@ impl DecisionEventRef<'_> {
         out.extend_from_slice(b",\"status\":");
         out.extend_from_slice(itoa::Buffer::new().format(self.status).as_bytes());
         out.extend_from_slice(b",\"mode\":");
-        json_str(out, mode_str(self.mode));
+        json_str(out, self.mode.as_str());
         out.extend_from_slice(b",\"reason\":");
         json_str(out, self.reason);
         opt_str(out, b",\"allowed_by\":", self.allowed_by);
@@ -290,7 +300,7 @@ impl DecisionEventRef<'_> {
         opt_str(out, b",\"path\":", r.path);
         opt_str(out, b",\"route\":", r.route);
         opt_str(out, b",\"governed\":", r.governed);
-        opt_str(out, b",\"protocol\":", r.protocol.map(protocol_str));
+        opt_str(out, b",\"protocol\":", r.protocol.map(Protocol::as_str));
         if !r.calls.is_empty() {
             out.extend_from_slice(b",\"calls\":");
             serde_json::to_writer(&mut *out, r.calls)?;
@@ -322,34 +332,10 @@ impl DecisionEventRef<'_> {
         out.extend_from_slice(b",\"worker\":");
         json_str(out, self.worker);
         out.extend_from_slice(b",\"phase\":");
-        json_str(out, phase_str(self.phase));
+        json_str(out, self.phase.as_str());
         opt_str(out, b",\"request_decision_id\":", self.request_decision_id);
         out.push(b'}');
         Ok(())
-    }
-}
-
-fn mode_str(mode: Mode) -> &'static str {
-    match mode {
-        Mode::Enforce => "enforce",
-        Mode::Shadow => "shadow",
-    }
-}
-
-fn phase_str(phase: Phase) -> &'static str {
-    match phase {
-        Phase::Request => "request",
-        Phase::Response => "response",
-    }
-}
-
-fn protocol_str(protocol: Protocol) -> &'static str {
-    match protocol {
-        Protocol::Mcp => "mcp",
-        Protocol::A2a => "a2a",
-        Protocol::Openai => "openai",
-        Protocol::Anthropic => "anthropic",
-        Protocol::Json => "json",
     }
 }
 

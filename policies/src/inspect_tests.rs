@@ -1,17 +1,7 @@
 use super::*;
-use crate::ratelimit::{MapStore, SharedStore, StoreError};
-
-/// Pins are not exercised here (tools_tests.rs does): a store with nothing in it.
-struct NoStore;
-
-impl SharedStore for NoStore {
-    fn get(&mut self, _key: &str) -> Result<Option<(Vec<u8>, u32)>, StoreError> {
-        Ok(None)
-    }
-    fn set(&mut self, _key: &str, _value: &[u8], _cas: Option<u32>) -> Result<(), StoreError> {
-        Ok(())
-    }
-}
+use crate::ratelimit::MapStore;
+// Pins are not exercised here (tools_tests.rs does): a store with nothing in it.
+use crate::ratelimit::NoSharedData as NoStore;
 use crate::request::{HttpRequest, VerifiedIdentity};
 
 const DEMO: &str = include_str!("../examples/demo.json");

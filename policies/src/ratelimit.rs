@@ -78,6 +78,21 @@ pub enum StoreError {
     Host(String),
 }
 
+/// A [`SharedStore`] that keeps nothing: every read finds no key, every write is accepted and
+/// forgotten. Checked against it a rate limit never trips and a tool definition is never pinned,
+/// so it is for benches and tests that exercise neither, never for a host.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoSharedData;
+
+impl SharedStore for NoSharedData {
+    fn get(&mut self, _key: &str) -> Result<Option<(Vec<u8>, u32)>, StoreError> {
+        Ok(None)
+    }
+    fn set(&mut self, _key: &str, _value: &[u8], _cas: Option<u32>) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
 /// A bucket's size and refill time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BucketSpec {

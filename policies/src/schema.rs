@@ -277,6 +277,19 @@ pub enum Protocol {
     Json,
 }
 
+impl Protocol {
+    /// The lower-case name used in policies and events (serde's spelling).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Mcp => "mcp",
+            Self::A2a => "a2a",
+            Self::Openai => "openai",
+            Self::Anthropic => "anthropic",
+            Self::Json => "json",
+        }
+    }
+}
+
 /// What happens when no rule decides.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
@@ -500,6 +513,16 @@ pub enum Mode {
     Enforce,
     /// The rule only records what it would have done.
     Shadow,
+}
+
+impl Mode {
+    /// The lower-case name used in policies, events and filter state (serde's spelling).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Enforce => "enforce",
+            Self::Shadow => "shadow",
+        }
+    }
 }
 
 /// HTTP request-line match. Absent lists match anything.

@@ -10,6 +10,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
 use interlock_policies::corpus::CaseRequest;
+use interlock_policies::ratelimit::NoSharedData;
 use interlock_policies::{Action, Engine};
 use serde_json::json;
 
@@ -57,16 +58,12 @@ fn allocations_per_decision() {
     ]);
     let mcp = |tool: &str, args: serde_json::Value| json!({ "jsonrpc": "2.0", "id": 42, "method": "tools/call", "params": { "name": tool, "arguments": args } });
     let comment = "The crash reproduces on the second retry after the cache is warmed; see the attached trace. ".repeat(10);
+    let allowed_call = json!({ "method": "POST", "path": "/mcp", "identity": triage, "headers": headers, "body": mcp("create_comment", json!({ "repo": "acme/api", "issue": 7, "body": comment })) });
     // (name, request, expected decision, most allocations allowed)
     let cases = [
         ("rest_get_allowed", json!({ "method": "GET", "path": "/api/customers/42?fields=name", "identity": triage, "headers": headers }), (Action::Allow, 0), 6),
         ("anonymous_401", json!({ "method": "GET", "path": "/api/customers/42", "headers": headers }), (Action::Deny, 401), 4),
-        (
-            "mcp_tools_call_1k_allowed",
-            json!({ "method": "POST", "path": "/mcp", "identity": triage, "headers": headers, "body": mcp("create_comment", json!({ "repo": "acme/api", "issue": 7, "body": comment })) }),
-            (Action::Allow, 0),
-            31,
-        ),
+        ("mcp_tools_call_1k_allowed", allowed_call.clone(), (Action::Allow, 0), 31),
         (
             "mcp_delete_repository_denied",
             json!({ "method": "POST", "path": "/mcp", "identity": triage, "headers": headers, "body": mcp("delete_repository", json!({ "repo": "acme/api" })) }),
@@ -89,28 +86,13 @@ fn allocations_per_decision() {
     }
     // The answer to the allowed tools/call, 1 KB of text with nothing sensitive in it, judged as
     // the filter judges a governed response: only the parse and the scan allocate.
-    let case: CaseRequest = serde_json::from_value(
-        json!({ "method": "POST", "path": "/mcp", "identity": triage, "headers": headers, "body": mcp("create_comment", json!({ "repo": "acme/api", "issue": 7, "body": comment })) }),
-    )
-    .expect("a corpus request");
+    let case: CaseRequest = serde_json::from_value(allowed_call).expect("a corpus request");
     let facts = engine.evaluate(&case.to_http_request(), case.body_bytes().as_deref()).facts;
     let answer = json!({ "jsonrpc": "2.0", "id": 42, "result": { "content": [{ "type": "text", "text": comment }] } }).to_string();
-    assert!(engine.on_response_body(&facts, answer.as_bytes(), &mut NoStore).is_none(), "a clean answer passes unrecorded");
+    assert!(engine.on_response_body(&facts, answer.as_bytes(), &mut NoSharedData).is_none(), "a clean answer passes unrecorded");
     let before = allocations();
-    drop(std::hint::black_box(engine.on_response_body(&facts, answer.as_bytes(), &mut NoStore)));
+    drop(std::hint::black_box(engine.on_response_body(&facts, answer.as_bytes(), &mut NoSharedData)));
     let n = allocations().wrapping_sub(before);
     println!("mcp_response_1k_clean: {n} allocations per judgement");
     assert!(n <= 19, "mcp_response_1k_clean: {n} allocations, at most 19 expected");
-}
-
-/// Shared data for a judgement that never reaches a rate limit.
-struct NoStore;
-
-impl interlock_policies::ratelimit::SharedStore for NoStore {
-    fn get(&mut self, _key: &str) -> Result<Option<(Vec<u8>, u32)>, interlock_policies::ratelimit::StoreError> {
-        Ok(None)
-    }
-    fn set(&mut self, _key: &str, _value: &[u8], _cas: Option<u32>) -> Result<(), interlock_policies::ratelimit::StoreError> {
-        Ok(())
-    }
 }
