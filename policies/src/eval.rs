@@ -20,13 +20,11 @@
 
 use std::borrow::Cow;
 
-use serde_json::Value;
-
 use crate::builtin;
 use crate::decision::{Action, Decision, Evaluation, Facts, RpcCall};
 use crate::engine::{ArgKind, ArgMatcher, CompiledRule, Engine, HttpClause, RpcClause, Scope, Tables};
 use crate::glob::glob_match;
-use crate::json::parse_strict;
+use crate::json_doc::{Doc, parse_doc};
 use crate::jsonrpc;
 use crate::path::{canonical_path, segments};
 use crate::request::HttpRequest;
@@ -83,7 +81,7 @@ struct Call<'a> {
     /// A2A methods in canonical form.
     canonical: Option<&'static str>,
     tool: Option<&'a str>,
-    arguments: Option<&'a Value>,
+    arguments: Option<&'a Doc<'a>>,
 }
 
 /// The request line as the rules see it. Built once per request without a segment list: the
@@ -403,7 +401,7 @@ impl Engine {
         if let Some(decision) = deferred {
             let max_batch = usize::try_from(self.inspection.max_batch).unwrap_or(32);
             let depth = usize::try_from(self.inspection.max_json_depth).unwrap_or(32);
-            facts.rpc_id = parse_strict(body, depth).ok().and_then(|v| {
+            facts.rpc_id = parse_doc(body, depth).ok().and_then(|v| {
                 jsonrpc::parse_messages(&v, max_batch).ok().and_then(|(m, batch)| if batch { None } else { m.into_iter().next().and_then(|m| m.id) })
             });
             return Evaluation { decision, facts, rewrite: None };
@@ -412,7 +410,7 @@ impl Engine {
             return self.refusal(facts, 413, builtin::BODY_TOO_LARGE, format!("body exceeds the inspection limit of {max_body_bytes} bytes"));
         }
         let depth = usize::try_from(self.inspection.max_json_depth).unwrap_or(32);
-        let value = match parse_strict(body, depth) {
+        let value = match parse_doc(body, depth) {
             Ok(v) => v,
             Err(e) => return self.refusal(facts, 400, builtin::MALFORMED_BODY, format!("body is not strict JSON: {e}")),
         };
@@ -431,7 +429,8 @@ impl Engine {
                 _ => None,
             } {
                 // Tools offered to the model, or forced on it, must be tools this agent may call.
-                let req = match crate::llm::parse_request(provider, &value) {
+                // The model providers' request shapes are read from a `Value` (`crate::llm`).
+                let req = match crate::llm::parse_request(provider, &value.to_value()) {
                     Ok(r) => r,
                     Err(e) => return self.refusal(eval.facts, 400, builtin::INVALID_LLM_REQUEST, format!("{e}")),
                 };
@@ -467,7 +466,7 @@ impl Engine {
                 _ => {
                     if m.method == "initialize" {
                         let info = m.params.and_then(|p| p.get("clientInfo"));
-                        let field = |k: &str| info.and_then(|i| i.get(k)).and_then(Value::as_str).map(|v| v.chars().filter(|c| !c.is_control()).take(64).collect::<String>());
+                        let field = |k: &str| info.and_then(|i| i.get(k)).and_then(Doc::as_str).map(|v| v.chars().filter(|c| !c.is_control()).take(64).collect::<String>());
                         facts.client = field("name").map(|n| match field("version") {
                             Some(v) => format!("{n}/{v}"),
                             None => n,
@@ -529,7 +528,7 @@ impl Engine {
     }
 
     /// A tool call judged with the MCP tool rules of the caller's scopes alone.
-    pub(crate) fn tool_call_decision(&self, facts: &Facts, tool: &str, arguments: Option<&Value>) -> Decision {
+    pub(crate) fn tool_call_decision(&self, facts: &Facts, tool: &str, arguments: Option<&Doc<'_>>) -> Decision {
         let line = Line::new(&facts.method, &facts.authority, facts.path.as_deref().unwrap_or("/"));
         let call = Call { protocol: Protocol::Mcp, method: "tools/call", canonical: None, tool: Some(tool), arguments };
         let mut candidates = Vec::new();
@@ -864,7 +863,7 @@ fn template_matches(t: &PathTemplate, line: &Line<'_>, fold: bool) -> bool {
 /// Does one argument condition hold? An allow needs a string that matches. A deny also matches
 /// an argument that is present but not a string: the engine cannot show it is harmless, and an
 /// upstream may coerce it.
-fn argument_matches(a: &ArgMatcher, args: Option<&Value>, fold: bool) -> bool {
+fn argument_matches(a: &ArgMatcher, args: Option<&Doc<'_>>, fold: bool) -> bool {
     let Some(v) = args.and_then(|args| args.pointer(&a.pointer)) else { return false };
     let Some(s) = v.as_str() else { return fold };
     match &a.kind {
@@ -905,8 +904,8 @@ fn check_mcp_headers(messages: &[jsonrpc::RpcMessage<'_>], method: Option<&str>,
         }
     if let Some(h) = name {
         let body_name = match single.method {
-            "tools/call" | "prompts/get" => single.params.and_then(|p| p.get("name")).and_then(Value::as_str),
-            "resources/read" => single.params.and_then(|p| p.get("uri")).and_then(Value::as_str),
+            "tools/call" | "prompts/get" => single.params.and_then(|p| p.get("name")).and_then(Doc::as_str),
+            "resources/read" => single.params.and_then(|p| p.get("uri")).and_then(Doc::as_str),
             _ => None,
         };
         if body_name != Some(h) {

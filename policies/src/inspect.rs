@@ -21,6 +21,8 @@
 
 use serde_json::Value;
 
+use crate::json_doc::{Doc, JsonTree, parse_doc};
+
 use crate::decision::{Action, Decision, Evaluation, Facts};
 use crate::detect::{ClassCount, DataClass, JsonFindings};
 use crate::engine::{CompiledDataRule, Engine};
@@ -145,14 +147,14 @@ impl Engine {
 
     /// Scans a governed request's parsed JSON body against the request-direction data rules.
     /// Called by the body phase for a request the rules let through.
-    pub(crate) fn inspect_request_data(&self, eval: Evaluation, value: &Value) -> Evaluation {
+    pub(crate) fn inspect_request_data(&self, eval: Evaluation, value: &Doc<'_>) -> Evaluation {
         if eval.decision.blocks() || !self.watches_data(&eval.facts, Direction::Request) {
             return eval;
         }
         self.inspect_json(eval, value, Direction::Request)
     }
 
-    fn inspect_json(&self, eval: Evaluation, value: &Value, direction: Direction) -> Evaluation {
+    fn inspect_json<T: JsonTree>(&self, eval: Evaluation, value: &T, direction: Direction) -> Evaluation {
         let Some(detector) = &self.detector else { return eval };
         match detector.scan_json(value) {
             Ok(findings) => self.judge_json_findings(eval, value, &findings, direction),
@@ -161,11 +163,11 @@ impl Engine {
     }
 
     /// Counts what the detectors found into the evaluation and applies the data rules to it.
-    fn judge_json_findings(&self, mut eval: Evaluation, value: &Value, findings: &crate::detect::JsonFindings, direction: Direction) -> Evaluation {
+    fn judge_json_findings<T: JsonTree>(&self, mut eval: Evaluation, value: &T, findings: &crate::detect::JsonFindings, direction: Direction) -> Evaluation {
         eval.facts.data_classes = merge_counts(&eval.facts.data_classes, &findings.summary());
         let j = self.judge_data(&eval.facts, direction, &eval.facts.data_classes);
         if !j.redact.is_empty() && j.enforced.and_then(|i| self.data_rules.get(i)).is_some_and(|r| r.action == DataAction::Redact) {
-            match redact(value, findings, &j.redact) {
+            match redact(value.to_value(), findings, &j.redact) {
                 Some(v) => eval.rewrite = serde_json::to_vec(&v).ok(),
                 // A value the engine cannot replace (inside an object key) is refused instead.
                 None => {
@@ -232,12 +234,15 @@ impl Engine {
             facts: Facts { data_classes: Vec::new(), ..facts.clone() },
             rewrite: None,
         };
-        let value = match crate::json::parse_strict(body, depth) {
-            Ok(v) => v,
-            Err(e) => return Some(self.uninspectable(start().facts, Direction::Response, &format!("not strict JSON: {e}"))),
-        };
-        // A model's proposed tool calls are judged like calls through MCP.
+        let not_json = |e: crate::json::JsonError| Some(self.uninspectable(start().facts, Direction::Response, &format!("not strict JSON: {e}")));
+        // A model's answer is read from a `Value` (`crate::llm` reads the providers' shapes from
+        // one); any other from a `Doc`, which borrows from the body.
         if let Some(provider) = llm_provider(facts) {
+            let value = match crate::json::parse_strict(body, depth) {
+                Ok(v) => v,
+                Err(e) => return not_json(e),
+            };
+            // A model's proposed tool calls are judged like calls through MCP.
             match crate::llm::parse_response(provider, &value) {
                 Ok(resp) if resp.tool_calls.is_empty() => {}
                 Ok(resp) => {
@@ -248,29 +253,38 @@ impl Engine {
                 }
                 Err(e) => return Some(self.uninspectable(start().facts, Direction::Response, &format!("{e}"))),
             }
+            return self.judge_parsed_response(facts, &value, store, &start);
         }
+        match parse_doc(body, depth) {
+            Ok(doc) => self.judge_parsed_response(facts, &doc, store, &start),
+            Err(e) => not_json(e),
+        }
+    }
+
+    /// The tool-list controls and the data rules over a parsed governed response.
+    fn judge_parsed_response<T: JsonTree>(&self, facts: &Facts, value: &T, store: &mut dyn crate::ratelimit::SharedStore, start: &dyn Fn() -> Evaluation) -> Option<Evaluation> {
         // The answer to a tools/list (alone or in a batch) on a route with tool controls: pins,
-        // descriptions, hiding.
+        // descriptions, hiding (which rewrites it: a `Value`).
         if let Some(control) = self.tools_control_for(facts)
-            && let Some(eval) = self.judge_tools_list(facts, &value, control, store) {
+            && let Some(eval) = self.judge_tools_list(facts, &value.to_value(), control, store) {
                 return Some(eval);
             }
         // Nothing watches the data, or nothing was found: the response stands as it is, an allow
         // that is not recorded (every data rule needs at least one value, `min_count` >= 1).
         let detector = self.detector.as_ref().filter(|_| self.watches_data(facts, Direction::Response))?;
-        let findings = match detector.scan_json(&value) {
+        let findings = match detector.scan_json(value) {
             Ok(f) if f.is_empty() => return None,
             Ok(f) => f,
             Err(e) => return Some(self.uninspectable(start().facts, Direction::Response, &format!("{e}"))),
         };
-        let eval = self.judge_json_findings(start(), &value, &findings, Direction::Response);
+        let eval = self.judge_json_findings(start(), value, &findings, Direction::Response);
         let recorded = eval.decision.action != Action::Allow || eval.decision.mode == Mode::Shadow || eval.rewrite.is_some();
         recorded.then_some(eval)
     }
 
     /// Judges a tool call a model proposed, with the agent's MCP tool grants and denies (and not
     /// with the HTTP grant that let it call the model).
-    pub fn judge_tool_call(&self, facts: &Facts, tool: &str, arguments: Option<&Value>) -> Decision {
+    pub fn judge_tool_call(&self, facts: &Facts, tool: &str, arguments: Option<&Doc<'_>>) -> Decision {
         if !crate::jsonrpc::is_valid_tool_name(tool) {
             return Decision::refusal(403, crate::builtin::INVALID_TOOL_CALL, format!("tool name {:?} is not a valid tool name", tool.chars().take(64).collect::<String>()));
         }
@@ -937,7 +951,7 @@ impl Engine {
         match self.stream_verdict(facts, counts.clone(), s.redaction.is_some()) {
             StreamVerdict::Pass => Ok(None),
             StreamVerdict::Stop(eval) => Err(self.block_stream(s, *eval)),
-            StreamVerdict::Redact(j) => match redact(&value, &findings, &j.redact) {
+            StreamVerdict::Redact(j) => match redact(value.clone(), &findings, &j.redact) {
                 Some(v) => {
                     s.outcome = Some(self.stream_outcome(facts, counts, &j));
                     Ok((v != value).then(|| sse_frame(event, id, &v.to_string())))
@@ -995,7 +1009,7 @@ impl Engine {
             crate::llm::AssemblerNote::ToolCallComplete(call) => (call.name, call.arguments),
             _ => return None,
         };
-        let decision = self.judge_tool_call(facts, &name, args.as_ref());
+        let decision = self.judge_tool_call(facts, &name, args.as_ref().map(Doc::borrowing).as_ref());
         decision.blocks().then(|| {
             let mut facts = facts.clone();
             facts.calls.push(crate::decision::RpcCall { method: "llm/tool_call".into(), tool: Some(name), has_id: true });
@@ -1031,8 +1045,7 @@ fn merge_counts(a: &[ClassCount], b: &[ClassCount]) -> Vec<ClassCount> {
 
 /// `value` with every finding of `classes` replaced by `[REDACTED:<class>]` inside its string;
 /// `None` when one sits in an object key (renaming keys could collide; the caller refuses).
-pub(crate) fn redact(value: &Value, findings: &JsonFindings, classes: &[DataClass]) -> Option<Value> {
-    let mut out = value.clone();
+pub(crate) fn redact(mut out: Value, findings: &JsonFindings, classes: &[DataClass]) -> Option<Value> {
     let mut by_pointer: std::collections::BTreeMap<&str, Vec<(std::ops::Range<usize>, DataClass)>> = std::collections::BTreeMap::new();
     for f in findings.iter().filter(|f| classes.contains(&f.class)) {
         if f.in_key {

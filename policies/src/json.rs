@@ -73,7 +73,7 @@ pub fn parse_strict(bytes: &[u8], max_depth: usize) -> Result<Value, JsonError> 
 }
 
 /// What is refused before parsing: a byte-order mark, and nothing but whitespace.
-fn precheck(bytes: &[u8]) -> Result<(), JsonError> {
+pub(crate) fn precheck(bytes: &[u8]) -> Result<(), JsonError> {
     if bytes.starts_with(b"\xEF\xBB\xBF") || bytes.starts_with(b"\xFE\xFF") || bytes.starts_with(b"\xFF\xFE") {
         return Err(JsonError::Bom);
     }
@@ -86,7 +86,7 @@ fn precheck(bytes: &[u8]) -> Result<(), JsonError> {
 
 /// Reads one value with `seed` and nothing after it; an error is the precise reason the visitor
 /// left in `failure`, else serde_json's syntax error.
-fn run<'de, S: DeserializeSeed<'de>>(bytes: &'de [u8], seed: S, failure: &Cell<Option<JsonError>>, max: usize) -> Result<S::Value, JsonError> {
+pub(crate) fn run<'de, S: DeserializeSeed<'de>>(bytes: &'de [u8], seed: S, failure: &Cell<Option<JsonError>>, max: usize) -> Result<S::Value, JsonError> {
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let parsed = seed.deserialize(&mut de).and_then(|value| de.end().map(|()| value));
     parsed.map_err(|err| failure.take().unwrap_or_else(|| syntax_error(&err, max)))
@@ -94,7 +94,7 @@ fn run<'de, S: DeserializeSeed<'de>>(bytes: &'de [u8], seed: S, failure: &Cell<O
 
 /// The depth of a child of a container at `depth`, or an error (its reason left in `failure`)
 /// when that exceeds `max`. Called before reading any element, so recursion stops here.
-fn enter<E: de::Error>(depth: usize, max: usize, failure: &Cell<Option<JsonError>>) -> Result<usize, E> {
+pub(crate) fn enter<E: de::Error>(depth: usize, max: usize, failure: &Cell<Option<JsonError>>) -> Result<usize, E> {
     let depth = depth.saturating_add(1);
     if depth > max {
         failure.set(Some(JsonError::TooDeep { max }));
@@ -128,7 +128,7 @@ fn syntax_error(err: &serde_json::Error, max: usize) -> JsonError {
     JsonError::Syntax { line: err.line(), column: err.column(), reason }
 }
 
-fn truncate_key(key: &str) -> String {
+pub(crate) fn truncate_key(key: &str) -> String {
     key.chars().take(MAX_KEY_IN_ERROR).collect()
 }
 
@@ -297,7 +297,7 @@ impl<'de> Visitor<'de> for StrictSkip<'_> {
 }
 
 /// An object key, borrowed from the input when it has no escapes.
-struct Key;
+pub(crate) struct Key;
 
 impl<'de> DeserializeSeed<'de> for Key {
     type Value = std::borrow::Cow<'de, str>;

@@ -1,5 +1,5 @@
 //! Strict JSON-RPC 2.0 requests on governed routes (MCP and A2A), read from a body that
-//! [`crate::json::parse_strict`] already parsed (so no object holds a key twice).
+//! [`crate::json_doc::parse_doc`] already parsed (so no object holds a key twice).
 //!
 //! Strict means one reading only. A request is an object with exactly the members JSON-RPC 2.0
 //! defines for a request (<https://www.jsonrpc.org/specification#request_object>) and nothing
@@ -18,7 +18,9 @@
 //!   parsing (see [`crate::json`]);
 //! - `params`, when present, must be an object or an array, as the specification requires.
 
-use serde_json::{Map, Value};
+use serde_json::Value;
+
+use crate::json_doc::{Doc, Members};
 
 /// Longest `method` accepted, in bytes.
 pub const MAX_METHOD_LEN: usize = 256;
@@ -34,10 +36,11 @@ const MAX_QUOTED: usize = 64;
 #[derive(Debug, Clone, PartialEq)]
 pub struct RpcMessage<'a> {
     pub method: &'a str,
-    /// A string or an integer; `None` for a notification.
+    /// A string or an integer; `None` for a notification. A copy: it outlives the body (the
+    /// reply and the event carry it).
     pub id: Option<Value>,
     /// An object or an array when present.
-    pub params: Option<&'a Value>,
+    pub params: Option<&'a Doc<'a>>,
 }
 
 /// Why a body is not an acceptable JSON-RPC request. `at` is the index of the batch element (0 for
@@ -80,10 +83,10 @@ pub enum RpcError {
 
 /// Validates a JSON-RPC body: one request object, or a batch of `1..=max_batch` request objects.
 /// Returns the messages in order and whether the body was a batch (an array, even of one).
-pub fn parse_messages(body: &Value, max_batch: usize) -> Result<(Vec<RpcMessage<'_>>, bool), RpcError> {
+pub fn parse_messages<'a>(body: &'a Doc<'a>, max_batch: usize) -> Result<(Vec<RpcMessage<'a>>, bool), RpcError> {
     match body {
-        Value::Object(members) => Ok((vec![parse_message(members, 0)?], false)),
-        Value::Array(items) => {
+        Doc::Object(members) => Ok((vec![parse_message(members, 0)?], false)),
+        Doc::Array(items) => {
             if items.is_empty() {
                 return Err(RpcError::EmptyBatch);
             }
@@ -94,7 +97,7 @@ pub fn parse_messages(body: &Value, max_batch: usize) -> Result<(Vec<RpcMessage<
                 .iter()
                 .enumerate()
                 .map(|(at, item)| match item {
-                    Value::Object(members) => parse_message(members, at),
+                    Doc::Object(members) => parse_message(members, at),
                     _ => Err(RpcError::NotAnObject { at }),
                 })
                 .collect::<Result<Vec<_>, _>>()?;
@@ -104,20 +107,20 @@ pub fn parse_messages(body: &Value, max_batch: usize) -> Result<(Vec<RpcMessage<
     }
 }
 
-fn parse_message(members: &Map<String, Value>, at: usize) -> Result<RpcMessage<'_>, RpcError> {
-    if let Some(name) = members.keys().find(|k| !matches!(k.as_str(), "jsonrpc" | "method" | "id" | "params")) {
+fn parse_message<'a>(members: &'a Members<'a>, at: usize) -> Result<RpcMessage<'a>, RpcError> {
+    if let Some(name) = members.keys().find(|k| !matches!(*k, "jsonrpc" | "method" | "id" | "params")) {
         return Err(RpcError::UnknownMember { at, name: quote(name) });
     }
     match members.get("jsonrpc") {
         None => return Err(RpcError::MissingMember { at, name: "jsonrpc" }),
-        Some(Value::String(v)) if v == "2.0" => {}
+        Some(Doc::String(v)) if v == "2.0" => {}
         Some(_) => return Err(RpcError::InvalidVersion { at }),
     }
     let method = match members.get("method") {
         None => return Err(RpcError::MissingMember { at, name: "method" }),
-        Some(Value::String(m)) => {
+        Some(Doc::String(m)) => {
             check_method(m).map_err(|reason| RpcError::InvalidMethod { at, reason })?;
-            m.as_str()
+            m.as_ref()
         }
         Some(_) => {
             return Err(RpcError::InvalidMethod { at, reason: "is not a string" });
@@ -125,13 +128,13 @@ fn parse_message(members: &Map<String, Value>, at: usize) -> Result<RpcMessage<'
     };
     let id = match members.get("id") {
         None => None,
-        Some(Value::String(s)) if s.len() <= MAX_ID_LEN => Some(Value::String(s.clone())),
-        Some(Value::Number(n)) if n.is_i64() || n.is_u64() => Some(Value::Number(n.clone())),
+        Some(Doc::String(s)) if s.len() <= MAX_ID_LEN => Some(Value::String(s.as_ref().to_owned())),
+        Some(Doc::Number(n)) if n.is_i64() || n.is_u64() => Some(Value::Number(n.clone())),
         Some(_) => return Err(RpcError::InvalidId { at }),
     };
     let params = match members.get("params") {
         None => None,
-        Some(p @ (Value::Object(_) | Value::Array(_))) => Some(p),
+        Some(p @ (Doc::Object(_) | Doc::Array(_))) => Some(p),
         Some(_) => return Err(RpcError::InvalidParams { at }),
     };
     Ok(RpcMessage { method, id, params })
@@ -161,34 +164,34 @@ pub fn is_valid_tool_name(name: &str) -> bool {
 /// The tool name of a `tools/call`, validated; also checks that `arguments`, if present, is an
 /// object. Other members (`_meta`, future additions) are left alone unless they are case variants
 /// of `name` or `arguments`, which a case-insensitive server could read instead of ours.
-pub fn mcp_tool_name(params: Option<&Value>) -> Result<&str, RpcError> {
+pub fn mcp_tool_name<'a>(params: Option<&'a Doc<'_>>) -> Result<&'a str, RpcError> {
     let members = match params {
         None => return Err(RpcError::MissingToolParams),
-        Some(Value::Object(members)) => members,
+        Some(Doc::Object(members)) => members,
         Some(_) => return Err(RpcError::InvalidToolParams),
     };
     if let Some(name) = members.keys().find(|k| {
-        (k.as_str() != "name" && k.eq_ignore_ascii_case("name")) || (k.as_str() != "arguments" && k.eq_ignore_ascii_case("arguments"))
+        (*k != "name" && k.eq_ignore_ascii_case("name")) || (*k != "arguments" && k.eq_ignore_ascii_case("arguments"))
     }) {
         return Err(RpcError::AmbiguousMember { name: quote(name) });
     }
     let name = match members.get("name") {
         None => return Err(RpcError::MissingToolName),
-        Some(Value::String(name)) if is_valid_tool_name(name) => name.as_str(),
-        Some(Value::String(name)) => return Err(RpcError::InvalidToolName { name: quote(name) }),
+        Some(Doc::String(name)) if is_valid_tool_name(name) => name.as_ref(),
+        Some(Doc::String(name)) => return Err(RpcError::InvalidToolName { name: quote(name) }),
         Some(other) => {
-            return Err(RpcError::InvalidToolName { name: quote(&other.to_string()) });
+            return Err(RpcError::InvalidToolName { name: quote(&other.to_value().to_string()) });
         }
     };
     match members.get("arguments") {
-        None | Some(Value::Object(_)) => Ok(name),
+        None | Some(Doc::Object(_)) => Ok(name),
         Some(_) => Err(RpcError::InvalidArguments),
     }
 }
 
 /// The `arguments` member of `tools/call` params, if the params are an object that has one.
 #[must_use]
-pub fn tool_arguments(params: Option<&Value>) -> Option<&Value> {
+pub fn tool_arguments<'a, 'd>(params: Option<&'a Doc<'d>>) -> Option<&'a Doc<'d>> {
     params?.as_object()?.get("arguments")
 }
 

@@ -1,7 +1,7 @@
 use serde_json::json;
 
 use super::*;
-use crate::json::parse_strict;
+use crate::json_doc::parse_doc;
 
 /// A message as the cases write it (owned); `parse_messages` borrows from the body.
 type Owned = (String, Option<Value>, Option<Value>);
@@ -11,7 +11,7 @@ fn msg(method: &str, id: Option<Value>, params: Option<Value>) -> Owned {
 }
 
 fn owned(m: &RpcMessage<'_>) -> Owned {
-    (m.method.to_owned(), m.id.clone(), m.params.cloned())
+    (m.method.to_owned(), m.id.clone(), m.params.map(Doc::to_value))
 }
 
 #[test]
@@ -47,7 +47,7 @@ fn accepted_messages() {
         ),
     ];
     for (name, body, want, batch) in cases {
-        let got = parse_messages(body, 4).map(|(m, batch)| (m.iter().map(owned).collect::<Vec<_>>(), batch));
+        let got = parse_messages(&Doc::borrowing(body), 4).map(|(m, batch)| (m.iter().map(owned).collect::<Vec<_>>(), batch));
         assert_eq!(got, Ok((want.clone(), *batch)), "case {name}");
     }
 }
@@ -115,7 +115,7 @@ fn refused_messages() {
         ),
     ];
     for (name, body, want) in cases {
-        assert_eq!(parse_messages(body, 4).as_ref(), Err(want), "case {name}");
+        assert_eq!(parse_messages(&Doc::borrowing(body), 4).as_ref(), Err(want), "case {name}");
     }
 }
 
@@ -123,32 +123,32 @@ fn refused_messages() {
 fn batch_bound() {
     let element = json!({"jsonrpc":"2.0","method":"m"});
     let at_limit = Value::Array(vec![element.clone(); 4]);
-    assert_eq!(parse_messages(&at_limit, 4).map(|(m, b)| (m.len(), b)), Ok((4, true)));
+    assert_eq!(parse_messages(&Doc::borrowing(&at_limit), 4).map(|(m, b)| (m.len(), b)), Ok((4, true)));
     let over = Value::Array(vec![element.clone(); 5]);
-    assert_eq!(parse_messages(&over, 4), Err(RpcError::TooManyInBatch { len: 5, max: 4 }));
+    assert_eq!(parse_messages(&Doc::borrowing(&over), 4), Err(RpcError::TooManyInBatch { len: 5, max: 4 }));
     // A zero limit forbids batches but not single requests.
-    assert_eq!(parse_messages(&Value::Array(vec![element.clone()]), 0), Err(RpcError::TooManyInBatch { len: 1, max: 0 }));
-    assert!(parse_messages(&element, 0).is_ok());
+    assert_eq!(parse_messages(&Doc::borrowing(&Value::Array(vec![element.clone()])), 0), Err(RpcError::TooManyInBatch { len: 1, max: 0 }));
+    assert!(parse_messages(&Doc::borrowing(&element), 0).is_ok());
 }
 
 #[test]
 fn method_and_id_length_bounds() {
     let at = |method: String, id: String| json!({"jsonrpc":"2.0","method":method,"id":id});
-    assert!(parse_messages(&at("m".repeat(MAX_METHOD_LEN), "i".repeat(MAX_ID_LEN)), 1).is_ok());
-    assert!(parse_messages(&at("m".repeat(MAX_METHOD_LEN + 1), "i".into()), 1).is_err());
-    assert!(parse_messages(&at("m".into(), "i".repeat(MAX_ID_LEN + 1)), 1).is_err());
+    assert!(parse_messages(&Doc::borrowing(&at("m".repeat(MAX_METHOD_LEN), "i".repeat(MAX_ID_LEN))), 1).is_ok());
+    assert!(parse_messages(&Doc::borrowing(&at("m".repeat(MAX_METHOD_LEN + 1), "i".into())), 1).is_err());
+    assert!(parse_messages(&Doc::borrowing(&at("m".into(), "i".repeat(MAX_ID_LEN + 1))), 1).is_err());
 }
 
 #[test]
 fn strict_json_and_jsonrpc_together() {
     // The duplicate-member evasion is stopped one layer down; the escaped method decodes and is
     // then the plain method.
-    assert!(parse_strict(br#"{"jsonrpc":"2.0","method":"tools/list","method":"tools/call"}"#, 8).is_err());
-    let body = parse_strict(br#"{"jsonrpc":"2.0","method":"\u0074ools/call","id":1,"params":{"name":"x"}}"#, 8).unwrap();
+    assert!(parse_doc(br#"{"jsonrpc":"2.0","method":"tools/list","method":"tools/call"}"#, 8).is_err());
+    let body = parse_doc(br#"{"jsonrpc":"2.0","method":"\u0074ools/call","id":1,"params":{"name":"x"}}"#, 8).unwrap();
     let (messages, _) = parse_messages(&body, 1).unwrap();
     assert_eq!(messages.first().map(|m| m.method), Some("tools/call"));
     // An id beyond u64 is a float after parsing and therefore refused, not rounded.
-    let body = parse_strict(br#"{"jsonrpc":"2.0","method":"m","id":18446744073709551616}"#, 8).unwrap();
+    let body = parse_doc(br#"{"jsonrpc":"2.0","method":"m","id":18446744073709551616}"#, 8).unwrap();
     assert_eq!(parse_messages(&body, 1), Err(RpcError::InvalidId { at: 0 }));
 }
 
@@ -183,6 +183,7 @@ fn tool_names() {
     for (name, tool, ok) in cases {
         assert_eq!(is_valid_tool_name(tool), *ok, "case {name}");
         let params = json!({"name": tool, "arguments": {}});
+        let params = Doc::borrowing(&params);
         let got = mcp_tool_name(Some(&params));
         if *ok {
             assert_eq!(got, Ok(*tool), "case {name}");
@@ -216,6 +217,7 @@ fn tool_call_params() {
         ),
     ];
     for (name, params, want) in cases {
+        let params = params.as_ref().map(Doc::borrowing);
         assert_eq!(&mcp_tool_name(params.as_ref()), want, "case {name}");
     }
 }
@@ -223,13 +225,13 @@ fn tool_call_params() {
 #[test]
 fn quoted_client_text_is_bounded_and_escaped() {
     let params = json!({"name": format!("{}\u{202e}", "x".repeat(1000))});
-    let err = mcp_tool_name(Some(&params)).unwrap_err();
+    let err = mcp_tool_name(Some(&Doc::borrowing(&params))).unwrap_err();
     assert_eq!(err, RpcError::InvalidToolName { name: "x".repeat(64) });
     let params = json!({"name": "bad\u{202e}name"});
-    let shown = mcp_tool_name(Some(&params)).unwrap_err().to_string();
+    let shown = mcp_tool_name(Some(&Doc::borrowing(&params))).unwrap_err().to_string();
     assert!(shown.contains(r"bad\u{202e}name"), "{shown}");
     let member = format!("{}\n", "k".repeat(10));
-    let err = parse_messages(&json!({"jsonrpc":"2.0","method":"m", member: 1}), 1).unwrap_err();
+    let err = parse_messages(&Doc::borrowing(&json!({"jsonrpc":"2.0","method":"m", member: 1})), 1).unwrap_err();
     assert_eq!(err.to_string(), "JSON-RPC message 0 has member \"kkkkkkkkkk\\n\", which a request may not have");
 }
 
@@ -242,7 +244,8 @@ fn tool_arguments_lookup() {
         ("params not an object", Some(json!([1])), None),
     ];
     for (name, params, want) in cases {
-        assert_eq!(tool_arguments(params.as_ref()), want.as_ref(), "case {name}");
+        let params = params.as_ref().map(Doc::borrowing);
+        assert_eq!(tool_arguments(params.as_ref()).map(Doc::to_value).as_ref(), want.as_ref(), "case {name}");
     }
 }
 

@@ -17,6 +17,7 @@ pub mod glob;
 mod index;
 pub mod inspect;
 pub mod json;
+pub mod json_doc;
 pub mod json_schema;
 pub mod jsonrpc;
 pub mod llm;

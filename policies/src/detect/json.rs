@@ -1,12 +1,13 @@
 //! Scanning a parsed JSON value: every string value and every object key, as decoded text.
 //!
-//! Parsing (see [`crate::json::parse_strict`]) already decoded the escapes, so `"\u0041KIA…"`
-//! arrives here as `AKIA…`. The strings are joined with a NUL separator into one haystack and
-//! scanned once (one keyword pass and one regex pass per rule for the whole document, not per
-//! string); no pattern matches across a NUL, so a value split over two strings is not joined.
-//! Findings are reported per string, as an RFC 6901 JSON pointer and a byte range inside the
-//! decoded string, which is what a redactor needs to rewrite the value and re-serialize valid
-//! JSON.
+//! The document is either form of a strict parse ([`crate::json::parse_strict`]'s `Value`,
+//! [`crate::json_doc::parse_doc`]'s `Doc`); objects are walked in the form's own member order.
+//! Parsing already decoded the escapes, so `"\u0041KIA…"` arrives here as `AKIA…`. The strings
+//! are joined with a NUL separator into one haystack and scanned once (one keyword pass and one
+//! regex pass per rule for the whole document, not per string); no pattern matches across a NUL,
+//! so a value split over two strings is not joined. Findings are reported per string, as an RFC
+//! 6901 JSON pointer and a byte range inside the decoded string, which is what a redactor needs
+//! to rewrite the value and re-serialize valid JSON.
 //!
 //! Numbers are not scanned: a card number sent as a JSON number is found by the raw-bytes scan
 //! of the body ([`super::Detector::scan_bytes`]), which callers run as well when they hold the
@@ -14,7 +15,7 @@
 
 use std::ops::Range;
 
-use serde_json::Value;
+use crate::json_doc::JsonTree;
 
 use super::{ClassCount, DataClass, Detector, Encoding, Finding, ScanError, summarize};
 
@@ -32,7 +33,7 @@ pub struct JsonFinding {
     pub range: Range<usize>,
 }
 
-/// The findings of one JSON scan, in document order.
+/// The findings of one JSON scan, in the order of the walk (see [`walk`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct JsonFindings {
     items: Vec<JsonFinding>,
@@ -67,11 +68,12 @@ enum Step<'a> {
     Index(usize),
 }
 
-/// Visits every key and string of `value` in document order (each key right before its value),
-/// with the path to it. Iterative: the parser bounds the depth, but nothing here needs the stack.
-fn walk<'a>(value: &'a Value, visit: &mut dyn FnMut(&'a str, bool, &[Step<'a>])) {
-    enum Frame<'a> {
-        Enter(&'a Value, Option<Step<'a>>),
+/// Visits every key and string of `value` (each key right before its value) with the path to
+/// it, objects in the form's order (a `Doc`'s members as written, a `Value`'s sorted by key).
+/// Iterative: the parser bounds the depth, but nothing here needs the stack.
+fn walk<'a, T: JsonTree>(value: &'a T, visit: &mut dyn FnMut(&'a str, bool, &[Step<'a>])) {
+    enum Frame<'a, T> {
+        Enter(&'a T, Option<Step<'a>>),
         Key(&'a str),
         Leave,
     }
@@ -95,20 +97,18 @@ fn walk<'a>(value: &'a Value, visit: &mut dyn FnMut(&'a str, bool, &[Step<'a>]))
                     path.push(s);
                     stack.push(Frame::Leave);
                 }
-                match v {
-                    Value::String(s) => visit(s, false, &path),
-                    Value::Array(items) => {
-                        for (i, item) in items.iter().enumerate().rev() {
-                            stack.push(Frame::Enter(item, Some(Step::Index(i))));
-                        }
+                if let Some(s) = v.as_str() {
+                    visit(s, false, &path);
+                } else if let Some(items) = v.items() {
+                    for (i, item) in items.iter().enumerate().rev() {
+                        stack.push(Frame::Enter(item, Some(Step::Index(i))));
                     }
-                    Value::Object(map) => {
-                        for (k, item) in map.iter().rev() {
-                            stack.push(Frame::Enter(item, Some(Step::Key(k))));
-                            stack.push(Frame::Key(k));
-                        }
-                    }
-                    Value::Null | Value::Bool(_) | Value::Number(_) => {}
+                } else {
+                    // Objects (nothing for numbers, booleans and null).
+                    v.members_rev(|k, item| {
+                        stack.push(Frame::Enter(item, Some(Step::Key(k))));
+                        stack.push(Frame::Key(k));
+                    });
                 }
             }
         }
@@ -127,7 +127,7 @@ fn pointer(path: &[Step<'_>]) -> String {
     out
 }
 
-pub(super) fn scan_value(detector: &Detector, value: &Value) -> Result<JsonFindings, ScanError> {
+pub(super) fn scan_value<T: JsonTree>(detector: &Detector, value: &T) -> Result<JsonFindings, ScanError> {
     // The cap applies to the strings themselves (the separators are ours), checked before
     // anything is copied.
     let (mut total, mut strings) = (0usize, 0usize);

@@ -1,5 +1,7 @@
 //! The JSON walk: document order, keys before values, pointers escaped per RFC 6901.
 
+use serde_json::Value;
+
 use super::*;
 
 #[test]

@@ -306,7 +306,7 @@ impl Detector {
     }
 
     /// Scans every string value and object key of `value`, after JSON decoding (see [`json`]).
-    pub fn scan_json(&self, value: &serde_json::Value) -> Result<JsonFindings, ScanError> {
+    pub fn scan_json<T: crate::json_doc::JsonTree>(&self, value: &T) -> Result<JsonFindings, ScanError> {
         json::scan_value(self, value)
     }
 
