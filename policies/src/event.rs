@@ -262,7 +262,7 @@ impl DecisionEventRef<'_> {
     /// serde_json's generic field machinery (each key escaped, each value through a trait
     /// object) was the largest piece of pure computation on an allowed request (bench/PROFILE.md,
     /// session 7). Optional fields are skipped exactly as the derive's `skip_serializing_if` does;
-    /// the rare structured ones (kernel, revoke, MCP calls) still go through serde_json.
+    /// the rare structured ones (kernel, revoke) still go through serde_json.
     pub fn write_json(&self, out: &mut Vec<u8>) -> Result<(), serde_json::Error> {
         out.extend_from_slice(b"{\"decision_id\":");
         json_str(out, self.decision_id);
@@ -301,9 +301,15 @@ impl DecisionEventRef<'_> {
         opt_str(out, b",\"route\":", r.route);
         opt_str(out, b",\"governed\":", r.governed);
         opt_str(out, b",\"protocol\":", r.protocol.map(Protocol::as_str));
+        // Every JSON-RPC decision has calls (an MCP event is most events on an agent's route).
+        for (i, c) in r.calls.iter().enumerate() {
+            out.extend_from_slice(if i == 0 { b",\"calls\":[{\"method\":" } else { b",{\"method\":" });
+            json_str(out, &c.method);
+            opt_str(out, b",\"tool\":", c.tool.as_deref());
+            out.extend_from_slice(if c.has_id { b",\"has_id\":true}" } else { b",\"has_id\":false}" });
+        }
         if !r.calls.is_empty() {
-            out.extend_from_slice(b",\"calls\":");
-            serde_json::to_writer(&mut *out, r.calls)?;
+            out.push(b']');
         }
         opt_str(out, b",\"user_agent\":", r.user_agent);
         opt_str(out, b",\"client\":", r.client);
