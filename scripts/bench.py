@@ -997,7 +997,8 @@ def render(results: dict) -> str:
             "",
             "`cargo build --release --target wasm32-wasip1 -p interlock-bench-wasm-inspect && node scripts/wasm-inspect.mjs "
             "target/wasm32-wasip1/release/interlock-bench-wasm-inspect.wasm`: the detectors and the SSE parser as the filter "
-            "runs them, over 16 KiB chat completions; median of 11 rounds of 8 MiB and the range (the VM is shared).",
+            "runs them, over 16 KiB chat completions, and the two 1 KB bodies of an MCP call parsed into each of the engine's JSON "
+            "trees (`Value`, `Doc`) and scanned; median of 11 rounds of 8 MiB and the range (the VM is shared).",
             "",
             "| measurement | MB/s | range |",
             "|---|--:|--:|",
