@@ -94,5 +94,5 @@ fn allocations_per_decision() {
     drop(std::hint::black_box(engine.on_response_body(&facts, answer.as_bytes(), &mut NoSharedData)));
     let n = allocations().wrapping_sub(before);
     println!("mcp_response_1k_clean: {n} allocations per judgement");
-    assert!(n <= 10, "mcp_response_1k_clean: {n} allocations, at most 10 expected");
+    assert!(n <= 8, "mcp_response_1k_clean: {n} allocations, at most 8 expected");
 }

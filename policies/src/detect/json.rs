@@ -68,47 +68,61 @@ enum Step<'a> {
     Index(usize),
 }
 
-/// Visits every key and string of `value` (each key right before its value) with the path to
-/// it, objects in the form's order (a `Doc`'s members as written, a `Value`'s sorted by key).
-/// Iterative: the parser bounds the depth, but nothing here needs the stack.
-fn walk<'a, T: JsonTree>(value: &'a T, visit: &mut dyn FnMut(&'a str, bool, &[Step<'a>])) {
-    enum Frame<'a, T> {
-        Enter(&'a T, Option<Step<'a>>),
-        Key(&'a str),
-        Leave,
+/// What is left to do, on a walk's stack.
+enum Frame<'a, T> {
+    Enter(&'a T, Option<Step<'a>>),
+    Key(&'a str),
+    Leave,
+}
+
+/// A walk's path and stack, kept across the two or three walks one scan makes of a document.
+struct Walker<'a, T> {
+    path: Vec<Step<'a>>,
+    stack: Vec<Frame<'a, T>>,
+}
+
+impl<'a, T: JsonTree> Walker<'a, T> {
+    /// Sized for common documents once, rather than grown step by step.
+    fn new() -> Self {
+        Self { path: Vec::with_capacity(16), stack: Vec::with_capacity(32) }
     }
-    // Sized for common documents once, rather than grown step by step: this runs two or three
-    // times for every inspected body.
-    let mut path: Vec<Step<'a>> = Vec::with_capacity(16);
-    let mut stack = Vec::with_capacity(32);
-    stack.push(Frame::Enter(value, None));
-    while let Some(frame) = stack.pop() {
-        match frame {
-            Frame::Leave => {
-                path.pop();
-            }
-            Frame::Key(k) => {
-                path.push(Step::Key(k));
-                visit(k, true, &path);
-                path.pop();
-            }
-            Frame::Enter(v, step) => {
-                if let Some(s) = step {
-                    path.push(s);
-                    stack.push(Frame::Leave);
+
+    /// Visits every key and string of `value` (each key right before its value) with the path to
+    /// it, objects in the form's order (a `Doc`'s members as written, a `Value`'s sorted by key).
+    /// Iterative: the parser bounds the depth, but nothing here needs the stack.
+    fn walk(&mut self, value: &'a T, visit: &mut dyn FnMut(&'a str, bool, &[Step<'a>])) {
+        let Self { path, stack } = self;
+        path.clear();
+        stack.clear();
+        stack.push(Frame::Enter(value, None));
+        while let Some(frame) = stack.pop() {
+            match frame {
+                Frame::Leave => {
+                    path.pop();
                 }
-                if let Some(s) = v.as_str() {
-                    visit(s, false, &path);
-                } else if let Some(items) = v.items() {
-                    for (i, item) in items.iter().enumerate().rev() {
-                        stack.push(Frame::Enter(item, Some(Step::Index(i))));
+                Frame::Key(k) => {
+                    path.push(Step::Key(k));
+                    visit(k, true, path);
+                    path.pop();
+                }
+                Frame::Enter(v, step) => {
+                    if let Some(s) = step {
+                        path.push(s);
+                        stack.push(Frame::Leave);
                     }
-                } else {
-                    // Objects (nothing for numbers, booleans and null).
-                    v.members_rev(|k, item| {
-                        stack.push(Frame::Enter(item, Some(Step::Key(k))));
-                        stack.push(Frame::Key(k));
-                    });
+                    if let Some(s) = v.as_str() {
+                        visit(s, false, path);
+                    } else if let Some(items) = v.items() {
+                        for (i, item) in items.iter().enumerate().rev() {
+                            stack.push(Frame::Enter(item, Some(Step::Index(i))));
+                        }
+                    } else {
+                        // Objects (nothing for numbers, booleans and null).
+                        v.members_rev(|k, item| {
+                            stack.push(Frame::Enter(item, Some(Step::Key(k))));
+                            stack.push(Frame::Key(k));
+                        });
+                    }
                 }
             }
         }
@@ -130,8 +144,9 @@ fn pointer(path: &[Step<'_>]) -> String {
 pub(super) fn scan_value<T: JsonTree>(detector: &Detector, value: &T) -> Result<JsonFindings, ScanError> {
     // The cap applies to the strings themselves (the separators are ours), checked before
     // anything is copied.
+    let mut walker = Walker::new();
     let (mut total, mut strings) = (0usize, 0usize);
-    walk(value, &mut |s, _, _| {
+    walker.walk(value, &mut |s, _, _| {
         total = total.saturating_add(s.len());
         strings += 1;
     });
@@ -139,7 +154,7 @@ pub(super) fn scan_value<T: JsonTree>(detector: &Detector, value: &T) -> Result<
     // Pass 1: the haystack and where each string starts in it.
     let mut haystack: Vec<u8> = Vec::with_capacity(total.saturating_add(strings));
     let mut starts: Vec<usize> = Vec::with_capacity(strings);
-    walk(value, &mut |s, _, _| {
+    walker.walk(value, &mut |s, _, _| {
         starts.push(haystack.len());
         haystack.extend_from_slice(s.as_bytes());
         haystack.push(0);
@@ -165,7 +180,7 @@ pub(super) fn scan_value<T: JsonTree>(detector: &Detector, value: &T) -> Result<
     let mut items = Vec::with_capacity(located.len());
     let mut next = located.iter().peekable();
     let mut index = 0usize;
-    walk(value, &mut |_, in_key, path| {
+    walker.walk(value, &mut |_, in_key, path| {
         while let Some((idx, f)) = next.peek() {
             if *idx != index {
                 break;

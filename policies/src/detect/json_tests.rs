@@ -8,7 +8,7 @@ use super::*;
 fn walk_visits_keys_and_strings_in_document_order_with_pointers() {
     let value = serde_json::json!({ "a": ["x", { "b/c": "y", "d~": [1, "z"] }], "e": null });
     let mut seen = Vec::new();
-    walk(&value, &mut |s, in_key, path| seen.push((s.to_string(), in_key, pointer(path))));
+    Walker::new().walk(&value, &mut |s, in_key, path| seen.push((s.to_string(), in_key, pointer(path))));
     let want: Vec<(String, bool, String)> = vec![
         ("a".into(), true, "/a".into()),
         ("x".into(), false, "/a/0".into()),
@@ -30,6 +30,6 @@ fn walk_visits_keys_and_strings_in_document_order_with_pointers() {
 fn a_top_level_string_has_the_empty_pointer() {
     let value = Value::String("x".into());
     let mut seen = Vec::new();
-    walk(&value, &mut |s, _, path| seen.push((s.to_string(), pointer(path))));
+    Walker::new().walk(&value, &mut |s, _, path| seen.push((s.to_string(), pointer(path))));
     assert_eq!(seen, vec![("x".to_string(), String::new())]);
 }
