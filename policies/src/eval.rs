@@ -430,7 +430,8 @@ impl Engine {
             } {
                 // Tools offered to the model, or forced on it, must be tools this agent may call.
                 // The model providers' request shapes are read from a `Value` (`crate::llm`).
-                let req = match crate::llm::parse_request(provider, &value.to_value()) {
+                let body = value.to_value();
+                let req = match crate::llm::parse_request(provider, &body) {
                     Ok(r) => r,
                     Err(e) => return self.refusal(eval.facts, 400, builtin::INVALID_LLM_REQUEST, format!("{e}")),
                 };

@@ -26,6 +26,7 @@
 //! every JSON text (stream chunks, arguments) is read with [`parse_strict`] (no duplicate keys,
 //! depth at most [`MAX_JSON_DEPTH`]).
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
@@ -59,7 +60,7 @@ pub enum Provider {
 
 /// What a request asks of the model.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct LlmRequest {
+pub struct LlmRequest<'v> {
     pub model: Option<String>,
     pub stream: bool,
     /// Every tool name the request declares, in order.
@@ -67,8 +68,9 @@ pub struct LlmRequest {
     /// The tool the request forces the model to call (`tool_choice` naming one tool).
     pub forced_tool: Option<String>,
     /// Every text the request carries, for secret scanning: message contents of every role, the
-    /// system prompt, tool results, and the arguments of earlier tool calls.
-    pub texts: Vec<String>,
+    /// system prompt, tool results, and the arguments of earlier tool calls. Borrowed from the
+    /// body (a model's context can be most of a large body).
+    pub texts: Vec<Cow<'v, str>>,
 }
 
 /// One tool call a model proposes.
@@ -91,10 +93,10 @@ pub struct ProposedToolCall {
 
 /// What a non-streamed response proposes and says.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct LlmResponse {
+pub struct LlmResponse<'v> {
     pub tool_calls: Vec<ProposedToolCall>,
-    /// Text contents (and refusals), for secret scanning.
-    pub texts: Vec<String>,
+    /// Text contents (and refusals), for secret scanning, borrowed from the body.
+    pub texts: Vec<Cow<'v, str>>,
 }
 
 /// Why a body or stream event cannot be read as the provider's API.
@@ -264,7 +266,7 @@ fn push_call(calls: &mut Vec<ProposedToolCall>, call: ProposedToolCall) -> Resul
 // Requests
 
 /// Reads what a request declares, forces and says.
-pub fn parse_request(provider: Provider, body: &Value) -> Result<LlmRequest, LlmError> {
+pub fn parse_request(provider: Provider, body: &Value) -> Result<LlmRequest<'_>, LlmError> {
     let root = Path::Root("");
     let map = object(body, &Path::Root("body"))?;
     let mut request = LlmRequest {
@@ -291,7 +293,7 @@ pub fn parse_request(provider: Provider, body: &Value) -> Result<LlmRequest, Llm
     Ok(request)
 }
 
-fn openai_chat_request(map: &Map<String, Value>, root: &Path<'_>, request: &mut LlmRequest) -> Result<(), LlmError> {
+fn openai_chat_request<'v>(map: &'v Map<String, Value>, root: &Path<'_>, request: &mut LlmRequest<'v>) -> Result<(), LlmError> {
     let tools_path = root.key("tools");
     for (i, tool) in opt_array(map, "tools", root)?.iter().enumerate() {
         let path = tools_path.index(i);
@@ -353,7 +355,7 @@ fn openai_chat_request(map: &Map<String, Value>, root: &Path<'_>, request: &mut 
         let message = object(message, &path)?;
         openai_content(member(message, "content"), &path.key("content"), &mut request.texts)?;
         if let Some(refusal) = opt_str(message, "refusal", &path)? {
-            request.texts.push(refusal.to_owned());
+            request.texts.push(Cow::Borrowed(refusal));
         }
         // Arguments of earlier calls go back to the model with the history.
         let calls_path = path.key("tool_calls");
@@ -364,14 +366,14 @@ fn openai_chat_request(map: &Map<String, Value>, root: &Path<'_>, request: &mut 
                 let function_path = call_path.key("function");
                 let function = object(function, &function_path)?;
                 if let Some(arguments) = opt_str(function, "arguments", &function_path)? {
-                    request.texts.push(arguments.to_owned());
+                    request.texts.push(Cow::Borrowed(arguments));
                 }
             }
         }
         if let Some(call) = member(message, "function_call") {
             let call_path = path.key("function_call");
             if let Some(arguments) = opt_str(object(call, &call_path)?, "arguments", &call_path)? {
-                request.texts.push(arguments.to_owned());
+                request.texts.push(Cow::Borrowed(arguments));
             }
         }
     }
@@ -380,11 +382,11 @@ fn openai_chat_request(map: &Map<String, Value>, root: &Path<'_>, request: &mut 
 
 /// Chat Completions content: a string, or parts of which `text` and `refusal` carry text (images,
 /// audio and files are not text).
-fn openai_content(content: Option<&Value>, path: &Path<'_>, texts: &mut Vec<String>) -> Result<(), LlmError> {
+fn openai_content<'v>(content: Option<&'v Value>, path: &Path<'_>, texts: &mut Vec<Cow<'v, str>>) -> Result<(), LlmError> {
     match content {
         None => Ok(()),
         Some(Value::String(text)) => {
-            texts.push(text.clone());
+            texts.push(Cow::Borrowed(text.as_str()));
             Ok(())
         }
         Some(Value::Array(parts)) => {
@@ -393,7 +395,7 @@ fn openai_content(content: Option<&Value>, path: &Path<'_>, texts: &mut Vec<Stri
                 let part = object(part, &part_path)?;
                 if let kind @ ("text" | "input_text" | "output_text" | "refusal") = req_str(part, "type", &part_path)? {
                     let key = if kind == "refusal" { "refusal" } else { "text" };
-                    texts.push(req_str(part, key, &part_path)?.to_owned());
+                    texts.push(Cow::Borrowed(req_str(part, key, &part_path)?));
                 }
             }
             Ok(())
@@ -402,10 +404,10 @@ fn openai_content(content: Option<&Value>, path: &Path<'_>, texts: &mut Vec<Stri
     }
 }
 
-fn openai_responses_request(
-    map: &Map<String, Value>,
+fn openai_responses_request<'v>(
+    map: &'v Map<String, Value>,
     root: &Path<'_>,
-    request: &mut LlmRequest,
+    request: &mut LlmRequest<'v>,
 ) -> Result<(), LlmError> {
     let tools_path = root.key("tools");
     for (i, tool) in opt_array(map, "tools", root)?.iter().enumerate() {
@@ -431,11 +433,11 @@ fn openai_responses_request(
         };
     }
     if let Some(instructions) = opt_str(map, "instructions", root)? {
-        request.texts.push(instructions.to_owned());
+        request.texts.push(Cow::Borrowed(instructions));
     }
     let input_path = root.key("input");
     match required(map, "input", root)? {
-        Value::String(text) => request.texts.push(text.clone()),
+        Value::String(text) => request.texts.push(Cow::Borrowed(text.as_str())),
         Value::Array(items) => {
             for (i, item) in items.iter().enumerate() {
                 let path = input_path.index(i);
@@ -444,12 +446,12 @@ fn openai_responses_request(
                     "message" => openai_content(member(item, "content"), &path.key("content"), &mut request.texts)?,
                     "function_call" => {
                         if let Some(arguments) = opt_str(item, "arguments", &path)? {
-                            request.texts.push(arguments.to_owned());
+                            request.texts.push(Cow::Borrowed(arguments));
                         }
                     }
                     "custom_tool_call" => {
                         if let Some(input) = opt_str(item, "input", &path)? {
-                            request.texts.push(input.to_owned());
+                            request.texts.push(Cow::Borrowed(input));
                         }
                     }
                     "function_call_output" | "custom_tool_call_output" => {
@@ -464,7 +466,7 @@ fn openai_responses_request(
     Ok(())
 }
 
-fn anthropic_request(map: &Map<String, Value>, root: &Path<'_>, request: &mut LlmRequest) -> Result<(), LlmError> {
+fn anthropic_request<'v>(map: &'v Map<String, Value>, root: &Path<'_>, request: &mut LlmRequest<'v>) -> Result<(), LlmError> {
     // Every Anthropic tool, custom or versioned built-in (`bash_20250124`, `web_search_...`), has
     // a `name`, and that is what the model calls.
     let tools_path = root.key("tools");
@@ -483,7 +485,7 @@ fn anthropic_request(map: &Map<String, Value>, root: &Path<'_>, request: &mut Ll
     }
     match member(map, "system") {
         None => {}
-        Some(Value::String(text)) => request.texts.push(text.clone()),
+        Some(Value::String(text)) => request.texts.push(Cow::Borrowed(text.as_str())),
         Some(Value::Array(blocks)) => anthropic_blocks(blocks, &root.key("system"), &mut request.texts)?,
         Some(_) => return Err(wrong(&root.key("system"), "a string or an array")),
     }
@@ -500,11 +502,11 @@ fn anthropic_request(map: &Map<String, Value>, root: &Path<'_>, request: &mut Ll
     Ok(())
 }
 
-fn anthropic_content(content: Option<&Value>, path: &Path<'_>, texts: &mut Vec<String>) -> Result<(), LlmError> {
+fn anthropic_content<'v>(content: Option<&'v Value>, path: &Path<'_>, texts: &mut Vec<Cow<'v, str>>) -> Result<(), LlmError> {
     match content {
         None => Ok(()),
         Some(Value::String(text)) => {
-            texts.push(text.clone());
+            texts.push(Cow::Borrowed(text.as_str()));
             Ok(())
         }
         Some(Value::Array(blocks)) => anthropic_blocks(blocks, path, texts),
@@ -514,17 +516,17 @@ fn anthropic_content(content: Option<&Value>, path: &Path<'_>, texts: &mut Vec<S
 
 /// Text in request content blocks: `text`, `thinking`, plain-text documents, tool results (their
 /// own content), and the input of earlier tool uses.
-fn anthropic_blocks(blocks: &[Value], path: &Path<'_>, texts: &mut Vec<String>) -> Result<(), LlmError> {
+fn anthropic_blocks<'v>(blocks: &'v [Value], path: &Path<'_>, texts: &mut Vec<Cow<'v, str>>) -> Result<(), LlmError> {
     for (i, block) in blocks.iter().enumerate() {
         let block_path = path.index(i);
         let block = object(block, &block_path)?;
         match req_str(block, "type", &block_path)? {
-            "text" => texts.push(req_str(block, "text", &block_path)?.to_owned()),
-            "thinking" => texts.push(req_str(block, "thinking", &block_path)?.to_owned()),
+            "text" => texts.push(Cow::Borrowed(req_str(block, "text", &block_path)?)),
+            "thinking" => texts.push(Cow::Borrowed(req_str(block, "thinking", &block_path)?)),
             "tool_result" => anthropic_content(member(block, "content"), &block_path.key("content"), texts)?,
             "tool_use" | "server_tool_use" | "mcp_tool_use" => {
                 if let Some(input) = member(block, "input") {
-                    texts.push(input.to_string());
+                    texts.push(Cow::Owned(input.to_string()));
                 }
             }
             "document" => {
@@ -534,7 +536,7 @@ fn anthropic_blocks(blocks: &[Value], path: &Path<'_>, texts: &mut Vec<String>) 
                     if opt_str(source, "type", &source_path)? == Some("text")
                         && let Some(data) = opt_str(source, "data", &source_path)?
                     {
-                        texts.push(data.to_owned());
+                        texts.push(Cow::Borrowed(data));
                     }
                 }
             }
@@ -548,7 +550,7 @@ fn anthropic_blocks(blocks: &[Value], path: &Path<'_>, texts: &mut Vec<String>) 
 // Non-streamed responses
 
 /// Reads the tool calls a non-streamed response proposes and the texts it carries.
-pub fn parse_response(provider: Provider, body: &Value) -> Result<LlmResponse, LlmError> {
+pub fn parse_response(provider: Provider, body: &Value) -> Result<LlmResponse<'_>, LlmError> {
     let root = Path::Root("");
     let map = object(body, &Path::Root("body"))?;
     let mut response = LlmResponse::default();
@@ -562,7 +564,7 @@ pub fn parse_response(provider: Provider, body: &Value) -> Result<LlmResponse, L
     Ok(response)
 }
 
-fn openai_chat_response(map: &Map<String, Value>, root: &Path<'_>, response: &mut LlmResponse) -> Result<(), LlmError> {
+fn openai_chat_response<'v>(map: &'v Map<String, Value>, root: &Path<'_>, response: &mut LlmResponse<'v>) -> Result<(), LlmError> {
     let choices_path = root.key("choices");
     let choices = match required(map, "choices", root)? {
         Value::Array(choices) => choices,
@@ -579,7 +581,7 @@ fn openai_chat_response(map: &Map<String, Value>, root: &Path<'_>, response: &mu
         let message = object(required(choice, "message", &path)?, &message_path)?;
         openai_content(member(message, "content"), &message_path.key("content"), &mut response.texts)?;
         if let Some(refusal) = opt_str(message, "refusal", &message_path)? {
-            response.texts.push(refusal.to_owned());
+            response.texts.push(Cow::Borrowed(refusal));
         }
         let calls_path = message_path.key("tool_calls");
         for (index, call) in opt_array(message, "tool_calls", &message_path)?.iter().enumerate() {
@@ -633,10 +635,10 @@ fn openai_chat_response(map: &Map<String, Value>, root: &Path<'_>, response: &mu
     Ok(())
 }
 
-fn openai_responses_response(
-    map: &Map<String, Value>,
+fn openai_responses_response<'v>(
+    map: &'v Map<String, Value>,
     root: &Path<'_>,
-    response: &mut LlmResponse,
+    response: &mut LlmResponse<'v>,
 ) -> Result<(), LlmError> {
     let output_path = root.key("output");
     for (index, item) in opt_array(map, "output", root)?.iter().enumerate() {
@@ -683,7 +685,7 @@ fn is_anthropic_inert_block(kind: &str) -> bool {
     matches!(kind, "text" | "thinking" | "redacted_thinking") || kind.ends_with("_tool_result")
 }
 
-fn anthropic_response(map: &Map<String, Value>, root: &Path<'_>, response: &mut LlmResponse) -> Result<(), LlmError> {
+fn anthropic_response<'v>(map: &'v Map<String, Value>, root: &Path<'_>, response: &mut LlmResponse<'v>) -> Result<(), LlmError> {
     let content_path = root.key("content");
     let blocks = match required(map, "content", root)? {
         Value::Array(blocks) => blocks,
@@ -706,9 +708,9 @@ fn anthropic_response(map: &Map<String, Value>, root: &Path<'_>, response: &mut 
             };
             push_call(&mut response.tool_calls, call)?;
         } else if kind == "text" {
-            response.texts.push(req_str(block, "text", &path)?.to_owned());
+            response.texts.push(Cow::Borrowed(req_str(block, "text", &path)?));
         } else if kind == "thinking" {
-            response.texts.push(req_str(block, "thinking", &path)?.to_owned());
+            response.texts.push(Cow::Borrowed(req_str(block, "thinking", &path)?));
         } else if !is_anthropic_inert_block(kind) {
             return Err(unsupported(&path.key("type"), kind));
         }

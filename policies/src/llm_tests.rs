@@ -127,7 +127,8 @@ fn reads_openai_responses_requests() {
     assert_eq!(request.declared_tools, ["read_file"]);
     assert_eq!(request.texts, ["be terse", "call delete_repository", "part", "{}", "file body"]);
     assert!(!request.stream);
-    let plain = parse_request(Provider::OpenAi, &json!({"input": "hello"})).unwrap();
+    let plain_body = json!({"input": "hello"});
+    let plain = parse_request(Provider::OpenAi, &plain_body).unwrap();
     assert_eq!(plain.texts, ["hello"]);
 }
 
@@ -171,7 +172,8 @@ fn reads_anthropic_requests() {
             ],
         }
     );
-    let system = parse_request(Provider::Anthropic, &json!({"system": "sys", "messages": []})).unwrap();
+    let system_body = json!({"system": "sys", "messages": []});
+    let system = parse_request(Provider::Anthropic, &system_body).unwrap();
     assert_eq!(system.texts, ["sys"]);
 }
 

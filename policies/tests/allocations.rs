@@ -95,4 +95,19 @@ fn allocations_per_decision() {
     let n = allocations().wrapping_sub(before);
     println!("mcp_response_1k_clean: {n} allocations per judgement");
     assert!(n <= 8, "mcp_response_1k_clean: {n} allocations, at most 8 expected");
+
+    // The `llm16k` mix of `make bench`: a chat completion of 16 KB answering triage-bot, judged on
+    // its model route (its tool calls read, every string scanned).
+    let chat = json!({ "model": "gpt-4o-mini", "messages": [{ "role": "user", "content": "Summarize the incident." }] });
+    let case: CaseRequest =
+        serde_json::from_value(json!({ "method": "POST", "path": "/v1/chat/completions", "identity": triage, "headers": headers, "body": chat })).expect("a corpus request");
+    let eval = engine.evaluate(&case.to_http_request(), case.body_bytes().as_deref());
+    assert_eq!(eval.decision.action, Action::Allow, "{}", eval.decision.reason);
+    let answer = include_bytes!("../../envoy-config/bench/llm16k-response.json");
+    assert!(engine.on_response_body(&eval.facts, answer, &mut NoSharedData).is_none(), "the bench's answer passes unrecorded");
+    let before = allocations();
+    drop(std::hint::black_box(engine.on_response_body(&eval.facts, answer, &mut NoSharedData)));
+    let n = allocations().wrapping_sub(before);
+    println!("llm_response_16k_clean: {n} allocations per judgement");
+    assert!(n <= 39, "llm_response_16k_clean: {n} allocations, at most 39 expected");
 }
