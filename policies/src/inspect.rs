@@ -21,11 +21,10 @@
 
 use serde_json::Value;
 
-use crate::json_doc::{Doc, JsonTree, parse_doc};
-
 use crate::decision::{Action, Decision, Evaluation, Facts};
 use crate::detect::{ClassCount, DataClass, JsonFindings};
 use crate::engine::{CompiledDataRule, Engine};
+use crate::json_doc::{Doc, JsonTree, parse_doc};
 use crate::schema::{DataAction, Direction, Mode, Protocol, Uninspectable};
 
 /// The data rules' verdict on one body.
