@@ -175,7 +175,6 @@ mod native {
         group.finish();
     }
 
-
     /// A policy of `rules` rules (a multiple of [`RULES_PER_UNIT`]). Unit `i` is:
     /// - agent `agent-{i}` with two grants: `rest-{i}` (GET `/svc{i}/items/{id}`) and `mcp-{i}`
     ///   (tool `tool_{i}`);

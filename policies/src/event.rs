@@ -302,13 +302,14 @@ impl DecisionEventRef<'_> {
         opt_str(out, b",\"governed\":", r.governed);
         opt_str(out, b",\"protocol\":", r.protocol.map(Protocol::as_str));
         // Every JSON-RPC decision has calls (an MCP event is most events on an agent's route).
-        for (i, c) in r.calls.iter().enumerate() {
-            out.extend_from_slice(if i == 0 { b",\"calls\":[{\"method\":" } else { b",{\"method\":" });
-            json_str(out, &c.method);
-            opt_str(out, b",\"tool\":", c.tool.as_deref());
-            out.extend_from_slice(if c.has_id { b",\"has_id\":true}" } else { b",\"has_id\":false}" });
-        }
         if !r.calls.is_empty() {
+            out.extend_from_slice(b",\"calls\":[");
+            for (i, c) in r.calls.iter().enumerate() {
+                out.extend_from_slice(if i == 0 { b"{\"method\":" } else { b",{\"method\":" });
+                json_str(out, &c.method);
+                opt_str(out, b",\"tool\":", c.tool.as_deref());
+                out.extend_from_slice(if c.has_id { b",\"has_id\":true}" } else { b",\"has_id\":false}" });
+            }
             out.push(b']');
         }
         opt_str(out, b",\"user_agent\":", r.user_agent);

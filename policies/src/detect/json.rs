@@ -33,7 +33,8 @@ pub struct JsonFinding {
     pub range: Range<usize>,
 }
 
-/// The findings of one JSON scan, in the order of the walk (see [`walk`]).
+/// The findings of one JSON scan, in the walk's order: strings as they come, objects in the
+/// tree's own member order (a `Doc`'s as written, a `Value`'s sorted by key).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct JsonFindings {
     items: Vec<JsonFinding>,
